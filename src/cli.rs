@@ -1,0 +1,141 @@
+//! The `mirrordns` command line: argument parsing, logging set-up, exit codes.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::load::Loaded;
+
+const DEFAULT_CONFIG: &str = "config/mirrordns.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "mirrordns", version, about = "Authoritative geo-DNS for download mirrors")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Load config, zones and geo data as `serve` would; print `ok` or every problem.
+    Check {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Explain the answer for a client at IP (as if its subnet came in ECS).
+    Lookup {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Service name (default: the first service in the config).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// The client's address.
+        ip: IpAddr,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    // hickory logs at info for things we report ourselves; keep it quiet.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn load_or_report(config: &std::path::Path) -> Result<Loaded, ExitCode> {
+    Loaded::from_file(config).map_err(|problems| {
+        for p in &problems.0 {
+            eprintln!("error: {p}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load_or_report(&config) {
+            Ok(_) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Lookup { config, name, json, ip } => {
+            let loaded = match load_or_report(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let table = loaded.table(1);
+            match crate::explain::explain(&table, &loaded.geo, name.as_deref(), ip) {
+                Ok(e) if json => match serde_json::to_string_pretty(&e) {
+                    Ok(s) => {
+                        println!("{s}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        ExitCode::from(1)
+                    }
+                },
+                Ok(e) => {
+                    println!("{e}");
+                    ExitCode::SUCCESS
+                }
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Serve { config } => {
+            init_logging(cli.log_format);
+            let loaded = match load_or_report(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            tracing::info!(
+                geo = %loaded.geo.describe(),
+                compile_ms = loaded.compile_time.as_millis() as u64,
+                "loaded {}",
+                config.display()
+            );
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(crate::daemon::serve(loaded)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

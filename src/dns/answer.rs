@@ -1,0 +1,254 @@
+//! The answer logic: query bytes + client address + routing table -> response bytes.
+//!
+//! A pure function of its inputs (plus counters), shared by every transport. It follows RFC
+//! 1034 4.3.2 for zone data (referrals, CNAME chasing within the zone, wildcards, NXDOMAIN and
+//! NODATA with the SOA per RFC 2308) and answers geo service names from the routing table.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::Stats;
+use super::message::{Flags, OptOut, Owner, Rr, Sections, write_error, write_response};
+use super::wire::{self, Query, Reject};
+use crate::routing::RoutingTable;
+use crate::zone::{Lookup, RRset, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_SOA, Zone};
+
+const TYPE_IXFR: u16 = 251;
+const TYPE_AXFR: u16 = 252;
+const TYPE_ANY: u16 = 255;
+/// CNAME hops followed inside a zone before giving up (a loop, or an absurd chain).
+const MAX_CNAME_HOPS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Answers one query packet into `out`. Returns false when nothing should be sent.
+pub fn handle(table: &RoutingTable, pkt: &[u8], src: IpAddr, transport: Transport, out: &mut Vec<u8>, stats: &Stats) -> bool {
+    let payload = table.config.server.udp_payload_max;
+    let q = match wire::parse(pkt) {
+        Ok(q) => q,
+        Err(Reject::Drop) => {
+            stats.dropped.fetch_add(1, Relaxed);
+            return false;
+        }
+        Err(Reject::Error {
+            id,
+            rcode,
+            flags,
+            question,
+            edns,
+        }) => {
+            if rcode == wire::RCODE_FORMERR {
+                stats.malformed.fetch_add(1, Relaxed);
+            }
+            stats.count_rcode(rcode);
+            let opt = edns.then_some(OptOut { payload, ecs: None });
+            write_error(out, pkt, id, flags, rcode, question, opt.as_ref());
+            return true;
+        }
+    };
+    let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    if let Some(e) = q.edns
+        && e.version != 0
+    {
+        stats.count_rcode(wire::RCODE_BADVERS);
+        let opt = OptOut { payload, ecs: None };
+        write_error(out, pkt, q.id, req_flags, wire::RCODE_BADVERS, Some(q.question.len()), Some(&opt));
+        return true;
+    }
+    let limit = match (transport, q.edns) {
+        (Transport::Tcp, _) => 65535,
+        (Transport::Udp, Some(e)) => e.udp_payload.clamp(512, payload.max(512)) as usize,
+        (Transport::Udp, None) => 512,
+    };
+    let ecs = q.edns.and_then(|e| e.ecs);
+    if ecs.is_some() {
+        stats.ecs.fetch_add(1, Relaxed);
+    }
+    // RFC 7871 7.1.2: source prefix 0 means "do not use my subnet": answer for the sender.
+    let client = match ecs {
+        Some(e) if e.source_prefix > 0 => e.addr,
+        _ => src,
+    };
+    let mut sections = Sections::default();
+    let (flags, scope) = resolve(table, &q, client, &mut sections, stats);
+    let scope = match ecs {
+        Some(e) if e.source_prefix == 0 => 0,
+        _ => scope,
+    };
+    let opt = q.edns.map(|e| OptOut {
+        payload,
+        ecs: e.ecs.map(|ecs| (ecs, scope)),
+    });
+    stats.count_rcode(flags.rcode);
+    if write_response(out, &q, req_flags, flags, &sections, opt.as_ref(), limit) {
+        stats.truncated.fetch_add(1, Relaxed);
+    }
+    true
+}
+
+fn refused() -> (Flags, u8) {
+    (
+        Flags {
+            aa: false,
+            rcode: wire::RCODE_REFUSED,
+        },
+        0,
+    )
+}
+
+fn push_set<'t>(to: &mut Vec<Rr<'t>>, owner: Owner<'t>, set: &'t RRset) {
+    to.extend(set.rdatas.iter().map(|d| Rr {
+        owner,
+        rtype: set.rtype,
+        ttl: set.ttl,
+        rdata: d,
+    }));
+}
+
+fn push_soa<'t>(s: &mut Sections<'t>, zone: &'t Zone) {
+    let soa = zone.soa();
+    s.authority.extend(soa.rdatas.iter().map(|d| Rr {
+        owner: Owner::Name(zone.origin.wire()),
+        rtype: TYPE_SOA,
+        ttl: zone.negative_ttl,
+        rdata: d,
+    }));
+}
+
+/// A and AAAA records of in-zone targets (NS, MX, SRV) for the additional section.
+fn push_additional<'t>(s: &mut Sections<'t>, zone: &'t Zone, set: &'t RRset) -> bool {
+    let mut any = false;
+    for t in &set.targets {
+        if !t.is_within(&zone.origin) {
+            continue;
+        }
+        let Some(node) = zone.node(t.wire()) else { continue };
+        if node.service.is_some() {
+            continue;
+        }
+        for rtype in [TYPE_A, TYPE_AAAA] {
+            if let Some(addrs) = node.get(rtype) {
+                push_set(&mut s.additional, Owner::Name(t.wire()), addrs);
+                any = true;
+            }
+        }
+    }
+    any
+}
+
+/// Fills `s` with the answer; returns the header flags and the ECS scope.
+fn resolve<'t>(table: &'t RoutingTable, q: &Query<'_>, client: IpAddr, s: &mut Sections<'t>, stats: &Stats) -> (Flags, u8) {
+    if q.qclass != wire::CLASS_IN {
+        return refused();
+    }
+    match q.qtype {
+        TYPE_AXFR | TYPE_IXFR => return refused(),
+        wire::TYPE_OPT => {
+            return (
+                Flags {
+                    aa: false,
+                    rcode: wire::RCODE_FORMERR,
+                },
+                0,
+            );
+        }
+        _ => {}
+    }
+    let Some(zone) = table.zones.find(q.qname()) else {
+        return refused();
+    };
+    let mut flags = Flags {
+        aa: true,
+        rcode: wire::RCODE_NOERROR,
+    };
+    let mut scope = 0;
+    let mut cur: &[u8] = q.qname();
+    let mut owner: Owner<'t> = Owner::QName;
+    let mut hops = 0;
+    loop {
+        match zone.lookup(cur, q.qtype) {
+            Lookup::Referral { cut, ns } => {
+                if hops == 0 {
+                    flags.aa = false;
+                    push_set(&mut s.authority, Owner::Name(cut.wire()), ns);
+                    s.glue_required = push_additional(s, zone, ns);
+                }
+                break;
+            }
+            Lookup::NxDomain => {
+                flags.rcode = wire::RCODE_NXDOMAIN;
+                push_soa(s, zone);
+                break;
+            }
+            Lookup::Found { node, .. } => {
+                if let Some(si) = node.service {
+                    let route = &table.services[si];
+                    if matches!(q.qtype, TYPE_A | TYPE_AAAA | TYPE_ANY) {
+                        let hit = route.map.lookup(client);
+                        scope = hit.scope;
+                        if route.map.lists[hit.list as usize].unknown {
+                            stats.unknown_location.fetch_add(1, Relaxed);
+                        }
+                        let ans = &route.answers[hit.list as usize];
+                        let before = s.answer.len();
+                        if q.qtype != TYPE_AAAA {
+                            s.answer.extend(ans.a.iter().map(|a| Rr {
+                                owner,
+                                rtype: TYPE_A,
+                                ttl: route.ttl,
+                                rdata: a,
+                            }));
+                        }
+                        // RFC 8482: ANY gets one RRset; A when there is one.
+                        if q.qtype == TYPE_AAAA || (q.qtype == TYPE_ANY && s.answer.len() == before) {
+                            s.answer.extend(ans.aaaa.iter().map(|a| Rr {
+                                owner,
+                                rtype: TYPE_AAAA,
+                                ttl: route.ttl,
+                                rdata: a,
+                            }));
+                        }
+                        if s.answer.len() == before {
+                            push_soa(s, zone);
+                        }
+                    } else {
+                        push_soa(s, zone);
+                    }
+                    break;
+                }
+                if q.qtype != TYPE_CNAME
+                    && let Some(cn) = node.get(TYPE_CNAME)
+                {
+                    push_set(&mut s.answer, owner, cn);
+                    hops += 1;
+                    match cn.targets.first() {
+                        Some(t) if hops <= MAX_CNAME_HOPS && t.is_within(&zone.origin) => {
+                            cur = t.wire();
+                            owner = Owner::Name(t.wire());
+                            continue;
+                        }
+                        _ => break,
+                    }
+                }
+                let set = if q.qtype == TYPE_ANY {
+                    node.rrsets.first()
+                } else {
+                    node.get(q.qtype)
+                };
+                match set {
+                    Some(set) => {
+                        push_set(&mut s.answer, owner, set);
+                        push_additional(s, zone, set);
+                    }
+                    None => push_soa(s, zone),
+                }
+                break;
+            }
+        }
+    }
+    (flags, scope)
+}

@@ -1,0 +1,216 @@
+//! Response assembly from pre-rendered pieces.
+//!
+//! The question is echoed byte for byte (so the sender's case comes back), owner names are
+//! written as compression pointers into it where they share a suffix, and RDATA is copied from
+//! the zone or routing table. A response that does not fit the client's limit first loses its
+//! additional section (unless that holds glue a referral needs), then is cut to the header,
+//! question and OPT with TC set (RFC 2181 9, RFC 6891 7).
+
+use super::wire::{Ecs, Query, TYPE_OPT};
+
+/// Whose name a record carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    /// The query name, as sent.
+    QName,
+    /// A lower-case wire name.
+    Name(&'a [u8]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Rr<'a> {
+    pub owner: Owner<'a>,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: &'a [u8],
+}
+
+/// The records of a response, by section.
+#[derive(Debug, Default)]
+pub struct Sections<'a> {
+    pub answer: Vec<Rr<'a>>,
+    pub authority: Vec<Rr<'a>>,
+    pub additional: Vec<Rr<'a>>,
+    /// The additional section holds glue without which a referral is useless.
+    pub glue_required: bool,
+}
+
+impl Sections<'_> {
+    pub fn clear(&mut self) {
+        self.answer.clear();
+        self.authority.clear();
+        self.additional.clear();
+        self.glue_required = false;
+    }
+}
+
+/// Header bits of a response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flags {
+    pub aa: bool,
+    /// Full rcode; values above 15 go partly into the OPT record.
+    pub rcode: u16,
+}
+
+/// The OPT record we send back when the query had one.
+#[derive(Debug, Clone, Copy)]
+pub struct OptOut {
+    /// Our UDP payload size.
+    pub payload: u16,
+    /// The client's ECS option with the scope we answer for.
+    pub ecs: Option<(Ecs, u8)>,
+}
+
+fn put16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+/// Writes `name` (lower-case wire), pointing into the question where a suffix matches.
+fn put_name(out: &mut Vec<u8>, name: &[u8], qname: &[u8]) {
+    let mut o = 0;
+    loop {
+        let rest = &name[o..];
+        if rest.len() > 1 && rest.len() <= qname.len() {
+            let p = qname.len() - rest.len();
+            if &qname[p..] == rest && is_boundary(qname, p) {
+                put16(out, 0xC000 | (12 + p) as u16);
+                return;
+            }
+        }
+        let len = name[o] as usize;
+        out.extend_from_slice(&name[o..o + 1 + len]);
+        if len == 0 {
+            return;
+        }
+        o += 1 + len;
+    }
+}
+
+fn is_boundary(name: &[u8], at: usize) -> bool {
+    let mut o = 0;
+    while o < at {
+        o += 1 + name[o] as usize;
+    }
+    o == at
+}
+
+fn put_rr(out: &mut Vec<u8>, rr: &Rr<'_>, qname: &[u8]) {
+    match rr.owner {
+        Owner::QName => put16(out, 0xC00C),
+        Owner::Name(n) => put_name(out, n, qname),
+    }
+    put16(out, rr.rtype);
+    put16(out, 1);
+    out.extend_from_slice(&rr.ttl.to_be_bytes());
+    put16(out, rr.rdata.len() as u16);
+    out.extend_from_slice(rr.rdata);
+}
+
+fn put_opt(out: &mut Vec<u8>, opt: &OptOut, rcode: u16) {
+    out.push(0);
+    put16(out, TYPE_OPT);
+    put16(out, opt.payload);
+    // Extended rcode (upper 8 bits of 12), version 0, no flags.
+    out.push((rcode >> 4) as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+    match opt.ecs {
+        None => put16(out, 0),
+        Some((ecs, scope)) => {
+            let n = (ecs.source_prefix as usize).div_ceil(8);
+            put16(out, (8 + n) as u16);
+            put16(out, super::wire::OPTION_ECS);
+            put16(out, (4 + n) as u16);
+            put16(out, ecs.family);
+            out.push(ecs.source_prefix);
+            out.push(scope);
+            match ecs.addr {
+                std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
+                std::net::IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
+            }
+        }
+    }
+}
+
+/// Writes the header for a response to a query with this id and these request flags.
+pub fn put_header(out: &mut Vec<u8>, id: u16, req_flags: u16, flags: Flags, tc: bool, counts: [u16; 4]) {
+    out.clear();
+    put16(out, id);
+    // QR, opcode echoed, AA, TC, RD echoed; RA clear; CD echoed; rcode low bits.
+    let mut f: u16 = 0x8000 | (req_flags & 0x7800) | (req_flags & 0x0100) | (req_flags & 0x0010);
+    if flags.aa {
+        f |= 0x0400;
+    }
+    if tc {
+        f |= 0x0200;
+    }
+    f |= flags.rcode & 0xF;
+    put16(out, f);
+    for c in counts {
+        put16(out, c);
+    }
+}
+
+/// Assembles a full response into `out`. Returns true if it had to be truncated.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    q: &Query<'_>,
+    req_flags: u16,
+    flags: Flags,
+    sections: &Sections<'_>,
+    opt: Option<&OptOut>,
+    limit: usize,
+) -> bool {
+    let qname = q.qname();
+    let write = |out: &mut Vec<u8>, additional: bool, records: bool| {
+        let (an, ns, ar) = if records {
+            (
+                sections.answer.len(),
+                sections.authority.len(),
+                if additional { sections.additional.len() } else { 0 },
+            )
+        } else {
+            (0, 0, 0)
+        };
+        let counts = [1, an as u16, ns as u16, (ar + opt.is_some() as usize) as u16];
+        put_header(out, q.id, req_flags, flags, !records, counts);
+        out.extend_from_slice(q.question);
+        if records {
+            for rr in sections.answer.iter().chain(&sections.authority) {
+                put_rr(out, rr, qname);
+            }
+            if additional {
+                for rr in &sections.additional {
+                    put_rr(out, rr, qname);
+                }
+            }
+        }
+        if let Some(o) = opt {
+            put_opt(out, o, flags.rcode);
+        }
+    };
+    write(out, true, true);
+    if out.len() <= limit {
+        return false;
+    }
+    if !sections.additional.is_empty() && !sections.glue_required {
+        write(out, false, true);
+        if out.len() <= limit {
+            return false;
+        }
+    }
+    write(out, false, false);
+    true
+}
+
+/// A reply that echoes the header (and question, if it parsed) with an error rcode.
+pub fn write_error(out: &mut Vec<u8>, pkt: &[u8], id: u16, req_flags: u16, rcode: u16, question: Option<usize>, opt: Option<&OptOut>) {
+    let q = question.and_then(|len| pkt.get(12..12 + len));
+    let counts = [q.is_some() as u16, 0, 0, opt.is_some() as u16];
+    put_header(out, id, req_flags, Flags { aa: false, rcode }, false, counts);
+    if let Some(q) = q {
+        out.extend_from_slice(q);
+    }
+    if let Some(o) = opt {
+        put_opt(out, o, rcode);
+    }
+}

@@ -1,0 +1,233 @@
+//! UDP and TCP listeners: move bytes between sockets and `answer::handle`.
+//!
+//! One task per UDP socket (no task per packet), one task per TCP connection with an idle
+//! timeout and a global cap on connections. Every task watches the shutdown token; a TCP
+//! connection finishes the query it is answering before it closes.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::Stats;
+use super::answer::{Transport, handle};
+use crate::routing::RoutingTable;
+
+/// Bound sockets, before any task runs: binding happens first so that errors (port in use,
+/// no permission for port 53) are reported before the server claims to be up.
+pub struct Listeners {
+    udp: Vec<StdUdpSocket>,
+    tcp: Vec<StdTcpListener>,
+    addrs: Vec<SocketAddr>,
+}
+
+fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> io::Result<StdUdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    // Bursts of queries overflow the default buffer (about 200 KiB) and are dropped silently.
+    if let Err(e) = s.set_recv_buffer_size(recv_buffer) {
+        warn!(%addr, error = %e, "cannot raise the UDP receive buffer");
+    }
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<StdTcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+impl Listeners {
+    /// Binds UDP and TCP on every address. Port 0 picks one free port for both.
+    pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> io::Result<Listeners> {
+        let mut l = Listeners {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            addrs: Vec::new(),
+        };
+        for &addr in addrs {
+            let mut tries = 0;
+            let (udp, tcp, bound) = loop {
+                let udp = udp_socket(addr, recv_buffer).map_err(|e| io::Error::new(e.kind(), format!("UDP {addr}: {e}")))?;
+                let bound = udp.local_addr()?;
+                match tcp_listener(bound) {
+                    Ok(tcp) => break (udp, tcp, bound),
+                    // The port picked for UDP may be taken for TCP; pick again.
+                    Err(e) if addr.port() == 0 && tries < 20 => {
+                        tries += 1;
+                        debug!(%bound, error = %e, "TCP port taken, retrying");
+                    }
+                    Err(e) => return Err(io::Error::new(e.kind(), format!("TCP {bound}: {e}"))),
+                }
+            };
+            l.udp.push(udp);
+            l.tcp.push(tcp);
+            l.addrs.push(bound);
+        }
+        Ok(l)
+    }
+
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+/// Settings for the listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves until `shutdown` is cancelled, then waits for in-flight TCP answers.
+pub async fn run(
+    listeners: Listeners,
+    table: Arc<ArcSwap<RoutingTable>>,
+    stats: Arc<Stats>,
+    limits: TcpLimits,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let tracker = TaskTracker::new();
+    let conns = Arc::new(Semaphore::new(limits.max_connections));
+    for s in listeners.udp {
+        let sock = UdpSocket::from_std(s)?;
+        tracker.spawn(udp_loop(sock, table.clone(), stats.clone(), shutdown.clone()));
+    }
+    for l in listeners.tcp {
+        let l = TcpListener::from_std(l)?;
+        tracker.spawn(tcp_accept(
+            l,
+            table.clone(),
+            stats.clone(),
+            limits,
+            conns.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    shutdown.cancelled().await;
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+async fn udp_loop(sock: UdpSocket, table: Arc<ArcSwap<RoutingTable>>, stats: Arc<Stats>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let (n, src) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(error = %e, "UDP receive failed");
+                    continue;
+                }
+            },
+        };
+        stats.udp_queries.fetch_add(1, Relaxed);
+        let answered = {
+            let t = table.load();
+            handle(&t, &buf[..n], src.ip(), Transport::Udp, &mut out, &stats)
+        };
+        if answered && let Err(e) = sock.send_to(&out, src).await {
+            debug!(%src, error = %e, "UDP send failed");
+        }
+    }
+}
+
+async fn tcp_accept(
+    listener: TcpListener,
+    table: Arc<ArcSwap<RoutingTable>>,
+    stats: Arc<Stats>,
+    limits: TcpLimits,
+    conns: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            debug!(%peer, "TCP connection limit reached, closing");
+            continue;
+        };
+        let (table, stats, shutdown) = (table.clone(), stats.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            tcp_conn(stream, peer, table, stats, limits.idle_timeout, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn tcp_conn(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    table: Arc<ArcSwap<RoutingTable>>,
+    stats: Arc<Stats>,
+    idle: Duration,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let mut len = [0u8; 2];
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = tokio::time::timeout(idle, stream.read_exact(&mut len)) => r,
+        };
+        if !matches!(read, Ok(Ok(_))) {
+            break;
+        }
+        buf.resize(u16::from_be_bytes(len) as usize, 0);
+        if !matches!(tokio::time::timeout(idle, stream.read_exact(&mut buf)).await, Ok(Ok(_))) {
+            break;
+        }
+        stats.tcp_queries.fetch_add(1, Relaxed);
+        let answered = {
+            let t = table.load();
+            handle(&t, &buf, peer.ip(), Transport::Tcp, &mut out, &stats)
+        };
+        if !answered {
+            continue;
+        }
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&out);
+        if !matches!(tokio::time::timeout(idle, stream.write_all(&framed)).await, Ok(Ok(_))) {
+            break;
+        }
+    }
+}

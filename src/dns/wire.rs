@@ -1,0 +1,314 @@
+//! Query parsing straight from wire bytes, without allocating.
+//!
+//! We parse queries ourselves rather than through a general message decoder for two reasons:
+//! RFC 7871's rules for a malformed ECS option need the raw option bytes (hickory accepts
+//! options the RFC says are malformed), and the hot path should not allocate per query.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const OPCODE_QUERY: u8 = 0;
+pub const TYPE_OPT: u16 = 41;
+pub const OPTION_ECS: u16 = 8;
+pub const CLASS_IN: u16 = 1;
+
+pub const RCODE_NOERROR: u16 = 0;
+pub const RCODE_FORMERR: u16 = 1;
+pub const RCODE_SERVFAIL: u16 = 2;
+pub const RCODE_NXDOMAIN: u16 = 3;
+pub const RCODE_NOTIMP: u16 = 4;
+pub const RCODE_REFUSED: u16 = 5;
+/// Extended rcode 16: the OPT version is not one we speak.
+pub const RCODE_BADVERS: u16 = 16;
+
+/// An EDNS Client Subnet option as received (RFC 7871 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ecs {
+    pub family: u16,
+    pub source_prefix: u8,
+    /// Address bits, zero beyond `source_prefix` (checked).
+    pub addr: IpAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edns {
+    pub udp_payload: u16,
+    pub version: u8,
+    pub ecs: Option<Ecs>,
+}
+
+/// A parsed query. Borrowed bytes point into the packet.
+#[derive(Debug)]
+pub struct Query<'a> {
+    pub id: u16,
+    pub opcode: u8,
+    pub rd: bool,
+    pub cd: bool,
+    /// The question exactly as sent (name in the sender's case, type, class): echoed back.
+    pub question: &'a [u8],
+    /// Lower-case copy of the question name, in wire format.
+    pub qname: [u8; 255],
+    pub qname_len: usize,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub edns: Option<Edns>,
+}
+
+impl Query<'_> {
+    pub fn qname(&self) -> &[u8] {
+        &self.qname[..self.qname_len]
+    }
+}
+
+/// Why a packet gets no normal answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Not worth a reply: shorter than a header, or itself a response (answering responses
+    /// would let anyone bounce traffic between servers).
+    Drop,
+    /// Reply with this rcode, echoing the header; `question` is the question's length if it
+    /// parsed, so it can be echoed too. `edns` says whether the query had a usable OPT.
+    Error { id: u16, rcode: u16, flags: u16, question: Option<usize>, edns: bool },
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Reads a name that must not use compression (questions are at offset 12, so a pointer there
+/// could only point into the header). Returns the end offset.
+fn read_question_name(pkt: &[u8], mut at: usize, lower: &mut [u8; 255]) -> Option<(usize, usize)> {
+    let mut n = 0;
+    loop {
+        let len = *pkt.get(at)? as usize;
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        if n + len + 1 > 255 {
+            return None;
+        }
+        lower[n] = len as u8;
+        if len == 0 {
+            return Some((at + 1, n + 1));
+        }
+        let label = pkt.get(at + 1..at + 1 + len)?;
+        for (i, b) in label.iter().enumerate() {
+            lower[n + 1 + i] = b.to_ascii_lowercase();
+        }
+        n += 1 + len;
+        at += 1 + len;
+    }
+}
+
+/// Skips a name that may use compression pointers (in the additional section). Returns the end
+/// offset and whether the name is the root.
+fn skip_name(pkt: &[u8], mut at: usize) -> Option<(usize, bool)> {
+    let mut first = true;
+    loop {
+        let len = *pkt.get(at)?;
+        match len & 0xC0 {
+            0x00 if len == 0 => return Some((at + 1, first)),
+            0x00 => {
+                at += 1 + len as usize;
+                pkt.get(at - 1)?;
+            }
+            // A pointer ends the name; we never need to follow it.
+            0xC0 => {
+                pkt.get(at + 1)?;
+                return Some((at + 2, false));
+            }
+            _ => return None,
+        }
+        first = false;
+    }
+}
+
+/// Validates an ECS option body per RFC 7871 6 and 7.1.1.
+fn parse_ecs(data: &[u8]) -> Option<Ecs> {
+    if data.len() < 4 {
+        return None;
+    }
+    let family = u16::from_be_bytes([data[0], data[1]]);
+    let source = data[2];
+    let addr = &data[4..];
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return None,
+    };
+    if source > max || addr.len() != (source as usize).div_ceil(8) {
+        return None;
+    }
+    // Bits beyond the source prefix must be zero.
+    if source % 8 != 0 {
+        let last = *addr.last()?;
+        if last & (0xFFu8 >> (source % 8)) != 0 {
+            return None;
+        }
+    }
+    let addr = if family == 1 {
+        let mut b = [0u8; 4];
+        b[..addr.len()].copy_from_slice(addr);
+        IpAddr::V4(Ipv4Addr::from(b))
+    } else {
+        let mut b = [0u8; 16];
+        b[..addr.len()].copy_from_slice(addr);
+        IpAddr::V6(Ipv6Addr::from(b))
+    };
+    Some(Ecs {
+        family,
+        source_prefix: source,
+        addr,
+    })
+}
+
+/// Parses a query packet.
+pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
+    if pkt.len() < 12 {
+        return Err(Reject::Drop);
+    }
+    let id = u16::from_be_bytes([pkt[0], pkt[1]]);
+    let flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    if flags & 0x8000 != 0 {
+        return Err(Reject::Drop);
+    }
+    let opcode = ((flags >> 11) & 0xF) as u8;
+    let qdcount = be16(pkt, 4).unwrap_or(0);
+    let ancount = be16(pkt, 6).unwrap_or(0);
+    let nscount = be16(pkt, 8).unwrap_or(0);
+    let arcount = be16(pkt, 10).unwrap_or(0);
+    let err = |rcode, question| Reject::Error {
+        id,
+        rcode,
+        flags,
+        question,
+        edns: false,
+    };
+    let mut qname = [0u8; 255];
+    // Parse the question first so that even error replies can echo it.
+    let question = if qdcount == 1 {
+        read_question_name(pkt, 12, &mut qname).and_then(|(end, len)| {
+            let qtype = be16(pkt, end)?;
+            let qclass = be16(pkt, end + 2)?;
+            Some((end + 4, len, qtype, qclass))
+        })
+    } else {
+        None
+    };
+    if opcode != OPCODE_QUERY {
+        return Err(err(RCODE_NOTIMP, question.map(|q| q.0 - 12)));
+    }
+    let Some((qend, qname_len, qtype, qclass)) = question else {
+        return Err(err(RCODE_FORMERR, None));
+    };
+    if ancount != 0 || nscount != 0 {
+        return Err(err(RCODE_FORMERR, Some(qend - 12)));
+    }
+    // Additional section: find the OPT record; anything else (e.g. TSIG) is skipped for now.
+    let mut at = qend;
+    let mut edns: Option<Edns> = None;
+    for _ in 0..arcount {
+        let Some((name_end, is_root)) = skip_name(pkt, at) else {
+            return Err(err(RCODE_FORMERR, Some(qend - 12)));
+        };
+        let (Some(rtype), Some(class), Some(ttl_hi), Some(ttl_lo), Some(rdlen)) = (
+            be16(pkt, name_end),
+            be16(pkt, name_end + 2),
+            be16(pkt, name_end + 4),
+            be16(pkt, name_end + 6),
+            be16(pkt, name_end + 8),
+        ) else {
+            return Err(err(RCODE_FORMERR, Some(qend - 12)));
+        };
+        let rdata_start = name_end + 10;
+        let Some(rdata) = pkt.get(rdata_start..rdata_start + rdlen as usize) else {
+            return Err(err(RCODE_FORMERR, Some(qend - 12)));
+        };
+        at = rdata_start + rdlen as usize;
+        if rtype != TYPE_OPT {
+            continue;
+        }
+        // RFC 6891 6.1.1: one OPT, owned by the root.
+        if edns.is_some() || !is_root {
+            return Err(err(RCODE_FORMERR, Some(qend - 12)));
+        }
+        let version = (ttl_hi & 0xFF) as u8;
+        let _ = ttl_lo;
+        let mut ecs = None;
+        let mut o = 0;
+        while o < rdata.len() {
+            let (Some(code), Some(len)) = (be16(rdata, o), be16(rdata, o + 2)) else {
+                return Err(Reject::Error {
+                    id,
+                    rcode: RCODE_FORMERR,
+                    flags,
+                    question: Some(qend - 12),
+                    edns: true,
+                });
+            };
+            let Some(data) = rdata.get(o + 4..o + 4 + len as usize) else {
+                return Err(Reject::Error {
+                    id,
+                    rcode: RCODE_FORMERR,
+                    flags,
+                    question: Some(qend - 12),
+                    edns: true,
+                });
+            };
+            if code == OPTION_ECS {
+                match (ecs.is_some(), parse_ecs(data)) {
+                    (false, Some(e)) => ecs = Some(e),
+                    _ => {
+                        return Err(Reject::Error {
+                            id,
+                            rcode: RCODE_FORMERR,
+                            flags,
+                            question: Some(qend - 12),
+                            edns: true,
+                        });
+                    }
+                }
+            }
+            o += 4 + len as usize;
+        }
+        edns = Some(Edns {
+            udp_payload: class,
+            version,
+            ecs,
+        });
+    }
+    Ok(Query {
+        id,
+        opcode,
+        rd: flags & 0x0100 != 0,
+        cd: flags & 0x0010 != 0,
+        question: &pkt[12..qend],
+        qname,
+        qname_len,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecs_rules() {
+        // 192.0.2.0/24
+        let e = parse_ecs(&[0, 1, 24, 0, 192, 0, 2]).unwrap();
+        assert_eq!(e.addr, "192.0.2.0".parse::<IpAddr>().unwrap());
+        // Family 3.
+        assert!(parse_ecs(&[0, 3, 24, 0, 192, 0, 2]).is_none());
+        // /33 for IPv4.
+        assert!(parse_ecs(&[0, 1, 33, 0, 1, 2, 3, 4, 5]).is_none());
+        // Too many address bytes for /24.
+        assert!(parse_ecs(&[0, 1, 24, 0, 192, 0, 2, 0]).is_none());
+        // Bits set beyond /23.
+        assert!(parse_ecs(&[0, 1, 23, 0, 192, 0, 3]).is_none());
+        // /0 with no address bytes is valid.
+        assert_eq!(parse_ecs(&[0, 2, 0, 0]).unwrap().source_prefix, 0);
+        assert!(parse_ecs(&[0, 1]).is_none());
+    }
+}

@@ -1,0 +1,427 @@
+//! Where a client is: the MaxMind database plus the operator's CIDR overrides.
+//!
+//! Two uses. At load time, [`GeoSource::compile`] walks every network of the database, paints
+//! the overrides over it (longest prefix wins) and yields prefix tables that map every address to
+//! a location id: the per-query path then never decodes MMDB records. For explanations
+//! (`mirrordns lookup`), [`GeoSource::locate`] looks one address up directly and says which
+//! network and source matched.
+//!
+//! The database is read into memory, not memory-mapped: a geoipupdate that rewrote the file in
+//! place under a mapping would be undefined behaviour, and after compiling, only `lookup`
+//! explanations need the reader at all.
+
+pub mod prefix;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::config::{GeoConfig, Override};
+use crate::diag::Problem;
+use prefix::{PrefixTable, Span, overlay, paint};
+
+/// A two-letter upper-case code: ISO 3166-1 country or MaxMind continent.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Code([u8; 2]);
+
+impl Code {
+    fn from_str_upper(s: &str) -> Option<Code> {
+        let b = s.as_bytes();
+        if b.len() == 2 && b.iter().all(u8::is_ascii_alphabetic) {
+            Some(Code([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]))
+        } else {
+            None
+        }
+    }
+
+    pub fn parse_country(s: &str) -> Option<Code> {
+        Code::from_str_upper(s)
+    }
+
+    pub fn parse_continent(s: &str) -> Option<Code> {
+        let c = Code::from_str_upper(s)?;
+        const CONTINENTS: [&[u8; 2]; 7] = [b"AF", b"AN", b"AS", b"EU", b"NA", b"OC", b"SA"];
+        CONTINENTS.contains(&&c.0).then_some(c)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII letters are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What we know of a place. All fields empty means "unknown location".
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Location {
+    /// (latitude, longitude) in degrees.
+    pub coords: Option<(f64, f64)>,
+    pub country: Option<Code>,
+    pub continent: Option<Code>,
+}
+
+impl Location {
+    pub fn is_unknown(&self) -> bool {
+        self.coords.is_none() && self.country.is_none() && self.continent.is_none()
+    }
+
+    /// A key that treats equal locations as equal (f64 is not Eq).
+    fn key(&self) -> (Option<(u64, u64)>, Option<Code>, Option<Code>) {
+        (
+            self.coords.map(|(a, b)| (a.to_bits(), b.to_bits())),
+            self.country,
+            self.continent,
+        )
+    }
+}
+
+/// Where a location came from, for explanations.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Override,
+    Database,
+    /// Neither an override nor the database knows the address.
+    None,
+}
+
+/// One address's location and the network that gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub location: Location,
+    pub source: Source,
+    pub network: Option<IpNet>,
+}
+
+/// The fields of a GeoIP2/GeoLite2 City or Country record that routing uses.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow, default)]
+    country: Option<CountryRecord<'a>>,
+    #[serde(borrow, default)]
+    continent: Option<ContinentRecord<'a>>,
+    #[serde(default)]
+    location: Option<LocationRecord>,
+}
+
+#[derive(Deserialize)]
+struct CountryRecord<'a> {
+    #[serde(default)]
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ContinentRecord<'a> {
+    #[serde(default)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct LocationRecord {
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
+}
+
+impl Record<'_> {
+    fn location(&self) -> Location {
+        let coords = self.location.as_ref().and_then(|l| match (l.latitude, l.longitude) {
+            (Some(lat), Some(lon))
+                if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+            {
+                Some((lat, lon))
+            }
+            _ => None,
+        });
+        Location {
+            coords,
+            country: self.country.as_ref().and_then(|c| c.iso_code).and_then(Code::parse_country),
+            continent: self.continent.as_ref().and_then(|c| c.code).and_then(Code::parse_continent),
+        }
+    }
+}
+
+/// The geo inputs, loaded and checked.
+pub struct GeoSource {
+    db: Option<(PathBuf, maxminddb::Reader<Vec<u8>>)>,
+    overrides: Vec<Override>,
+}
+
+/// Location ids for every address, from [`GeoSource::compile`].
+pub struct LocationMap {
+    pub v4: PrefixTable<u32>,
+    pub v6: PrefixTable<u128>,
+    /// Indexed by location id; id 0 is the unknown location.
+    pub locations: Vec<Location>,
+    /// Networks the database held (before merging), for reporting.
+    pub networks: usize,
+}
+
+pub const UNKNOWN: u32 = 0;
+
+impl GeoSource {
+    /// Opens the database (if configured) and takes the overrides.
+    pub fn load(cfg: &GeoConfig, config_path: &Path) -> Result<GeoSource, Problem> {
+        let db = match &cfg.database {
+            None => None,
+            Some((path, line)) => {
+                let reader = maxminddb::Reader::open_readfile(path).map_err(|e| {
+                    Problem::new(
+                        config_path,
+                        Some(*line),
+                        Some("geo.database"),
+                        format!("cannot open MaxMind database {}: {e}", path.display()),
+                    )
+                })?;
+                let t = &reader.metadata().database_type;
+                if !(t.contains("City") || t.contains("Country")) {
+                    return Err(Problem::new(
+                        config_path,
+                        Some(*line),
+                        Some("geo.database"),
+                        format!(
+                            "{} is a `{t}` database: expected a GeoIP2/GeoLite2 City or Country database",
+                            path.display()
+                        ),
+                    ));
+                }
+                Some((path.clone(), reader))
+            }
+        };
+        Ok(GeoSource {
+            db,
+            overrides: cfg.overrides.clone(),
+        })
+    }
+
+    /// Database type and build time, for logs.
+    pub fn describe(&self) -> String {
+        match &self.db {
+            None => format!("no database, {} overrides", self.overrides.len()),
+            Some((path, r)) => format!(
+                "{} ({}, built {}), {} overrides",
+                path.display(),
+                r.metadata().database_type,
+                r.metadata().build_epoch,
+                self.overrides.len()
+            ),
+        }
+    }
+
+    /// Looks one address up: the longest matching override, else the database.
+    pub fn locate(&self, ip: IpAddr) -> Located {
+        let ip = canonical(ip);
+        if let Some(o) = self
+            .overrides
+            .iter()
+            .filter(|o| o.network.contains(&ip))
+            .max_by_key(|o| o.network.prefix_len())
+        {
+            return Located {
+                location: o.location,
+                source: Source::Override,
+                network: Some(o.network),
+            };
+        }
+        if let Some((_, reader)) = &self.db
+            && let Ok(result) = reader.lookup(ip)
+        {
+            let network = result
+                .network()
+                .ok()
+                .and_then(|n| IpNet::new(n.network(), n.prefix()).ok());
+            if let Ok(Some(rec)) = result.decode::<Record>() {
+                let location = rec.location();
+                let source = if location.is_unknown() { Source::None } else { Source::Database };
+                return Located {
+                    location,
+                    source,
+                    network,
+                };
+            }
+            return Located {
+                location: Location::default(),
+                source: Source::None,
+                network,
+            };
+        }
+        Located {
+            location: Location::default(),
+            source: Source::None,
+            network: None,
+        }
+    }
+
+    /// Compiles database + overrides into prefix tables of location ids.
+    pub fn compile(&self) -> Result<LocationMap, String> {
+        let mut locations = vec![Location::default()];
+        let mut ids: HashMap<_, u32> = HashMap::new();
+        ids.insert(Location::default().key(), UNKNOWN);
+        let mut intern = |loc: Location, locations: &mut Vec<Location>| -> u32 {
+            *ids.entry(loc.key()).or_insert_with(|| {
+                locations.push(loc);
+                (locations.len() - 1) as u32
+            })
+        };
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        let mut networks = 0;
+        if let Some((path, reader)) = &self.db {
+            // Many networks share one data record; decode each record once.
+            let mut by_offset: HashMap<usize, u32> = HashMap::new();
+            let mut walk = |cidr: &str, out: &mut Vec<Span>, locations: &mut Vec<Location>| -> Result<(), String> {
+                let Ok(net) = cidr.parse() else {
+                    return Ok(());
+                };
+                let iter = match reader.within(net, Default::default()) {
+                    Ok(i) => i,
+                    // An IPv4-only database has no IPv6 tree.
+                    Err(_) if cidr.contains(':') => return Ok(()),
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                };
+                for item in iter {
+                    let item = item.map_err(|e| format!("{}: {e}", path.display()))?;
+                    let Some(offset) = item.offset() else { continue };
+                    let n = item.network().map_err(|e| format!("{}: {e}", path.display()))?;
+                    let id = match by_offset.get(&offset) {
+                        Some(id) => *id,
+                        None => {
+                            let loc = match item.decode::<Record>() {
+                                Ok(Some(r)) => r.location(),
+                                Ok(None) => Location::default(),
+                                Err(e) => return Err(format!("{}: record for {n}: {e}", path.display())),
+                            };
+                            let id = intern(loc, locations);
+                            by_offset.insert(offset, id);
+                            id
+                        }
+                    };
+                    let (start, end) = match n {
+                        ipnetwork::IpNetwork::V4(n) => bounds(IpNet::V4(
+                            ipnet::Ipv4Net::new(n.network(), n.prefix()).map_err(|e| e.to_string())?,
+                        )),
+                        ipnetwork::IpNetwork::V6(n) => {
+                            let net = ipnet::Ipv6Net::new(n.network(), n.prefix()).map_err(|e| e.to_string())?;
+                            // The IPv4 subtree of an IPv6 database is compiled from the IPv4 walk.
+                            if cidr.contains(':') && n.prefix() >= 96 && is_v4_subtree(n.network()) {
+                                continue;
+                            }
+                            bounds(IpNet::V6(net))
+                        }
+                    };
+                    networks += 1;
+                    out.push(Span {
+                        start,
+                        end,
+                        value: id,
+                    });
+                }
+                Ok(())
+            };
+            walk("0.0.0.0/0", &mut v4, &mut locations)?;
+            walk("::/0", &mut v6, &mut locations)?;
+        }
+        // Shortest prefix first, so that painting leaves the longest prefix on top.
+        let mut overrides: Vec<&Override> = self.overrides.iter().collect();
+        overrides.sort_by_key(|o| o.network.prefix_len());
+        let mut top4 = Vec::new();
+        let mut top6 = Vec::new();
+        for o in overrides {
+            let id = intern(o.location, &mut locations);
+            let (start, end) = bounds(o.network);
+            let span = Span { start, end, value: id };
+            match o.network {
+                IpNet::V4(_) => top4.push(span),
+                IpNet::V6(_) => top6.push(span),
+            }
+        }
+        let v4 = overlay(&v4, &paint(top4));
+        let v6 = overlay(&v6, &paint(top6));
+        Ok(LocationMap {
+            v4: PrefixTable::from_spans(v4, UNKNOWN),
+            v6: PrefixTable::from_spans(v6, UNKNOWN),
+            locations,
+            networks,
+        })
+    }
+}
+
+fn is_v4_subtree(a: Ipv6Addr) -> bool {
+    a.segments()[..6] == [0; 6]
+}
+
+/// First and last address of a network, as integers.
+fn bounds(n: IpNet) -> (u128, u128) {
+    match n {
+        IpNet::V4(n) => (u32::from(n.network()) as u128, u32::from(n.broadcast()) as u128),
+        IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (from dual-stack sockets) are IPv4 clients.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// Great-circle distance in kilometres (haversine) between two (lat, lon) points in degrees.
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
+    let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
+    let dlat = lat2 - lat1;
+    let dlon = lon2 - lon1;
+    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().clamp(0.0, 1.0).asin()
+}
+
+/// Integer forms used by the prefix tables.
+pub fn v4_key(ip: Ipv4Addr) -> u32 {
+    u32::from(ip)
+}
+
+pub fn v6_key(ip: Ipv6Addr) -> u128 {
+    u128::from(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_is_symmetric_and_plausible() {
+        let london = (51.5, -0.13);
+        let frankfurt = (50.1, 8.7);
+        let tokyo = (35.7, 139.7);
+        let lf = distance_km(london, frankfurt);
+        assert!((600.0..700.0).contains(&lf), "{lf}");
+        assert!((distance_km(frankfurt, london) - lf).abs() < 1e-9);
+        assert!(distance_km(london, tokyo) > 9000.0);
+    }
+
+    #[test]
+    fn codes() {
+        assert_eq!(Code::parse_continent("eu").map(|c| c.to_string()), Some("EU".into()));
+        assert!(Code::parse_continent("XX").is_none());
+        assert!(Code::parse_country("DEU").is_none());
+    }
+}

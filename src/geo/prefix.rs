@@ -1,0 +1,293 @@
+//! Compiled prefix tables: every address of a family maps to one value, in sorted ranges.
+//!
+//! A table covers the whole address space (gaps hold a caller-given value), so a lookup is one
+//! binary search and always succeeds. Adjacent ranges with equal values are merged, which both
+//! shrinks the table and gives the broadest correct ECS scope: the answer cannot differ within
+//! the largest aligned network that fits inside the client's range.
+
+/// An address family's integer form: u32 for IPv4, u128 for IPv6.
+pub trait Key: Copy + Ord + std::fmt::Debug {
+    const BITS: u8;
+    fn from_u128(v: u128) -> Self;
+    fn to_u128(self) -> u128;
+}
+
+impl Key for u32 {
+    const BITS: u8 = 32;
+    fn from_u128(v: u128) -> Self {
+        v as u32
+    }
+    fn to_u128(self) -> u128 {
+        self as u128
+    }
+}
+
+impl Key for u128 {
+    const BITS: u8 = 128;
+    fn from_u128(v: u128) -> Self {
+        v
+    }
+    fn to_u128(self) -> u128 {
+        self
+    }
+}
+
+/// An inclusive range of addresses (as u128, whatever the family) and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u128,
+    pub end: u128,
+    pub value: u32,
+}
+
+/// Sorted ranges covering a whole address space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixTable<K: Key> {
+    starts: Vec<K>,
+    values: Vec<u32>,
+}
+
+/// What one lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub value: u32,
+    /// Prefix length of the largest network around the address that lies inside its range.
+    pub scope: u8,
+}
+
+fn max_of(bits: u8) -> u128 {
+    if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 }
+}
+
+impl<K: Key> PrefixTable<K> {
+    /// Builds a table from sorted, non-overlapping spans; gaps get `gap`. Adjacent equal values
+    /// are merged.
+    pub fn from_spans(spans: impl IntoIterator<Item = Span>, gap: u32) -> Self {
+        let mut starts: Vec<K> = Vec::new();
+        let mut values: Vec<u32> = Vec::new();
+        let mut push = |start: u128, value: u32| {
+            if values.last() == Some(&value) {
+                return;
+            }
+            starts.push(K::from_u128(start));
+            values.push(value);
+        };
+        let mut next: u128 = 0;
+        let mut covered_all = false;
+        for s in spans {
+            debug_assert!(s.start >= next, "spans must be sorted and disjoint");
+            if s.start > next {
+                push(next, gap);
+            }
+            push(s.start, s.value);
+            if s.end >= max_of(K::BITS) {
+                covered_all = true;
+                break;
+            }
+            next = s.end + 1;
+        }
+        if !covered_all {
+            push(next, gap);
+        }
+        PrefixTable { starts, values }
+    }
+
+    /// The value for `addr`, and the ECS scope within which it cannot differ.
+    pub fn lookup(&self, addr: K) -> Hit {
+        // starts[0] is always 0, so the partition point is at least 1.
+        let i = self.starts.partition_point(|&s| s <= addr).saturating_sub(1);
+        let start = self.starts[i].to_u128();
+        let end = match self.starts.get(i + 1) {
+            Some(n) => n.to_u128() - 1,
+            None => max_of(K::BITS),
+        };
+        Hit {
+            value: self.values[i],
+            scope: scope_within(addr.to_u128(), start, end, K::BITS),
+        }
+    }
+
+    /// Number of ranges after merging.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Bytes held by the table.
+    pub fn heap_bytes(&self) -> usize {
+        self.starts.capacity() * std::mem::size_of::<K>() + self.values.capacity() * 4
+    }
+
+    /// Every range as a span (for rebuilding with other values).
+    pub fn spans(&self) -> impl Iterator<Item = Span> + '_ {
+        (0..self.starts.len()).map(move |i| Span {
+            start: self.starts[i].to_u128(),
+            end: self
+                .starts
+                .get(i + 1)
+                .map(|n| n.to_u128() - 1)
+                .unwrap_or(max_of(K::BITS)),
+            value: self.values[i],
+        })
+    }
+
+    /// A table with every value mapped through `f`, re-merged.
+    pub fn map_values(&self, mut f: impl FnMut(u32) -> u32) -> Self {
+        PrefixTable::from_spans(
+            self.spans().map(|s| Span {
+                value: f(s.value),
+                ..s
+            }),
+            0,
+        )
+    }
+}
+
+/// The shortest prefix length p such that addr's /p network lies inside [start, end].
+fn scope_within(addr: u128, start: u128, end: u128, bits: u8) -> u8 {
+    for p in 0..bits {
+        let host = max_of(bits - p);
+        let lo = addr & !host;
+        let hi = lo | host;
+        if lo >= start && hi <= end {
+            return p;
+        }
+    }
+    bits
+}
+
+/// Overlays `top` on `base` (both sorted and disjoint): where they overlap, `top` wins.
+pub fn overlay(base: &[Span], top: &[Span]) -> Vec<Span> {
+    let mut out = Vec::with_capacity(base.len() + 2 * top.len());
+    let mut ti = 0;
+    for b in base {
+        while ti < top.len() && top[ti].end < b.start {
+            ti += 1;
+        }
+        // The first address of `b` not yet accounted for; None once `b` is used up.
+        let mut cur = Some(b.start);
+        let mut j = ti;
+        while let Some(c) = cur {
+            if j >= top.len() || top[j].start > b.end {
+                break;
+            }
+            let t = top[j];
+            if t.start > c {
+                out.push(Span {
+                    start: c,
+                    end: t.start - 1,
+                    value: b.value,
+                });
+            }
+            cur = if t.end >= b.end { None } else { Some(t.end + 1) };
+            j += 1;
+        }
+        if let Some(c) = cur {
+            out.push(Span {
+                start: c,
+                end: b.end,
+                value: b.value,
+            });
+        }
+    }
+    out.extend_from_slice(top);
+    out.sort_unstable_by_key(|s| s.start);
+    out
+}
+
+/// Paints networks one over another in the order given (so give them shortest prefix first:
+/// the longest prefix then wins) and returns disjoint sorted spans.
+pub fn paint(networks: impl IntoIterator<Item = Span>) -> Vec<Span> {
+    use std::collections::BTreeMap;
+    // Map from range start to (end, value); disjoint at all times.
+    let mut map: BTreeMap<u128, (u128, u32)> = BTreeMap::new();
+    for n in networks {
+        // Split any range that straddles n.start or n.end, then drop what n covers.
+        let straddling: Vec<(u128, (u128, u32))> = map
+            .range(..=n.end)
+            .rev()
+            .take_while(|(_, (e, _))| *e >= n.start)
+            .map(|(s, v)| (*s, *v))
+            .collect();
+        for (s, (e, v)) in straddling {
+            map.remove(&s);
+            if s < n.start {
+                map.insert(s, (n.start - 1, v));
+            }
+            if e > n.end {
+                map.insert(n.end + 1, (e, v));
+            }
+        }
+        map.insert(n.start, (n.end, n.value));
+    }
+    map.into_iter()
+        .map(|(start, (end, value))| Span { start, end, value })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(start: u128, end: u128, value: u32) -> Span {
+        Span { start, end, value }
+    }
+
+    #[test]
+    fn gaps_and_merging() {
+        let t: PrefixTable<u32> =
+            PrefixTable::from_spans([sp(10, 19, 1), sp(20, 29, 1), sp(40, 49, 2)], 0);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.lookup(0).value, 0);
+        assert_eq!(t.lookup(15).value, 1);
+        assert_eq!(t.lookup(29).value, 1);
+        assert_eq!(t.lookup(30).value, 0);
+        assert_eq!(t.lookup(45).value, 2);
+        assert_eq!(t.lookup(u32::MAX).value, 0);
+    }
+
+    #[test]
+    fn scope_is_largest_aligned_network_inside_range() {
+        // 10.0.0.0 - 10.3.255.255 is a /14.
+        let s = 0x0a00_0000u128;
+        let e = 0x0a03_ffffu128;
+        let t: PrefixTable<u32> = PrefixTable::from_spans([sp(s, e, 7)], 0);
+        let hit = t.lookup(0x0a01_0203);
+        assert_eq!(hit, Hit { value: 7, scope: 14 });
+        // A range that is not aligned: 10.0.1.0 - 10.0.2.255 -> /24 around each address.
+        let t: PrefixTable<u32> = PrefixTable::from_spans([sp(0x0a00_0100, 0x0a00_02ff, 7)], 0);
+        assert_eq!(t.lookup(0x0a00_0105).scope, 24);
+        // The whole space: scope 0.
+        let t: PrefixTable<u32> = PrefixTable::from_spans([], 3);
+        assert_eq!(t.lookup(12345), Hit { value: 3, scope: 0 });
+    }
+
+    #[test]
+    fn ipv6_full_space() {
+        let t: PrefixTable<u128> = PrefixTable::from_spans([sp(0, u128::MAX, 5)], 0);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.lookup(u128::MAX), Hit { value: 5, scope: 0 });
+    }
+
+    #[test]
+    fn paint_longest_prefix_wins() {
+        let spans = paint([sp(0, 255, 1), sp(16, 31, 2), sp(20, 23, 3)]);
+        assert_eq!(spans, vec![sp(0, 15, 1), sp(16, 19, 2), sp(20, 23, 3), sp(24, 31, 2), sp(32, 255, 1)]);
+    }
+
+    #[test]
+    fn overlay_top_wins() {
+        let base = [sp(0, 99, 1), sp(100, 199, 2)];
+        let top = [sp(50, 149, 9), sp(190, 199, 8)];
+        let out = overlay(&base, &top);
+        assert_eq!(
+            out,
+            vec![sp(0, 49, 1), sp(50, 149, 9), sp(150, 189, 2), sp(190, 199, 8)]
+        );
+        let out = overlay(&[sp(0, u128::MAX, 1)], &[sp(0, u128::MAX, 2)]);
+        assert_eq!(out, vec![sp(0, u128::MAX, 2)]);
+    }
+}

@@ -1,0 +1,24 @@
+//! mirrordns: an authoritative geo-DNS server that answers a download hostname with the
+//! nearest mirror that is up and holds a byte-exact copy of the release.
+//!
+//! Modules in the order data flows:
+//! - [`config`]: the TOML file -> a typed, validated [`config::Config`].
+//! - [`zone`]: RFC 1035 zone files -> per-name nodes with pre-rendered RDATA.
+//! - [`geo`]: the MaxMind database and CIDR overrides -> prefix tables of locations.
+//! - [`load`]: the one loading path shared by `serve`, `check`, `lookup` and reload.
+//! - [`routing`]: config + client maps + health snapshot -> the immutable [`routing::RoutingTable`].
+//! - [`dns`]: query bytes + routing table -> response bytes, and the UDP/TCP listeners.
+//! - [`daemon`]: the running server, its published table, reload and shutdown.
+//! - [`explain`]: "why this answer" for a client address.
+//! - [`cli`]: the `mirrordns` command line.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod diag;
+pub mod dns;
+pub mod explain;
+pub mod geo;
+pub mod load;
+pub mod routing;
+pub mod zone;

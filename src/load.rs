@@ -1,0 +1,88 @@
+//! Loading everything a server needs from a config file: the one code path shared by `serve`,
+//! `check`, `lookup` and reload, so that what `check` accepts is what `serve` runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::diag::{Problem, Problems};
+use crate::geo::GeoSource;
+use crate::routing::{self, ClientMap, HealthSnapshot, RoutingTable};
+use crate::zone::{Name, ZoneSet};
+
+/// A fully loaded, consistent set of inputs.
+pub struct Loaded {
+    pub config: Arc<Config>,
+    pub zones: Arc<ZoneSet>,
+    pub geo: GeoSource,
+    /// One per service, in config order.
+    pub maps: Vec<Arc<ClientMap>>,
+    /// How long compiling the geo data into client maps took.
+    pub compile_time: Duration,
+}
+
+impl Loaded {
+    /// Reads and checks config, zone files and geo data; compiles the client maps.
+    pub fn from_file(path: &Path) -> Result<Loaded, Problems> {
+        let config = Config::load(path)?;
+        Loaded::from_config(config)
+    }
+
+    pub fn from_config(config: Config) -> Result<Loaded, Problems> {
+        let mut problems = Vec::new();
+        let zones = match ZoneSet::load(&config.server.zones, &config.path) {
+            Ok(mut zones) => {
+                for (i, s) in config.services.iter().enumerate() {
+                    let Some(name) = Name::from_text(&s.name) else { continue };
+                    if let Err(msg) = zones.attach_service(&name, i) {
+                        problems.push(Problem::new(
+                            &config.path,
+                            Some(s.line),
+                            Some("service.name"),
+                            msg,
+                        ));
+                    }
+                }
+                Some(zones)
+            }
+            Err(p) => {
+                problems.extend(p);
+                None
+            }
+        };
+        let geo = match GeoSource::load(&config.geo, &config.path) {
+            Ok(g) => Some(g),
+            Err(p) => {
+                problems.push(p);
+                None
+            }
+        };
+        let (Some(zones), Some(geo), true) = (zones, geo, problems.is_empty()) else {
+            return Err(Problems(problems));
+        };
+        let started = Instant::now();
+        let locations = geo.compile().map_err(|e| {
+            let line = config.geo.database.as_ref().map(|d| d.1);
+            Problem::new(&config.path, line, Some("geo.database"), format!("cannot read the database: {e}"))
+        })?;
+        let maps = config
+            .services
+            .iter()
+            .map(|s| Arc::new(routing::compile_client_map(s, &config, &locations)))
+            .collect();
+        Ok(Loaded {
+            config: Arc::new(config),
+            zones: Arc::new(zones),
+            geo,
+            maps,
+            compile_time: started.elapsed(),
+        })
+    }
+
+    /// A routing table with every mirror routable.
+    pub fn table(&self, generation: u64) -> RoutingTable {
+        let health = HealthSnapshot::all_up(self.config.mirrors.len());
+        routing::build(&self.config, &self.zones, &self.maps, &health, generation)
+    }
+}

@@ -1,0 +1,218 @@
+//! The routing table: what the DNS path answers for each service and client network.
+//!
+//! Two layers, rebuilt at different rates:
+//! - [`ClientMap`] (per service, built once per config/geo load): prefix tables mapping every
+//!   client address to a *candidate list*, the service's mirrors in that client's order of
+//!   preference. Compiling it walks the whole geo database, so health changes never redo it.
+//! - [`RoutingTable`] (rebuilt on every health change by the pure function [`build`]): for each
+//!   service and candidate list, the addresses to answer with, given which mirrors are
+//!   routable. The DNS path `load()`s it from an `ArcSwap` and does one prefix lookup plus one
+//!   index per query.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use crate::config::{Config, Policy, Service};
+use crate::geo::prefix::{Hit, PrefixTable};
+use crate::geo::{self, Location, LocationMap, UNKNOWN};
+use crate::zone::{Name, ZoneSet};
+
+/// One client network's ordered mirrors.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CandidateList {
+    /// Indices into `Config::mirrors`, most preferred first.
+    pub mirrors: Vec<usize>,
+    /// The client's location was unknown, so this is the service's default order.
+    pub unknown: bool,
+}
+
+/// Client address -> candidate list, for one service.
+#[derive(Debug)]
+pub struct ClientMap {
+    v4: PrefixTable<u32>,
+    v6: PrefixTable<u128>,
+    pub lists: Vec<CandidateList>,
+}
+
+/// A client's candidate list id and the ECS scope within which it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientHit {
+    pub list: u32,
+    pub scope: u8,
+}
+
+impl ClientMap {
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> ClientHit {
+        let Hit { value, scope } = match geo::canonical(ip) {
+            IpAddr::V4(a) => self.v4.lookup(geo::v4_key(a)),
+            IpAddr::V6(a) => self.v6.lookup(geo::v6_key(a)),
+        };
+        ClientHit { list: value, scope }
+    }
+
+    /// Ranges in the IPv4 and IPv6 tables after merging.
+    pub fn ranges(&self) -> (usize, usize) {
+        (self.v4.len(), self.v6.len())
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
+    }
+}
+
+/// The order of a service's mirrors for a client at `loc`.
+pub fn order(service: &Service, config: &Config, loc: &Location) -> CandidateList {
+    if loc.is_unknown() {
+        return CandidateList {
+            mirrors: service.default_order().to_vec(),
+            unknown: true,
+        };
+    }
+    let mirrors = match service.policy {
+        Policy::Regions => {
+            let r = &service.regions;
+            loc.country
+                .and_then(|c| r.country.get(&c))
+                .or_else(|| loc.continent.and_then(|c| r.continent.get(&c)))
+                .map(|v| v.as_slice())
+                .unwrap_or_else(|| service.default_order())
+                .to_vec()
+        }
+        Policy::Nearest => match loc.coords {
+            Some(here) => {
+                let mut v = service.mirrors.clone();
+                // Config validation guarantees every mirror of a "nearest" service has a location.
+                let dist = |i: &usize| config.mirrors[*i].location.map(|m| geo::distance_km(here, m)).unwrap_or(f64::MAX);
+                // Stable sort: equal distances keep the configured order.
+                v.sort_by(|a, b| dist(a).total_cmp(&dist(b)));
+                v
+            }
+            None => service.default_order().to_vec(),
+        },
+    };
+    CandidateList { mirrors, unknown: false }
+}
+
+/// Compiles one service's client map from the location map.
+pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap) -> ClientMap {
+    let mut lists: Vec<CandidateList> = Vec::new();
+    let mut index: HashMap<CandidateList, u32> = HashMap::new();
+    let by_location: Vec<u32> = locs
+        .locations
+        .iter()
+        .enumerate()
+        .map(|(id, loc)| {
+            let mut l = order(service, config, loc);
+            if id as u32 == UNKNOWN {
+                l.unknown = true;
+            }
+            *index.entry(l.clone()).or_insert_with(|| {
+                lists.push(l);
+                (lists.len() - 1) as u32
+            })
+        })
+        .collect();
+    ClientMap {
+        v4: locs.v4.map_values(|id| by_location[id as usize]),
+        v6: locs.v6.map_values(|id| by_location[id as usize]),
+        lists,
+    }
+}
+
+/// Which mirrors may receive traffic. Built by the health module; for configs without health
+/// checks every mirror is routable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSnapshot {
+    pub routable: Vec<bool>,
+}
+
+impl HealthSnapshot {
+    pub fn all_up(mirrors: usize) -> Self {
+        HealthSnapshot {
+            routable: vec![true; mirrors],
+        }
+    }
+}
+
+/// Addresses for one candidate list, pre-rendered as RDATA.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub a: Vec<[u8; 4]>,
+    pub aaaa: Vec<[u8; 16]>,
+    /// The mirrors whose addresses are in `a` / `aaaa`.
+    pub a_mirrors: Vec<usize>,
+    pub aaaa_mirrors: Vec<usize>,
+}
+
+impl Answer {
+    pub fn ipv4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.a.iter().map(|b| Ipv4Addr::from(*b))
+    }
+
+    pub fn ipv6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.aaaa.iter().map(|b| Ipv6Addr::from(*b))
+    }
+}
+
+#[derive(Debug)]
+pub struct ServiceRoute {
+    pub name: Name,
+    pub ttl: u32,
+    pub map: Arc<ClientMap>,
+    /// Indexed by candidate list id.
+    pub answers: Vec<Answer>,
+}
+
+/// Everything the DNS path reads, swapped as one value.
+#[derive(Debug)]
+pub struct RoutingTable {
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub zones: Arc<ZoneSet>,
+    pub services: Vec<ServiceRoute>,
+}
+
+/// The answer for one candidate list: the first `answers` routable mirrors of each family.
+fn answer_for(list: &CandidateList, service: &Service, config: &Config, health: &HealthSnapshot) -> Answer {
+    let mut ans = Answer::default();
+    let up = |i: usize| health.routable.get(i).copied().unwrap_or(false);
+    for &i in list.mirrors.iter().filter(|&&i| up(i) && !config.mirrors[i].ipv4.is_empty()).take(service.answers) {
+        ans.a.extend(config.mirrors[i].ipv4.iter().map(|a| a.octets()));
+        ans.a_mirrors.push(i);
+    }
+    for &i in list.mirrors.iter().filter(|&&i| up(i) && !config.mirrors[i].ipv6.is_empty()).take(service.answers) {
+        ans.aaaa.extend(config.mirrors[i].ipv6.iter().map(|a| a.octets()));
+        ans.aaaa_mirrors.push(i);
+    }
+    ans
+}
+
+/// Builds a routing table: a pure function of config, compiled client maps, zones and health.
+pub fn build(
+    config: &Arc<Config>,
+    zones: &Arc<ZoneSet>,
+    maps: &[Arc<ClientMap>],
+    health: &HealthSnapshot,
+    generation: u64,
+) -> RoutingTable {
+    let services = config
+        .services
+        .iter()
+        .zip(maps)
+        .map(|(s, map)| ServiceRoute {
+            // Validated at load: every service name is a valid domain name.
+            name: Name::from_text(&s.name).unwrap_or_else(|| Name::from_wire(Name::ROOT)),
+            ttl: s.ttl,
+            map: map.clone(),
+            answers: map.lists.iter().map(|l| answer_for(l, s, config, health)).collect(),
+        })
+        .collect();
+    RoutingTable {
+        generation,
+        config: config.clone(),
+        zones: zones.clone(),
+        services,
+    }
+}
