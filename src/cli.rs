@@ -12,7 +12,11 @@ use crate::load::Loaded;
 const DEFAULT_CONFIG: &str = "config/mirrordns.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "mirrordns", version, about = "Authoritative geo-DNS for download mirrors")]
+#[command(
+    name = "mirrordns",
+    version,
+    about = "Authoritative geo-DNS for download mirrors"
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -56,8 +60,11 @@ enum Command {
 
 fn init_logging(format: LogFormat) {
     // hickory logs at info for things we report ourselves; keep it quiet.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
@@ -83,7 +90,12 @@ pub fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Lookup { config, name, json, ip } => {
+        Command::Lookup {
+            config,
+            name,
+            json,
+            ip,
+        } => {
             let loaded = match load_or_report(&config) {
                 Ok(l) => l,
                 Err(code) => return code,
@@ -122,7 +134,10 @@ pub fn main() -> ExitCode {
                 "loaded {}",
                 config.display()
             );
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");

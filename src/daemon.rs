@@ -45,7 +45,13 @@ impl Server {
             idle_timeout: cfg.server.tcp_idle_timeout,
             max_connections: cfg.server.tcp_max_connections,
         };
-        let dns = tokio::spawn(server::run(listeners, table.clone(), stats.clone(), limits, shutdown.clone()));
+        let dns = tokio::spawn(server::run(
+            listeners,
+            table.clone(),
+            stats.clone(),
+            limits,
+            shutdown.clone(),
+        ));
         info!(listen = ?addrs, zones = cfg.server.zones.len(), services = cfg.services.len(), "serving DNS");
         Ok(Server {
             addrs,
@@ -86,7 +92,12 @@ impl Server {
         let loaded = tokio::task::spawn_blocking(move || Loaded::from_file(&path))
             .await
             .map_err(|e| {
-                Problems::from(crate::diag::Problem::new(&self.config_path, None, None, format!("reload task failed: {e}")))
+                Problems::from(crate::diag::Problem::new(
+                    &self.config_path,
+                    None,
+                    None,
+                    format!("reload task failed: {e}"),
+                ))
             })??;
         let generation = self.next_generation();
         self.table.store(Arc::new(loaded.table(generation)));

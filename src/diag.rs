@@ -17,7 +17,12 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(file: &Path, line: Option<usize>, key: Option<&str>, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: &Path,
+        line: Option<usize>,
+        key: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
         Problem {
             file: file.to_path_buf(),
             line,
@@ -67,5 +72,9 @@ impl From<Problem> for Problems {
 /// 1-based line of a byte offset in `src`.
 pub fn line_of(src: &str, offset: usize) -> usize {
     let end = offset.min(src.len());
-    src.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    src.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }

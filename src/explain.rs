@@ -46,7 +46,12 @@ pub struct Explanation {
 }
 
 /// Explains the answer for `name` (default: the only or first service) to a client at `ip`.
-pub fn explain(table: &RoutingTable, geo: &GeoSource, name: Option<&str>, ip: IpAddr) -> Result<Explanation, String> {
+pub fn explain(
+    table: &RoutingTable,
+    geo: &GeoSource,
+    name: Option<&str>,
+    ip: IpAddr,
+) -> Result<Explanation, String> {
     let cfg = &table.config;
     let idx = match name {
         Some(n) => {
@@ -56,7 +61,9 @@ pub fn explain(table: &RoutingTable, geo: &GeoSource, name: Option<&str>, ip: Ip
                 .position(|s| s.name == n)
                 .ok_or_else(|| format!("no service named `{n}` in {}", cfg.path.display()))?
         }
-        None if cfg.services.is_empty() => return Err(format!("{} defines no [[service]]", cfg.path.display())),
+        None if cfg.services.is_empty() => {
+            return Err(format!("{} defines no [[service]]", cfg.path.display()));
+        }
         None => 0,
     };
     let service = &cfg.services[idx];
@@ -148,8 +155,24 @@ impl std::fmt::Display for Explanation {
             }
             writeln!(f)?;
         }
-        writeln!(f, "answer A    {}", if self.a.is_empty() { "(none)".into() } else { self.a.join(" ") })?;
-        writeln!(f, "answer AAAA {}", if self.aaaa.is_empty() { "(none)".into() } else { self.aaaa.join(" ") })?;
+        writeln!(
+            f,
+            "answer A    {}",
+            if self.a.is_empty() {
+                "(none)".into()
+            } else {
+                self.a.join(" ")
+            }
+        )?;
+        writeln!(
+            f,
+            "answer AAAA {}",
+            if self.aaaa.is_empty() {
+                "(none)".into()
+            } else {
+                self.aaaa.join(" ")
+            }
+        )?;
         writeln!(f, "ttl         {}", self.ttl)?;
         write!(f, "scope       /{}", self.scope)
     }

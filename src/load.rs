@@ -34,7 +34,9 @@ impl Loaded {
         let zones = match ZoneSet::load(&config.server.zones, &config.path) {
             Ok(mut zones) => {
                 for (i, s) in config.services.iter().enumerate() {
-                    let Some(name) = Name::from_text(&s.name) else { continue };
+                    let Some(name) = Name::from_text(&s.name) else {
+                        continue;
+                    };
                     if let Err(msg) = zones.attach_service(&name, i) {
                         problems.push(Problem::new(
                             &config.path,
@@ -64,7 +66,12 @@ impl Loaded {
         let started = Instant::now();
         let locations = geo.compile().map_err(|e| {
             let line = config.geo.database.as_ref().map(|d| d.1);
-            Problem::new(&config.path, line, Some("geo.database"), format!("cannot read the database: {e}"))
+            Problem::new(
+                &config.path,
+                line,
+                Some("geo.database"),
+                format!("cannot read the database: {e}"),
+            )
         })?;
         let maps = config
             .services

@@ -84,7 +84,12 @@ pub fn order(service: &Service, config: &Config, loc: &Location) -> CandidateLis
             Some(here) => {
                 let mut v = service.mirrors.clone();
                 // Config validation guarantees every mirror of a "nearest" service has a location.
-                let dist = |i: &usize| config.mirrors[*i].location.map(|m| geo::distance_km(here, m)).unwrap_or(f64::MAX);
+                let dist = |i: &usize| {
+                    config.mirrors[*i]
+                        .location
+                        .map(|m| geo::distance_km(here, m))
+                        .unwrap_or(f64::MAX)
+                };
                 // Stable sort: equal distances keep the configured order.
                 v.sort_by(|a, b| dist(a).total_cmp(&dist(b)));
                 v
@@ -92,7 +97,10 @@ pub fn order(service: &Service, config: &Config, loc: &Location) -> CandidateLis
             None => service.default_order().to_vec(),
         },
     };
-    CandidateList { mirrors, unknown: false }
+    CandidateList {
+        mirrors,
+        unknown: false,
+    }
 }
 
 /// Compiles one service's client map from the location map.
@@ -175,15 +183,32 @@ pub struct RoutingTable {
 }
 
 /// The answer for one candidate list: the first `answers` routable mirrors of each family.
-fn answer_for(list: &CandidateList, service: &Service, config: &Config, health: &HealthSnapshot) -> Answer {
+fn answer_for(
+    list: &CandidateList,
+    service: &Service,
+    config: &Config,
+    health: &HealthSnapshot,
+) -> Answer {
     let mut ans = Answer::default();
     let up = |i: usize| health.routable.get(i).copied().unwrap_or(false);
-    for &i in list.mirrors.iter().filter(|&&i| up(i) && !config.mirrors[i].ipv4.is_empty()).take(service.answers) {
-        ans.a.extend(config.mirrors[i].ipv4.iter().map(|a| a.octets()));
+    for &i in list
+        .mirrors
+        .iter()
+        .filter(|&&i| up(i) && !config.mirrors[i].ipv4.is_empty())
+        .take(service.answers)
+    {
+        ans.a
+            .extend(config.mirrors[i].ipv4.iter().map(|a| a.octets()));
         ans.a_mirrors.push(i);
     }
-    for &i in list.mirrors.iter().filter(|&&i| up(i) && !config.mirrors[i].ipv6.is_empty()).take(service.answers) {
-        ans.aaaa.extend(config.mirrors[i].ipv6.iter().map(|a| a.octets()));
+    for &i in list
+        .mirrors
+        .iter()
+        .filter(|&&i| up(i) && !config.mirrors[i].ipv6.is_empty())
+        .take(service.answers)
+    {
+        ans.aaaa
+            .extend(config.mirrors[i].ipv6.iter().map(|a| a.octets()));
         ans.aaaa_mirrors.push(i);
     }
     ans
@@ -206,7 +231,11 @@ pub fn build(
             name: Name::from_text(&s.name).unwrap_or_else(|| Name::from_wire(Name::ROOT)),
             ttl: s.ttl,
             map: map.clone(),
-            answers: map.lists.iter().map(|l| answer_for(l, s, config, health)).collect(),
+            answers: map
+                .lists
+                .iter()
+                .map(|l| answer_for(l, s, config, health))
+                .collect(),
         })
         .collect();
     RoutingTable {

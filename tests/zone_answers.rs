@@ -34,7 +34,11 @@ async fn static_records_are_authoritative_and_echo_case() {
     assert_eq!(m.queries[0].name().to_string(), "WwW.ExAmPle.CoM.");
     assert_eq!(m.answers[0].ttl, 3600);
 
-    let m = both(&ts, &query("www.example.com.", RecordType::AAAA, Some(1232), None)).await;
+    let m = both(
+        &ts,
+        &query("www.example.com.", RecordType::AAAA, Some(1232), None),
+    )
+    .await;
     assert_eq!(addrs(&m), ["2001:db8::100"]);
 }
 
@@ -43,11 +47,18 @@ async fn common_types() {
     let ts = start(&config(), ZONE, None).await;
     let m = both(&ts, &query("example.com.", RecordType::MX, None, None)).await;
     match &m.answers[0].data {
-        RData::MX(mx) => assert_eq!((mx.preference, mx.exchange.to_string().as_str()), (10, "mail.example.com.")),
+        RData::MX(mx) => assert_eq!(
+            (mx.preference, mx.exchange.to_string().as_str()),
+            (10, "mail.example.com.")
+        ),
         other => panic!("expected MX, got {other:?}"),
     }
     // The exchange's address rides along in the additional section.
-    assert!(m.additionals.iter().any(|r| r.name.to_string() == "mail.example.com."));
+    assert!(
+        m.additionals
+            .iter()
+            .any(|r| r.name.to_string() == "mail.example.com.")
+    );
 
     let m = both(&ts, &query("example.com.", RecordType::TXT, None, None)).await;
     assert!(matches!(&m.answers[0].data, RData::TXT(t) if t.to_string().contains("v=spf1")));
@@ -55,7 +66,11 @@ async fn common_types() {
     let m = both(&ts, &query("example.com.", RecordType::CAA, None, None)).await;
     assert!(matches!(&m.answers[0].data, RData::CAA(_)));
 
-    let m = both(&ts, &query("_https._tcp.example.com.", RecordType::SRV, None, None)).await;
+    let m = both(
+        &ts,
+        &query("_https._tcp.example.com.", RecordType::SRV, None, None),
+    )
+    .await;
     assert!(matches!(&m.answers[0].data, RData::SRV(s) if s.port == 443));
 
     let m = both(&ts, &query("example.com.", RecordType::SOA, None, None)).await;
@@ -92,7 +107,11 @@ async fn nxdomain_and_nodata_carry_the_soa() {
     assert!(m.answers.is_empty());
 
     // A geo service name has no MX: NODATA.
-    let m = both(&ts, &query("downloads.example.com.", RecordType::MX, None, None)).await;
+    let m = both(
+        &ts,
+        &query("downloads.example.com.", RecordType::MX, None, None),
+    )
+    .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty());
     assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
@@ -101,7 +120,11 @@ async fn nxdomain_and_nodata_carry_the_soa() {
 #[tokio::test]
 async fn cnames_are_followed_inside_the_zone() {
     let ts = start(&config(), ZONE, None).await;
-    let m = both(&ts, &query("releases.example.com.", RecordType::A, None, None)).await;
+    let m = both(
+        &ts,
+        &query("releases.example.com.", RecordType::A, None, None),
+    )
+    .await;
     assert_eq!(m.answers.len(), 2);
     assert_eq!(m.answers[0].record_type(), RecordType::CNAME);
     assert_eq!(addrs(&m), ["192.0.2.100"]);
@@ -121,14 +144,22 @@ async fn cnames_are_followed_inside_the_zone() {
     assert!(!m.answers.is_empty());
 
     // Asking for the CNAME itself.
-    let m = both(&ts, &query("releases.example.com.", RecordType::CNAME, None, None)).await;
+    let m = both(
+        &ts,
+        &query("releases.example.com.", RecordType::CNAME, None, None),
+    )
+    .await;
     assert_eq!(m.answers.len(), 1);
 }
 
 #[tokio::test]
 async fn delegations_are_referrals_with_glue() {
     let ts = start(&config(), ZONE, None).await;
-    let m = both(&ts, &query("host.lab.example.com.", RecordType::A, None, None)).await;
+    let m = both(
+        &ts,
+        &query("host.lab.example.com.", RecordType::A, None, None),
+    )
+    .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(!m.metadata.authoritative, "referrals are not authoritative");
     assert!(m.answers.is_empty());
@@ -144,12 +175,24 @@ async fn delegations_are_referrals_with_glue() {
 #[tokio::test]
 async fn wildcards_are_expanded() {
     let ts = start(&config(), ZONE, None).await;
-    let m = both(&ts, &query("anything.docs.example.com.", RecordType::A, None, None)).await;
+    let m = both(
+        &ts,
+        &query("anything.docs.example.com.", RecordType::A, None, None),
+    )
+    .await;
     assert_eq!(addrs(&m), ["192.0.2.101"]);
     assert_eq!(m.answers[0].name.to_string(), "anything.docs.example.com.");
-    let m = both(&ts, &query("a.b.docs.example.com.", RecordType::A, None, None)).await;
+    let m = both(
+        &ts,
+        &query("a.b.docs.example.com.", RecordType::A, None, None),
+    )
+    .await;
     assert_eq!(addrs(&m), ["192.0.2.101"]);
-    let m = both(&ts, &query("x.docs.example.com.", RecordType::TXT, None, None)).await;
+    let m = both(
+        &ts,
+        &query("x.docs.example.com.", RecordType::TXT, None, None),
+    )
+    .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty());
 }
@@ -188,7 +231,11 @@ async fn refused_notimp_formerr_and_any() {
     assert!(udp_raw(ts.addr, &q).await.is_none());
     // Garbage shorter than a header: dropped.
     assert!(udp_raw(ts.addr, &[1, 2, 3]).await.is_none());
-    let m = udp(ts.addr, &query("www.example.com.", RecordType::A, None, None)).await;
+    let m = udp(
+        ts.addr,
+        &query("www.example.com.", RecordType::A, None, None),
+    )
+    .await;
     assert_eq!(addrs(&m), ["192.0.2.100"]);
 
     // EDNS version 1 -> BADVERS (extended rcode 16).

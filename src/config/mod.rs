@@ -144,12 +144,17 @@ impl Validator<'_> {
 
     fn err<T>(&mut self, at: &Spanned<T>, key: &str, msg: impl Into<String>) {
         let line = self.line(at);
-        self.problems.push(Problem::new(self.path, Some(line), Some(key), msg));
+        self.problems
+            .push(Problem::new(self.path, Some(line), Some(key), msg));
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
     }
 
     fn config(&mut self, raw: raw::RawConfig) -> Config {
@@ -196,7 +201,11 @@ impl Validator<'_> {
             }
         }
         if dns_listen.get_ref().is_empty() {
-            self.err(&dns_listen, "server.dns-listen", "needs at least one address");
+            self.err(
+                &dns_listen,
+                "server.dns-listen",
+                "needs at least one address",
+            );
         }
         let mut zone_files = Vec::new();
         for z in zones.get_ref() {
@@ -246,7 +255,10 @@ impl Validator<'_> {
     }
 
     fn geo(&mut self, raw: raw::RawGeo) -> GeoConfig {
-        let raw::RawGeo { database, overrides } = raw;
+        let raw::RawGeo {
+            database,
+            overrides,
+        } = raw;
         let database = database.map(|d| (self.resolve(d.get_ref()), self.line(&d)));
         let mut out = Vec::new();
         for o in overrides {
@@ -280,18 +292,30 @@ impl Validator<'_> {
         let coords = match (lat, lon) {
             (Some(lat), Some(lon)) => {
                 if !(-90.0..=90.0).contains(lat) {
-                    self.err(raw, &format!("{key}.lat"), format!("{lat} is not a latitude: expected -90 to 90"));
+                    self.err(
+                        raw,
+                        &format!("{key}.lat"),
+                        format!("{lat} is not a latitude: expected -90 to 90"),
+                    );
                     ok = false;
                 }
                 if !(-180.0..=180.0).contains(lon) {
-                    self.err(raw, &format!("{key}.lon"), format!("{lon} is not a longitude: expected -180 to 180"));
+                    self.err(
+                        raw,
+                        &format!("{key}.lon"),
+                        format!("{lon} is not a longitude: expected -180 to 180"),
+                    );
                     ok = false;
                 }
                 Some((*lat, *lon))
             }
             (None, None) => None,
             _ => {
-                self.err(raw, key, "`lat` and `lon` go together: give both or neither");
+                self.err(
+                    raw,
+                    key,
+                    "`lat` and `lon` go together: give both or neither",
+                );
                 ok = false;
                 None
             }
@@ -300,7 +324,11 @@ impl Validator<'_> {
             Some(c) => match Code::parse_country(c) {
                 Some(code) => Some(code),
                 None => {
-                    self.err(raw, &format!("{key}.country"), format!("`{c}` is not an ISO 3166-1 alpha-2 code"));
+                    self.err(
+                        raw,
+                        &format!("{key}.country"),
+                        format!("`{c}` is not an ISO 3166-1 alpha-2 code"),
+                    );
                     ok = false;
                     None
                 }
@@ -308,18 +336,20 @@ impl Validator<'_> {
             None => None,
         };
         let continent = match continent {
-            Some(c) => match Code::parse_continent(c) {
-                Some(code) => Some(code),
-                None => {
-                    self.err(
+            Some(c) => {
+                match Code::parse_continent(c) {
+                    Some(code) => Some(code),
+                    None => {
+                        self.err(
                         raw,
                         &format!("{key}.continent"),
                         format!("`{c}` is not a continent code: expected one of AF AN AS EU NA OC SA"),
                     );
-                    ok = false;
-                    None
+                        ok = false;
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
         ok.then_some(Location {
@@ -343,14 +373,22 @@ impl Validator<'_> {
             if n.is_empty() {
                 self.err(&name, "mirror.name", "must not be empty");
             } else if !seen.insert(n.clone()) {
-                self.err(&name, "mirror.name", format!("mirror `{n}` is defined twice"));
+                self.err(
+                    &name,
+                    "mirror.name",
+                    format!("mirror `{n}` is defined twice"),
+                );
             }
             let key4 = format!("mirror `{n}`: ipv4");
             let mut v4 = Vec::new();
             for a in &ipv4 {
                 match a.get_ref().parse::<Ipv4Addr>() {
                     Ok(ip) => v4.push(ip),
-                    Err(_) => self.err(a, &key4, format!("`{}` is not an IPv4 address", a.get_ref())),
+                    Err(_) => self.err(
+                        a,
+                        &key4,
+                        format!("`{}` is not an IPv4 address", a.get_ref()),
+                    ),
                 }
             }
             let key6 = format!("mirror `{n}`: ipv6");
@@ -358,7 +396,11 @@ impl Validator<'_> {
             for a in &ipv6 {
                 match a.get_ref().parse::<Ipv6Addr>() {
                     Ok(ip) => v6.push(ip),
-                    Err(_) => self.err(a, &key6, format!("`{}` is not an IPv6 address", a.get_ref())),
+                    Err(_) => self.err(
+                        a,
+                        &key6,
+                        format!("`{}` is not an IPv6 address", a.get_ref()),
+                    ),
                 }
             }
             let key = format!("mirror `{n}`: location");
@@ -392,7 +434,10 @@ impl Validator<'_> {
                 Some(i) if allowed.is_some_and(|a| !a.contains(&i)) => self.err(
                     m,
                     key,
-                    format!("mirror `{}` is not in this service's `mirrors`", m.get_ref()),
+                    format!(
+                        "mirror `{}` is not in this service's `mirrors`",
+                        m.get_ref()
+                    ),
                 ),
                 Some(i) if out.contains(&i) => {
                     self.err(m, key, format!("mirror `{}` is listed twice", m.get_ref()))
@@ -401,7 +446,10 @@ impl Validator<'_> {
                 None => self.err(
                     m,
                     key,
-                    format!("mirror `{}` is not defined: expected the name of a [[mirror]]", m.get_ref()),
+                    format!(
+                        "mirror `{}` is not defined: expected the name of a [[mirror]]",
+                        m.get_ref()
+                    ),
                 ),
             }
         }
@@ -426,9 +474,17 @@ impl Validator<'_> {
             let n = name.get_ref().trim_end_matches('.').to_ascii_lowercase();
             let line = self.line(&name);
             if n.is_empty() || n.split('.').any(|l| l.is_empty() || l.len() > 63) || n.len() > 253 {
-                self.err(&name, "service.name", format!("`{}` is not a valid domain name", name.get_ref()));
+                self.err(
+                    &name,
+                    "service.name",
+                    format!("`{}` is not a valid domain name", name.get_ref()),
+                );
             } else if !seen.insert(n.clone()) {
-                self.err(&name, "service.name", format!("service `{n}` is defined twice"));
+                self.err(
+                    &name,
+                    "service.name",
+                    format!("service `{n}` is defined twice"),
+                );
             }
             let policy = match policy {
                 None => Policy::Nearest,
@@ -439,7 +495,9 @@ impl Validator<'_> {
                         self.err(
                             &p,
                             &format!("service `{n}`: policy"),
-                            format!("`{other}` is not a policy: expected \"nearest\" or \"regions\""),
+                            format!(
+                                "`{other}` is not a policy: expected \"nearest\" or \"regions\""
+                            ),
                         );
                         Policy::Nearest
                     }
@@ -463,8 +521,12 @@ impl Validator<'_> {
                     country,
                 } = r.get_ref();
                 if let Some(d) = default {
-                    regions_out.default =
-                        Some(self.mirror_list(d, &format!("service `{n}`: regions.default"), mirrors, Some(&mlist)));
+                    regions_out.default = Some(self.mirror_list(
+                        d,
+                        &format!("service `{n}`: regions.default"),
+                        mirrors,
+                        Some(&mlist),
+                    ));
                 }
                 for (code, l) in continent {
                     let key = format!("service `{n}`: regions.continent.{}", code.get_ref());
@@ -473,7 +535,11 @@ impl Validator<'_> {
                             let v = self.mirror_list(l, &key, mirrors, Some(&mlist));
                             regions_out.continent.insert(c, v);
                         }
-                        None => self.err(code, &key, "not a continent code: expected one of AF AN AS EU NA OC SA"),
+                        None => self.err(
+                            code,
+                            &key,
+                            "not a continent code: expected one of AF AN AS EU NA OC SA",
+                        ),
                     }
                 }
                 for (code, l) in country {
@@ -527,12 +593,13 @@ impl Validator<'_> {
 /// zero, so that a typo in the prefix length is not silently widened.
 pub fn parse_network(s: &str) -> Result<IpNet, String> {
     let net = if s.contains('/') {
-        s.parse::<IpNet>()
-            .map_err(|_| format!("`{s}` is not a network: expected CIDR notation such as \"10.20.0.0/16\""))?
+        s.parse::<IpNet>().map_err(|_| {
+            format!("`{s}` is not a network: expected CIDR notation such as \"10.20.0.0/16\"")
+        })?
     } else {
-        let ip: IpAddr = s
-            .parse()
-            .map_err(|_| format!("`{s}` is not a network: expected CIDR notation such as \"10.20.0.0/16\""))?;
+        let ip: IpAddr = s.parse().map_err(|_| {
+            format!("`{s}` is not a network: expected CIDR notation such as \"10.20.0.0/16\"")
+        })?;
         IpNet::from(ip)
     };
     if net.trunc() != net {
@@ -547,7 +614,8 @@ pub fn parse_network(s: &str) -> Result<IpNet, String> {
 
 /// Parses "500ms", "10s", "5m", "6h", "1d", or a sum of these such as "1h30m".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration: expected e.g. \"500ms\", \"10s\", \"5m\", \"6h\"");
+    let bad =
+        || format!("`{s}` is not a duration: expected e.g. \"500ms\", \"10s\", \"5m\", \"6h\"");
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());
@@ -555,13 +623,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let d = match unit {

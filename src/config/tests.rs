@@ -1,0 +1,182 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+dns-listen = ["127.0.0.1:5353", "[::1]:5353"]
+zones = ["zones/example.com.zone"]
+
+[geo]
+[[geo.override]]
+network = "10.20.0.0/16"
+location = { lat = 50.1, lon = 8.7, country = "DE", continent = "EU" }
+
+[[service]]
+name = "downloads.example.com"
+policy = "regions"
+mirrors = ["us-east", "eu-west"]
+[service.regions]
+default = ["us-east", "eu-west"]
+[service.regions.continent]
+EU = ["eu-west", "us-east"]
+[service.regions.country]
+SA = ["eu-west"]
+
+[[mirror]]
+name = "us-east"
+ipv4 = ["192.0.2.10"]
+location = { lat = 38.9, lon = -77.0 }
+
+[[mirror]]
+name = "eu-west"
+ipv4 = ["192.0.2.11"]
+ipv6 = ["2001:db8::11"]
+location = { lat = 50.1, lon = 8.7 }
+"#;
+
+fn parse(src: &str) -> Result<Config, Problems> {
+    Config::parse(Path::new("/etc/mirrordns/test.toml"), src)
+}
+
+fn errors(src: &str) -> Vec<String> {
+    parse(src)
+        .map(|_| ())
+        .expect_err("should be rejected")
+        .0
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+#[test]
+fn good_config_parses_and_resolves_paths() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.server.dns_listen.len(), 2);
+    assert_eq!(
+        c.server.zones[0].0,
+        Path::new("/etc/mirrordns/zones/example.com.zone")
+    );
+    assert_eq!(c.services[0].policy, Policy::Regions);
+    assert_eq!(c.services[0].mirrors, vec![0, 1]);
+    assert_eq!(c.services[0].ttl, DEFAULT_TTL);
+    assert_eq!(
+        c.geo.overrides[0].location.country,
+        Code::parse_country("DE")
+    );
+    assert!(
+        c.services[0]
+            .regions
+            .country
+            .contains_key(&Code::parse_country("SA").unwrap())
+    );
+}
+
+#[test]
+fn shipped_example_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("config/mirrordns.toml");
+    let c = Config::load(&path).unwrap_or_else(|p| panic!("{p}"));
+    assert!(!c.services.is_empty());
+}
+
+#[test]
+fn unknown_keys_are_rejected_in_every_table() {
+    let tables = [
+        ("[server]\n", "server"),
+        ("[[geo.override]]\nnetwork = \"10.20.0.0/16\"\n", "override"),
+        ("[service.regions]\n", "regions"),
+        ("[[mirror]]\nname = \"eu-west\"\n", "mirror"),
+    ];
+    for (header, what) in tables {
+        let src = GOOD.replacen(header, &format!("{header}bogus-key = 1\n"), 1);
+        assert_ne!(src, GOOD, "{what}: header not found");
+        let errs = errors(&src);
+        assert!(errs[0].contains("bogus-key"), "{what}: {errs:?}");
+        assert!(
+            errs[0].starts_with("/etc/mirrordns/test.toml:"),
+            "{what}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn semantic_errors_name_line_and_key() {
+    let src = GOOD.replace(
+        "mirrors = [\"us-east\", \"eu-west\"]",
+        "mirrors = [\"us-east\", \"eu-wets\"]",
+    );
+    let errs = errors(&src);
+    let line = src.lines().position(|l| l.contains("eu-wets")).unwrap() + 1;
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!(
+            "/etc/mirrordns/test.toml:{line}: `service `downloads.example.com`: mirrors`"
+        )) && e.contains("mirror `eu-wets` is not defined")),
+        "{errs:?}"
+    );
+
+    let src = GOOD.replace("10.20.0.0/16", "10.20.0.1/16");
+    let errs = errors(&src);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("host bits") && e.contains("10.20.0.0/16")),
+        "{errs:?}"
+    );
+
+    let src = GOOD.replace(
+        "lat = 50.1, lon = 8.7, country",
+        "lat = 150.1, lon = 8.7, country",
+    );
+    assert!(errors(&src).iter().any(|e| e.contains("not a latitude")));
+
+    let src = GOOD.replace("\"127.0.0.1:5353\"", "\"127.0.0.1\"");
+    assert!(errors(&src).iter().any(|e| e.contains("server.dns-listen")));
+
+    let src = GOOD.replace("policy = \"regions\"", "policy = \"closest\"");
+    assert!(
+        errors(&src)
+            .iter()
+            .any(|e| e.contains("expected \"nearest\" or \"regions\""))
+    );
+
+    let src = GOOD.replace(
+        "[service.regions.continent]\nEU",
+        "[service.regions.continent]\nEX",
+    );
+    assert!(
+        errors(&src)
+            .iter()
+            .any(|e| e.contains("not a continent code"))
+    );
+
+    let src = GOOD.replace("ipv4 = [\"192.0.2.10\"]", "ipv4 = [\"192.0.2.300\"]");
+    assert!(
+        errors(&src)
+            .iter()
+            .any(|e| e.contains("not an IPv4 address"))
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let src = GOOD
+        .replace("ipv4 = [\"192.0.2.10\"]", "ipv4 = [\"nope\"]")
+        .replace("10.20.0.0/16", "10.20.0.0/40");
+    assert_eq!(errors(&src).len(), 2);
+}
+
+#[test]
+fn syntax_errors_carry_a_line() {
+    let errs = errors("[server]\ndns-listen = [\"127.0.0.1:53\"\nzones = []\n");
+    assert!(errs[0].starts_with("/etc/mirrordns/test.toml:"), "{errs:?}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+    assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert!(parse_duration("10").is_err());
+    assert!(parse_duration("s").is_err());
+    assert!(parse_duration("").is_err());
+}

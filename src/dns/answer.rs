@@ -26,7 +26,14 @@ pub enum Transport {
 }
 
 /// Answers one query packet into `out`. Returns false when nothing should be sent.
-pub fn handle(table: &RoutingTable, pkt: &[u8], src: IpAddr, transport: Transport, out: &mut Vec<u8>, stats: &Stats) -> bool {
+pub fn handle(
+    table: &RoutingTable,
+    pkt: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    stats: &Stats,
+) -> bool {
     let payload = table.config.server.udp_payload_max;
     let q = match wire::parse(pkt) {
         Ok(q) => q,
@@ -56,7 +63,15 @@ pub fn handle(table: &RoutingTable, pkt: &[u8], src: IpAddr, transport: Transpor
     {
         stats.count_rcode(wire::RCODE_BADVERS);
         let opt = OptOut { payload, ecs: None };
-        write_error(out, pkt, q.id, req_flags, wire::RCODE_BADVERS, Some(q.question.len()), Some(&opt));
+        write_error(
+            out,
+            pkt,
+            q.id,
+            req_flags,
+            wire::RCODE_BADVERS,
+            Some(q.question.len()),
+            Some(&opt),
+        );
         return true;
     }
     let limit = match (transport, q.edns) {
@@ -126,7 +141,9 @@ fn push_additional<'t>(s: &mut Sections<'t>, zone: &'t Zone, set: &'t RRset) -> 
         if !t.is_within(&zone.origin) {
             continue;
         }
-        let Some(node) = zone.node(t.wire()) else { continue };
+        let Some(node) = zone.node(t.wire()) else {
+            continue;
+        };
         if node.service.is_some() {
             continue;
         }
@@ -141,7 +158,13 @@ fn push_additional<'t>(s: &mut Sections<'t>, zone: &'t Zone, set: &'t RRset) -> 
 }
 
 /// Fills `s` with the answer; returns the header flags and the ECS scope.
-fn resolve<'t>(table: &'t RoutingTable, q: &Query<'_>, client: IpAddr, s: &mut Sections<'t>, stats: &Stats) -> (Flags, u8) {
+fn resolve<'t>(
+    table: &'t RoutingTable,
+    q: &Query<'_>,
+    client: IpAddr,
+    s: &mut Sections<'t>,
+    stats: &Stats,
+) -> (Flags, u8) {
     if q.qclass != wire::CLASS_IN {
         return refused();
     }
@@ -204,7 +227,8 @@ fn resolve<'t>(table: &'t RoutingTable, q: &Query<'_>, client: IpAddr, s: &mut S
                             }));
                         }
                         // RFC 8482: ANY gets one RRset; A when there is one.
-                        if q.qtype == TYPE_AAAA || (q.qtype == TYPE_ANY && s.answer.len() == before) {
+                        if q.qtype == TYPE_AAAA || (q.qtype == TYPE_ANY && s.answer.len() == before)
+                        {
                             s.answer.extend(ans.aaaa.iter().map(|a| Rr {
                                 owner,
                                 rtype: TYPE_AAAA,

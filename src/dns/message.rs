@@ -132,7 +132,14 @@ fn put_opt(out: &mut Vec<u8>, opt: &OptOut, rcode: u16) {
 }
 
 /// Writes the header for a response to a query with this id and these request flags.
-pub fn put_header(out: &mut Vec<u8>, id: u16, req_flags: u16, flags: Flags, tc: bool, counts: [u16; 4]) {
+pub fn put_header(
+    out: &mut Vec<u8>,
+    id: u16,
+    req_flags: u16,
+    flags: Flags,
+    tc: bool,
+    counts: [u16; 4],
+) {
     out.clear();
     put16(out, id);
     // QR, opcode echoed, AA, TC, RD echoed; RA clear; CD echoed; rcode low bits.
@@ -166,12 +173,21 @@ pub fn write_response(
             (
                 sections.answer.len(),
                 sections.authority.len(),
-                if additional { sections.additional.len() } else { 0 },
+                if additional {
+                    sections.additional.len()
+                } else {
+                    0
+                },
             )
         } else {
             (0, 0, 0)
         };
-        let counts = [1, an as u16, ns as u16, (ar + opt.is_some() as usize) as u16];
+        let counts = [
+            1,
+            an as u16,
+            ns as u16,
+            (ar + opt.is_some() as usize) as u16,
+        ];
         put_header(out, q.id, req_flags, flags, !records, counts);
         out.extend_from_slice(q.question);
         if records {
@@ -203,10 +219,25 @@ pub fn write_response(
 }
 
 /// A reply that echoes the header (and question, if it parsed) with an error rcode.
-pub fn write_error(out: &mut Vec<u8>, pkt: &[u8], id: u16, req_flags: u16, rcode: u16, question: Option<usize>, opt: Option<&OptOut>) {
+pub fn write_error(
+    out: &mut Vec<u8>,
+    pkt: &[u8],
+    id: u16,
+    req_flags: u16,
+    rcode: u16,
+    question: Option<usize>,
+    opt: Option<&OptOut>,
+) {
     let q = question.and_then(|len| pkt.get(12..12 + len));
     let counts = [q.is_some() as u16, 0, 0, opt.is_some() as u16];
-    put_header(out, id, req_flags, Flags { aa: false, rcode }, false, counts);
+    put_header(
+        out,
+        id,
+        req_flags,
+        Flags { aa: false, rcode },
+        false,
+        counts,
+    );
     if let Some(q) = q {
         out.extend_from_slice(q);
     }

@@ -69,7 +69,8 @@ impl Listeners {
         for &addr in addrs {
             let mut tries = 0;
             let (udp, tcp, bound) = loop {
-                let udp = udp_socket(addr, recv_buffer).map_err(|e| io::Error::new(e.kind(), format!("UDP {addr}: {e}")))?;
+                let udp = udp_socket(addr, recv_buffer)
+                    .map_err(|e| io::Error::new(e.kind(), format!("UDP {addr}: {e}")))?;
                 let bound = udp.local_addr()?;
                 match tcp_listener(bound) {
                     Ok(tcp) => break (udp, tcp, bound),
@@ -112,7 +113,12 @@ pub async fn run(
     let conns = Arc::new(Semaphore::new(limits.max_connections));
     for s in listeners.udp {
         let sock = UdpSocket::from_std(s)?;
-        tracker.spawn(udp_loop(sock, table.clone(), stats.clone(), shutdown.clone()));
+        tracker.spawn(udp_loop(
+            sock,
+            table.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ));
     }
     for l in listeners.tcp {
         let l = TcpListener::from_std(l)?;
@@ -132,7 +138,12 @@ pub async fn run(
     Ok(())
 }
 
-async fn udp_loop(sock: UdpSocket, table: Arc<ArcSwap<RoutingTable>>, stats: Arc<Stats>, shutdown: CancellationToken) {
+async fn udp_loop(
+    sock: UdpSocket,
+    table: Arc<ArcSwap<RoutingTable>>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -212,7 +223,10 @@ async fn tcp_conn(
             break;
         }
         buf.resize(u16::from_be_bytes(len) as usize, 0);
-        if !matches!(tokio::time::timeout(idle, stream.read_exact(&mut buf)).await, Ok(Ok(_))) {
+        if !matches!(
+            tokio::time::timeout(idle, stream.read_exact(&mut buf)).await,
+            Ok(Ok(_))
+        ) {
             break;
         }
         stats.tcp_queries.fetch_add(1, Relaxed);
@@ -226,7 +240,10 @@ async fn tcp_conn(
         let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
-        if !matches!(tokio::time::timeout(idle, stream.write_all(&framed)).await, Ok(Ok(_))) {
+        if !matches!(
+            tokio::time::timeout(idle, stream.write_all(&framed)).await,
+            Ok(Ok(_))
+        ) {
             break;
         }
     }

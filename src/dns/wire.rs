@@ -67,7 +67,13 @@ pub enum Reject {
     Drop,
     /// Reply with this rcode, echoing the header; `question` is the question's length if it
     /// parsed, so it can be echoed too. `edns` says whether the query had a usable OPT.
-    Error { id: u16, rcode: u16, flags: u16, question: Option<usize>, edns: bool },
+    Error {
+        id: u16,
+        rcode: u16,
+        flags: u16,
+        question: Option<usize>,
+        edns: bool,
+    },
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -139,7 +145,7 @@ fn parse_ecs(data: &[u8]) -> Option<Ecs> {
         return None;
     }
     // Bits beyond the source prefix must be zero.
-    if source % 8 != 0 {
+    if !source.is_multiple_of(8) {
         let last = *addr.last()?;
         if last & (0xFFu8 >> (source % 8)) != 0 {
             return None;
@@ -210,7 +216,7 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
         let Some((name_end, is_root)) = skip_name(pkt, at) else {
             return Err(err(RCODE_FORMERR, Some(qend - 12)));
         };
-        let (Some(rtype), Some(class), Some(ttl_hi), Some(ttl_lo), Some(rdlen)) = (
+        let (Some(rtype), Some(class), Some(ttl_hi), Some(_ttl_lo), Some(rdlen)) = (
             be16(pkt, name_end),
             be16(pkt, name_end + 2),
             be16(pkt, name_end + 4),
@@ -232,7 +238,6 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
             return Err(err(RCODE_FORMERR, Some(qend - 12)));
         }
         let version = (ttl_hi & 0xFF) as u8;
-        let _ = ttl_lo;
         let mut ecs = None;
         let mut o = 0;
         while o < rdata.len() {

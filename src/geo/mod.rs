@@ -140,18 +140,29 @@ struct LocationRecord {
 
 impl Record<'_> {
     fn location(&self) -> Location {
-        let coords = self.location.as_ref().and_then(|l| match (l.latitude, l.longitude) {
-            (Some(lat), Some(lon))
-                if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
-            {
-                Some((lat, lon))
-            }
-            _ => None,
-        });
+        let coords = self
+            .location
+            .as_ref()
+            .and_then(|l| match (l.latitude, l.longitude) {
+                (Some(lat), Some(lon))
+                    if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+                {
+                    Some((lat, lon))
+                }
+                _ => None,
+            });
         Location {
             coords,
-            country: self.country.as_ref().and_then(|c| c.iso_code).and_then(Code::parse_country),
-            continent: self.continent.as_ref().and_then(|c| c.code).and_then(Code::parse_continent),
+            country: self
+                .country
+                .as_ref()
+                .and_then(|c| c.iso_code)
+                .and_then(Code::parse_country),
+            continent: self
+                .continent
+                .as_ref()
+                .and_then(|c| c.code)
+                .and_then(Code::parse_continent),
         }
     }
 }
@@ -247,7 +258,11 @@ impl GeoSource {
                 .and_then(|n| IpNet::new(n.network(), n.prefix()).ok());
             if let Ok(Some(rec)) = result.decode::<Record>() {
                 let location = rec.location();
-                let source = if location.is_unknown() { Source::None } else { Source::Database };
+                let source = if location.is_unknown() {
+                    Source::None
+                } else {
+                    Source::Database
+                };
                 return Located {
                     location,
                     source,
@@ -284,7 +299,10 @@ impl GeoSource {
         if let Some((path, reader)) = &self.db {
             // Many networks share one data record; decode each record once.
             let mut by_offset: HashMap<usize, u32> = HashMap::new();
-            let mut walk = |cidr: &str, out: &mut Vec<Span>, locations: &mut Vec<Location>| -> Result<(), String> {
+            let mut walk = |cidr: &str,
+                            out: &mut Vec<Span>,
+                            locations: &mut Vec<Location>|
+             -> Result<(), String> {
                 let Ok(net) = cidr.parse() else {
                     return Ok(());
                 };
@@ -296,15 +314,21 @@ impl GeoSource {
                 };
                 for item in iter {
                     let item = item.map_err(|e| format!("{}: {e}", path.display()))?;
-                    let Some(offset) = item.offset() else { continue };
-                    let n = item.network().map_err(|e| format!("{}: {e}", path.display()))?;
+                    let Some(offset) = item.offset() else {
+                        continue;
+                    };
+                    let n = item
+                        .network()
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
                     let id = match by_offset.get(&offset) {
                         Some(id) => *id,
                         None => {
                             let loc = match item.decode::<Record>() {
                                 Ok(Some(r)) => r.location(),
                                 Ok(None) => Location::default(),
-                                Err(e) => return Err(format!("{}: record for {n}: {e}", path.display())),
+                                Err(e) => {
+                                    return Err(format!("{}: record for {n}: {e}", path.display()));
+                                }
                             };
                             let id = intern(loc, locations);
                             by_offset.insert(offset, id);
@@ -313,12 +337,15 @@ impl GeoSource {
                     };
                     let (start, end) = match n {
                         ipnetwork::IpNetwork::V4(n) => bounds(IpNet::V4(
-                            ipnet::Ipv4Net::new(n.network(), n.prefix()).map_err(|e| e.to_string())?,
+                            ipnet::Ipv4Net::new(n.network(), n.prefix())
+                                .map_err(|e| e.to_string())?,
                         )),
                         ipnetwork::IpNetwork::V6(n) => {
-                            let net = ipnet::Ipv6Net::new(n.network(), n.prefix()).map_err(|e| e.to_string())?;
+                            let net = ipnet::Ipv6Net::new(n.network(), n.prefix())
+                                .map_err(|e| e.to_string())?;
                             // The IPv4 subtree of an IPv6 database is compiled from the IPv4 walk.
-                            if cidr.contains(':') && n.prefix() >= 96 && is_v4_subtree(n.network()) {
+                            if cidr.contains(':') && n.prefix() >= 96 && is_v4_subtree(n.network())
+                            {
                                 continue;
                             }
                             bounds(IpNet::V6(net))
@@ -344,7 +371,11 @@ impl GeoSource {
         for o in overrides {
             let id = intern(o.location, &mut locations);
             let (start, end) = bounds(o.network);
-            let span = Span { start, end, value: id };
+            let span = Span {
+                start,
+                end,
+                value: id,
+            };
             match o.network {
                 IpNet::V4(_) => top4.push(span),
                 IpNet::V6(_) => top6.push(span),
@@ -368,7 +399,10 @@ fn is_v4_subtree(a: Ipv6Addr) -> bool {
 /// First and last address of a network, as integers.
 fn bounds(n: IpNet) -> (u128, u128) {
     match n {
-        IpNet::V4(n) => (u32::from(n.network()) as u128, u32::from(n.broadcast()) as u128),
+        IpNet::V4(n) => (
+            u32::from(n.network()) as u128,
+            u32::from(n.broadcast()) as u128,
+        ),
         IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
     }
 }
@@ -420,7 +454,10 @@ mod tests {
 
     #[test]
     fn codes() {
-        assert_eq!(Code::parse_continent("eu").map(|c| c.to_string()), Some("EU".into()));
+        assert_eq!(
+            Code::parse_continent("eu").map(|c| c.to_string()),
+            Some("EU".into())
+        );
         assert!(Code::parse_continent("XX").is_none());
         assert!(Code::parse_country("DEU").is_none());
     }

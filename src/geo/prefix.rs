@@ -56,7 +56,11 @@ pub struct Hit {
 }
 
 fn max_of(bits: u8) -> u128 {
-    if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 }
+    if bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
 }
 
 impl<K: Key> PrefixTable<K> {
@@ -95,7 +99,10 @@ impl<K: Key> PrefixTable<K> {
     /// The value for `addr`, and the ECS scope within which it cannot differ.
     pub fn lookup(&self, addr: K) -> Hit {
         // starts[0] is always 0, so the partition point is at least 1.
-        let i = self.starts.partition_point(|&s| s <= addr).saturating_sub(1);
+        let i = self
+            .starts
+            .partition_point(|&s| s <= addr)
+            .saturating_sub(1);
         let start = self.starts[i].to_u128();
         let end = match self.starts.get(i + 1) {
             Some(n) => n.to_u128() - 1,
@@ -182,7 +189,11 @@ pub fn overlay(base: &[Span], top: &[Span]) -> Vec<Span> {
                     value: b.value,
                 });
             }
-            cur = if t.end >= b.end { None } else { Some(t.end + 1) };
+            cur = if t.end >= b.end {
+                None
+            } else {
+                Some(t.end + 1)
+            };
             j += 1;
         }
         if let Some(c) = cur {
@@ -240,7 +251,7 @@ mod tests {
     fn gaps_and_merging() {
         let t: PrefixTable<u32> =
             PrefixTable::from_spans([sp(10, 19, 1), sp(20, 29, 1), sp(40, 49, 2)], 0);
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.len(), 5);
         assert_eq!(t.lookup(0).value, 0);
         assert_eq!(t.lookup(15).value, 1);
         assert_eq!(t.lookup(29).value, 1);
@@ -256,7 +267,13 @@ mod tests {
         let e = 0x0a03_ffffu128;
         let t: PrefixTable<u32> = PrefixTable::from_spans([sp(s, e, 7)], 0);
         let hit = t.lookup(0x0a01_0203);
-        assert_eq!(hit, Hit { value: 7, scope: 14 });
+        assert_eq!(
+            hit,
+            Hit {
+                value: 7,
+                scope: 14
+            }
+        );
         // A range that is not aligned: 10.0.1.0 - 10.0.2.255 -> /24 around each address.
         let t: PrefixTable<u32> = PrefixTable::from_spans([sp(0x0a00_0100, 0x0a00_02ff, 7)], 0);
         assert_eq!(t.lookup(0x0a00_0105).scope, 24);
@@ -275,7 +292,16 @@ mod tests {
     #[test]
     fn paint_longest_prefix_wins() {
         let spans = paint([sp(0, 255, 1), sp(16, 31, 2), sp(20, 23, 3)]);
-        assert_eq!(spans, vec![sp(0, 15, 1), sp(16, 19, 2), sp(20, 23, 3), sp(24, 31, 2), sp(32, 255, 1)]);
+        assert_eq!(
+            spans,
+            vec![
+                sp(0, 15, 1),
+                sp(16, 19, 2),
+                sp(20, 23, 3),
+                sp(24, 31, 2),
+                sp(32, 255, 1)
+            ]
+        );
     }
 
     #[test]
@@ -285,7 +311,12 @@ mod tests {
         let out = overlay(&base, &top);
         assert_eq!(
             out,
-            vec![sp(0, 49, 1), sp(50, 149, 9), sp(150, 189, 2), sp(190, 199, 8)]
+            vec![
+                sp(0, 49, 1),
+                sp(50, 149, 9),
+                sp(150, 189, 2),
+                sp(190, 199, 8)
+            ]
         );
         let out = overlay(&[sp(0, u128::MAX, 1)], &[sp(0, u128::MAX, 2)]);
         assert_eq!(out, vec![sp(0, u128::MAX, 2)]);

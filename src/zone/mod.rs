@@ -68,9 +68,15 @@ pub struct Zone {
 pub enum Lookup<'z> {
     /// The name exists. `wildcard` is set when the node is a wildcard's, synthesised for the
     /// query name.
-    Found { node: &'z Node, wildcard: bool },
+    Found {
+        node: &'z Node,
+        wildcard: bool,
+    },
     /// The name is at or below a zone cut: refer to the child's name servers.
-    Referral { cut: &'z Name, ns: &'z RRset },
+    Referral {
+        cut: &'z Name,
+        ns: &'z RRset,
+    },
     NxDomain,
 }
 
@@ -94,7 +100,11 @@ impl Zone {
     }
 
     pub fn record_count(&self) -> usize {
-        self.nodes.values().flat_map(|n| &n.rrsets).map(|s| s.rdatas.len()).sum()
+        self.nodes
+            .values()
+            .flat_map(|n| &n.rrsets)
+            .map(|s| s.rdatas.len())
+            .sum()
     }
 
     /// RFC 1034 4.3.2 step 3, for a lower-case wire `qname` inside this zone.
@@ -116,7 +126,10 @@ impl Zone {
             }
         }
         if let Some(node) = self.nodes.get(qname) {
-            return Lookup::Found { node, wildcard: false };
+            return Lookup::Found {
+                node,
+                wildcard: false,
+            };
         }
         // Closest encloser, then its wildcard child.
         for o in suffixes(qname).skip(1) {
@@ -126,7 +139,10 @@ impl Zone {
                 wild.extend_from_slice(&[1, b'*']);
                 wild.extend_from_slice(encloser);
                 return match self.nodes.get(wild.as_slice()) {
-                    Some(node) => Lookup::Found { node, wildcard: true },
+                    Some(node) => Lookup::Found {
+                        node,
+                        wildcard: true,
+                    },
                     None => Lookup::NxDomain,
                 };
             }
@@ -159,7 +175,10 @@ fn targets_of(rdata: &RData) -> Option<Name> {
 
 fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Vec<Problem>> {
     let mut problems = Vec::new();
-    let soas: Vec<&parse::ParsedRecord> = records.iter().filter(|r| r.rtype == RecordType::SOA).collect();
+    let soas: Vec<&parse::ParsedRecord> = records
+        .iter()
+        .filter(|r| r.rtype == RecordType::SOA)
+        .collect();
     let (origin, serial, negative_ttl) = match soas.as_slice() {
         [] => {
             return Err(vec![Problem::new(
@@ -181,7 +200,11 @@ fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Ve
             let RData::SOA(s) = &soa.rdata else {
                 unreachable!("SOA type with other data")
             };
-            (Name::from_hickory(&soa.owner), s.serial, soa.ttl.min(s.minimum))
+            (
+                Name::from_hickory(&soa.owner),
+                s.serial,
+                soa.ttl.min(s.minimum),
+            )
         }
     };
     let mut nodes: HashMap<Name, Node> = HashMap::new();
@@ -213,7 +236,10 @@ fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Ve
         let has_other = node.rrsets.iter().any(|s| s.rtype != TYPE_CNAME);
         if (rtype == TYPE_CNAME && has_other) || (rtype != TYPE_CNAME && has_cname) {
             let other = node.rrsets.first().map(|s| s.rtype).unwrap_or(rtype);
-            let line = first_line.get(&(owner.clone(), other)).copied().unwrap_or(0);
+            let line = first_line
+                .get(&(owner.clone(), other))
+                .copied()
+                .unwrap_or(0);
             problems.push(Problem {
                 message: format!("`{owner}` has a CNAME and other data (see line {line}): a CNAME must stand alone"),
                 ..here()
@@ -246,12 +272,14 @@ fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Ve
             }),
         }
     }
-    if !nodes.get(origin.wire()).is_some_and(|n| n.get(TYPE_NS).is_some()) {
+    if nodes.get(origin.wire()).and_then(|n| n.get(TYPE_NS)).is_none() {
         problems.push(Problem::new(
             path,
             None,
             None,
-            format!("no NS record at the apex `{origin}`: an authoritative zone needs its name servers"),
+            format!(
+                "no NS record at the apex `{origin}`: an authoritative zone needs its name servers"
+            ),
         ));
     }
     if !problems.is_empty() {
@@ -334,7 +362,11 @@ impl ZoneSet {
                 }
             }
         }
-        if problems.is_empty() { Ok(set) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(problems)
+        }
     }
 
     pub fn zones(&self) -> &[Zone] {
@@ -351,12 +383,15 @@ impl ZoneSet {
     /// Marks `name` as geo service number `index`. Errors are plain text; the caller adds the
     /// config line.
     pub fn attach_service(&mut self, name: &Name, index: usize) -> Result<(), String> {
-        let Some(&zi) = suffixes(name.wire()).find_map(|o| self.by_origin.get(&name.wire()[o..])) else {
+        let Some(&zi) = suffixes(name.wire()).find_map(|o| self.by_origin.get(&name.wire()[o..]))
+        else {
             return Err(format!("`{name}` is not inside any loaded zone"));
         };
         let zone = &mut self.zones[zi];
         if *name == zone.origin {
-            return Err(format!("`{name}` is the zone apex, which holds SOA and NS records"));
+            return Err(format!(
+                "`{name}` is the zone apex, which holds SOA and NS records"
+            ));
         }
         if let Lookup::Referral { cut, .. } = zone.lookup(name.wire(), TYPE_A) {
             return Err(format!("`{name}` is at or below the delegation `{cut}`"));

@@ -134,10 +134,16 @@ fn entries(text: &str) -> Result<Vec<Entry>, (usize, String)> {
         }
     }
     if in_quote {
-        return Err((line, "quoted string is not closed before the end of the file".into()));
+        return Err((
+            line,
+            "quoted string is not closed before the end of the file".into(),
+        ));
     }
     if depth > 0 {
-        return Err((paren_line, "`(` is not closed before the end of the file".into()));
+        return Err((
+            paren_line,
+            "`(` is not closed before the end of the file".into(),
+        ));
     }
     end_token(&mut cur, &mut token, &mut in_token);
     if let Some(e) = cur
@@ -161,7 +167,10 @@ struct Reader {
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// Reads a zone file (and its includes). `origin` is the starting `$ORIGIN`, if known.
-pub fn read_zone_file(path: &Path, origin: Option<HName>) -> Result<Vec<ParsedRecord>, Vec<Problem>> {
+pub fn read_zone_file(
+    path: &Path,
+    origin: Option<HName>,
+) -> Result<Vec<ParsedRecord>, Vec<Problem>> {
     let mut r = Reader {
         origin,
         default_ttl: None,
@@ -194,9 +203,12 @@ fn is_class(t: &str) -> Option<DNSClass> {
 
 fn parse_name(text: &str, origin: Option<&HName>) -> Result<HName, String> {
     let name = if text == "@" {
-        origin.cloned().ok_or_else(|| "`@` used before any $ORIGIN".to_string())?
+        origin
+            .cloned()
+            .ok_or_else(|| "`@` used before any $ORIGIN".to_string())?
     } else {
-        let n = HName::parse(text, origin).map_err(|e| format!("`{text}` is not a domain name: {e}"))?;
+        let n = HName::parse(text, origin)
+            .map_err(|e| format!("`{text}` is not a domain name: {e}"))?;
         if !n.is_fqdn() {
             return Err(format!("`{text}` is relative but no $ORIGIN is set"));
         }
@@ -207,25 +219,32 @@ fn parse_name(text: &str, origin: Option<&HName>) -> Result<HName, String> {
 
 impl Reader {
     fn problem(&mut self, file: &Path, line: usize, msg: impl Into<String>) {
-        self.problems.push(Problem::new(file, Some(line), None, msg));
+        self.problems
+            .push(Problem::new(file, Some(line), None, msg));
     }
 
     fn file(&mut self, path: &Path, depth: usize) {
         let text = match std::fs::read(path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(t) => t,
-                Err(e) => {
-                    let line = crate::diag::line_of(
-                        &String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]),
-                        usize::MAX,
-                    );
-                    self.problem(path, line, "not UTF-8 text: a zone file is text (use \\DDD escapes for other bytes)");
-                    return;
+            Ok(bytes) => {
+                match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let line = crate::diag::line_of(
+                            &String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]),
+                            usize::MAX,
+                        );
+                        self.problem(path, line, "not UTF-8 text: a zone file is text (use \\DDD escapes for other bytes)");
+                        return;
+                    }
                 }
-            },
+            }
             Err(e) => {
-                self.problems
-                    .push(Problem::new(path, None, None, format!("cannot read zone file: {e}")));
+                self.problems.push(Problem::new(
+                    path,
+                    None,
+                    None,
+                    format!("cannot read zone file: {e}"),
+                ));
                 return;
             }
         };
@@ -264,7 +283,10 @@ impl Reader {
                         self.problem(path, line, "$INCLUDE nested too deeply (a loop?)");
                         return;
                     }
-                    let target = path.parent().unwrap_or(Path::new(".")).join(file.trim_matches('"'));
+                    let target = path
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join(file.trim_matches('"'));
                     let saved = (self.origin.clone(), self.last_owner.clone());
                     if let Some(o) = e.tokens.get(2) {
                         match parse_name(o, self.origin.as_ref()) {
@@ -292,7 +314,11 @@ impl Reader {
             match &self.last_owner {
                 Some(o) => o.clone(),
                 None => {
-                    self.problem(path, line, "record starts with blank space but no owner name came before it");
+                    self.problem(
+                        path,
+                        line,
+                        "record starts with blank space but no owner name came before it",
+                    );
                     return;
                 }
             }
@@ -342,7 +368,11 @@ impl Reader {
         let rtype = match RecordType::from_str(&type_text.to_ascii_uppercase()) {
             Ok(t) if !matches!(t, RecordType::Unknown(_)) => t,
             _ => {
-                self.problem(path, line, format!("`{type_text}` is not a record type we know"));
+                self.problem(
+                    path,
+                    line,
+                    format!("`{type_text}` is not a record type we know"),
+                );
                 return;
             }
         };
@@ -368,7 +398,11 @@ impl Reader {
                 rtype,
                 rdata,
             }),
-            Err(m) => self.problem(path, line, format!("{rtype} record data `{}`: {m}", rdata_text.join(" "))),
+            Err(m) => self.problem(
+                path,
+                line,
+                format!("{rtype} record data `{}`: {m}", rdata_text.join(" ")),
+            ),
         }
     }
 }
@@ -382,7 +416,10 @@ fn parse_rdata(rtype: RecordType, text: &str, origin: Option<&HName>) -> Result<
         .parse()
         .map_err(|e| e.to_string())?;
     let set = sets.into_values().next().ok_or("no record parsed")?;
-    let rec = set.records_without_rrsigs().next().ok_or("no record parsed")?;
+    let rec = set
+        .records_without_rrsigs()
+        .next()
+        .ok_or("no record parsed")?;
     Ok(rec.data.clone())
 }
 
@@ -396,7 +433,10 @@ mod tests {
         let e = entries(text).unwrap();
         assert_eq!(e.len(), 3);
         assert_eq!(e[1].line, 2);
-        assert_eq!(e[1].tokens, ["@", "IN", "SOA", "ns1", "host", "1", "2", "3", "4", "5"]);
+        assert_eq!(
+            e[1].tokens,
+            ["@", "IN", "SOA", "ns1", "host", "1", "2", "3", "4", "5"]
+        );
         assert!(e[2].blank_owner);
         assert_eq!(e[2].tokens, ["TXT", "\"a ; b\"", "\"c\\\"d\""]);
     }

@@ -94,10 +94,16 @@ fn uint(out: &mut Vec<u8>, ty: u8, n: u64) {
 fn record(p: &Place) -> Value {
     let mut m = Vec::new();
     if let Some(c) = p.continent {
-        m.push(("continent".into(), Value::Map(vec![("code".into(), Value::Str(c.into()))])));
+        m.push((
+            "continent".into(),
+            Value::Map(vec![("code".into(), Value::Str(c.into()))]),
+        ));
     }
     if let Some(c) = p.country {
-        m.push(("country".into(), Value::Map(vec![("iso_code".into(), Value::Str(c.into()))])));
+        m.push((
+            "country".into(),
+            Value::Map(vec![("iso_code".into(), Value::Str(c.into()))]),
+        ));
     }
     if let Some((lat, lon)) = p.coords {
         m.push((
@@ -173,13 +179,19 @@ pub fn build(networks: &[(&str, Place)]) -> Vec<u8> {
         ("binary_format_major_version".into(), Value::U16(2)),
         ("binary_format_minor_version".into(), Value::U16(0)),
         ("build_epoch".into(), Value::U64(1_700_000_000)),
-        ("database_type".into(), Value::Str("mirrordns-Test-City".into())),
+        (
+            "database_type".into(),
+            Value::Str("mirrordns-Test-City".into()),
+        ),
         (
             "description".into(),
             Value::Map(vec![("en".into(), Value::Str("test database".into()))]),
         ),
         ("ip_version".into(), Value::U16(6)),
-        ("languages".into(), Value::Array(vec![Value::Str("en".into())])),
+        (
+            "languages".into(),
+            Value::Array(vec![Value::Str("en".into())]),
+        ),
         ("node_count".into(), Value::U32(node_count)),
         ("record_size".into(), Value::U16(32)),
     ]);
@@ -203,7 +215,10 @@ fn paint(nodes: &mut Vec<[u64; 2]>, node: usize, bit: usize, leaf: u64) {
 /// (address as 128 bits, prefix length in the IPv6 tree).
 fn bits_prefix(n: &IpNet) -> (u128, usize) {
     match n {
-        IpNet::V4(v4) => (u32::from(v4.network()) as u128, 96 + v4.prefix_len() as usize),
+        IpNet::V4(v4) => (
+            u32::from(v4.network()) as u128,
+            96 + v4.prefix_len() as usize,
+        ),
         IpNet::V6(v6) => (u128::from(v6.network()), v6.prefix_len() as usize),
     }
 }

@@ -93,7 +93,12 @@ pub async fn start(config: &str, zone: &str, mmdb: Option<Vec<u8>>) -> TestServe
     TestServer { server, addr, dir }
 }
 
-pub fn write_files(dir: &tempfile::TempDir, config: &str, zone: &str, mmdb: Option<Vec<u8>>) -> PathBuf {
+pub fn write_files(
+    dir: &tempfile::TempDir,
+    config: &str,
+    zone: &str,
+    mmdb: Option<Vec<u8>>,
+) -> PathBuf {
     let d = dir.path();
     std::fs::write(d.join("example.com.zone"), zone).unwrap();
     if let Some(db) = mmdb {
@@ -119,7 +124,8 @@ pub fn query(name: &str, rtype: RecordType, edns: Option<u16>, ecs: Option<(&str
         e.set_max_payload(edns.unwrap_or(1232));
         if let Some((addr, prefix)) = ecs {
             let ip: IpAddr = addr.parse().unwrap();
-            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(ip, prefix, 0)));
+            e.options_mut()
+                .insert(EdnsOption::Subnet(ClientSubnet::new(ip, prefix, 0)));
         }
         m.set_edns(e);
     }
@@ -148,7 +154,10 @@ pub async fn tcp_raw(addr: SocketAddr, q: &[u8]) -> Option<Vec<u8>> {
     framed.extend_from_slice(q);
     s.write_all(&framed).await.unwrap();
     let mut len = [0u8; 2];
-    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut len)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut len))
+        .await
+        .ok()?
+        .ok()?;
     let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
     s.read_exact(&mut buf).await.ok()?;
     Some(buf)
