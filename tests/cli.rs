@@ -166,16 +166,30 @@ fn lookup_json_explains_the_answer() {
 #[test]
 fn serve_answers_dig_and_stops_on_sigterm() {
     if Command::new("dig").arg("-v").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "CI must install dig (dnsutils)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install dig (dnsutils)"
+        );
         eprintln!("dig is not installed; skipping (apt-get install dnsutils)");
         return;
     }
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/mirrordns.toml")).unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/mirrordns.toml"
+    ))
+    .unwrap();
     let config = shipped
         .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
-        .replace("../zones/example.com.zone", concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"));
+        .replace(
+            "../zones/example.com.zone",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),
+        );
     let path = dir.path().join("mirrordns.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
@@ -185,7 +199,14 @@ fn serve_answers_dig_and_stops_on_sigterm() {
         .unwrap();
     let dig = |subnet: &str| {
         let out = Command::new("dig")
-            .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+tries=1", "+time=1"])
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "+short",
+                "+tries=1",
+                "+time=1",
+            ])
             .arg(format!("+subnet={subnet}"))
             .arg("downloads.example.com")
             .output()
@@ -203,14 +224,20 @@ fn serve_answers_dig_and_stops_on_sigterm() {
     let tokyo = dig("1.0.16.0/24");
     assert_eq!(london, "192.0.2.11");
     assert_eq!(tokyo, "192.0.2.14");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "server did not stop within 5 s of SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop within 5 s of SIGTERM"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::net::UdpSocket::bind(("127.0.0.1", port)).expect("port free again");

@@ -272,7 +272,11 @@ fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Ve
             }),
         }
     }
-    if nodes.get(origin.wire()).and_then(|n| n.get(TYPE_NS)).is_none() {
+    if nodes
+        .get(origin.wire())
+        .and_then(|n| n.get(TYPE_NS))
+        .is_none()
+    {
         problems.push(Problem::new(
             path,
             None,
