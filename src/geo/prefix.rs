@@ -154,7 +154,27 @@ impl<K: Key> PrefixTable<K> {
 }
 
 /// The shortest prefix length p such that addr's /p network lies inside [start, end].
+///
+/// The /p network's low end stays >= start exactly while addr and start-1 differ in a bit that
+/// p keeps, so p must keep the highest such bit; the same holds for the high end and end+1.
 fn scope_within(addr: u128, start: u128, end: u128, bits: u8) -> u8 {
+    let keep = |other: u128| -> u8 {
+        let diff = addr ^ other;
+        // Index (from the top of the family's width) of the highest differing bit, plus one.
+        (bits as u32 - (127 - diff.leading_zeros())) as u8
+    };
+    let low = if start == 0 { 0 } else { keep(start - 1) };
+    let high = if end >= max_of(bits) {
+        0
+    } else {
+        keep(end + 1)
+    };
+    low.max(high)
+}
+
+/// The same by trying every length: the reference the fast form is tested against.
+#[cfg(test)]
+fn scope_within_slow(addr: u128, start: u128, end: u128, bits: u8) -> u8 {
     for p in 0..bits {
         let host = max_of(bits - p);
         let lo = addr & !host;
@@ -280,6 +300,49 @@ mod tests {
         // The whole space: scope 0.
         let t: PrefixTable<u32> = PrefixTable::from_spans([], 3);
         assert_eq!(t.lookup(12345), Hit { value: 3, scope: 0 });
+    }
+
+    #[test]
+    fn fast_scope_matches_the_slow_reference() {
+        let mut x: u64 = 88172645463325252;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20000 {
+            let a = next() as u32 as u128;
+            let b = next() as u32 as u128;
+            let (s, e) = (a.min(b), a.max(b));
+            let addr = s + (next() as u128 % (e - s + 1));
+            assert_eq!(
+                scope_within(addr, s, e, 32),
+                scope_within_slow(addr, s, e, 32),
+                "{s} {e} {addr}"
+            );
+        }
+        for (s, e, addr) in [
+            (0, u32::MAX as u128, 5),
+            (0, 0, 0),
+            (7, 7, 7),
+            (0, 255, 255),
+        ] {
+            assert_eq!(
+                scope_within(addr, s, e, 32),
+                scope_within_slow(addr, s, e, 32)
+            );
+        }
+        let v6 = [
+            (0u128, u128::MAX, 1u128),
+            (1 << 100, (1 << 101) - 1, (1 << 100) + 77),
+        ];
+        for (s, e, addr) in v6 {
+            assert_eq!(
+                scope_within(addr, s, e, 128),
+                scope_within_slow(addr, s, e, 128)
+            );
+        }
     }
 
     #[test]

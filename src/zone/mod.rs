@@ -110,11 +110,15 @@ impl Zone {
     /// RFC 1034 4.3.2 step 3, for a lower-case wire `qname` inside this zone.
     pub fn lookup(&self, qname: &[u8], qtype: u16) -> Lookup<'_> {
         let origin_len = self.origin.wire().len();
-        // Suffix offsets from the origin's child down to qname, to find the highest cut.
-        let offs: Vec<usize> = suffixes(qname)
-            .take_while(|&o| qname.len() - o > origin_len)
-            .collect();
-        for &o in offs.iter().rev() {
+        // Suffix offsets from qname up to (not including) the origin; a name has at most 127
+        // labels. Walked in reverse to find the highest cut.
+        let mut offs = [0usize; 128];
+        let mut n = 0;
+        for o in suffixes(qname).take_while(|&o| qname.len() - o > origin_len) {
+            offs[n] = o;
+            n += 1;
+        }
+        for &o in offs[..n].iter().rev() {
             if let Some((cut, node)) = self.nodes.get_key_value(&qname[o..])
                 && let Some(ns) = node.get(TYPE_NS)
             {
@@ -131,23 +135,23 @@ impl Zone {
                 wildcard: false,
             };
         }
-        // Closest encloser, then its wildcard child.
-        for o in suffixes(qname).skip(1) {
+        // Closest encloser (the longest existing ancestor), then its wildcard child.
+        for &o in offs[n.min(1)..n]
+            .iter()
+            .chain(std::iter::once(&(qname.len() - origin_len)))
+        {
             let encloser = &qname[o..];
             if self.nodes.contains_key(encloser) {
-                let mut wild = Vec::with_capacity(encloser.len() + 2);
-                wild.extend_from_slice(&[1, b'*']);
-                wild.extend_from_slice(encloser);
-                return match self.nodes.get(wild.as_slice()) {
+                let mut wild = [0u8; 257];
+                wild[..2].copy_from_slice(&[1, b'*']);
+                wild[2..2 + encloser.len()].copy_from_slice(encloser);
+                return match self.nodes.get(&wild[..2 + encloser.len()]) {
                     Some(node) => Lookup::Found {
                         node,
                         wildcard: true,
                     },
                     None => Lookup::NxDomain,
                 };
-            }
-            if encloser.len() <= origin_len {
-                break;
             }
         }
         Lookup::NxDomain
