@@ -13,11 +13,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::diag::Problems;
+use crate::diag::{Problem, Problems};
 use crate::dns::Stats;
 use crate::dns::server::{self, Listeners, TcpLimits};
+use crate::health::{self, Health, Publisher};
 use crate::load::Loaded;
-use crate::routing::RoutingTable;
+use crate::routing::{self, RoutingTable};
 
 /// A server that is answering queries.
 pub struct Server {
@@ -25,9 +26,9 @@ pub struct Server {
     config_path: PathBuf,
     table: Arc<ArcSwap<RoutingTable>>,
     stats: Arc<Stats>,
-    generation: AtomicU64,
-    /// Serialises reloads: one table is built at a time.
-    reload_lock: Mutex<()>,
+    generation: Arc<AtomicU64>,
+    /// The prober, when the config has anything to probe. Its lock also serialises reloads.
+    health: Mutex<Option<Health>>,
     shutdown: CancellationToken,
     dns: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
 }
@@ -45,6 +46,9 @@ impl Server {
             idle_timeout: cfg.server.tcp_idle_timeout,
             max_connections: cfg.server.tcp_max_connections,
         };
+        let generation = Arc::new(AtomicU64::new(1));
+        let health =
+            start_health(&loaded, None, &table, &generation).map_err(std::io::Error::other)?;
         let dns = tokio::spawn(server::run(
             listeners,
             table.clone(),
@@ -58,8 +62,8 @@ impl Server {
             config_path: cfg.path.clone(),
             table,
             stats,
-            generation: AtomicU64::new(1),
-            reload_lock: Mutex::new(()),
+            generation,
+            health: Mutex::new(health),
             shutdown,
             dns: Mutex::new(Some(dns)),
         })
@@ -85,24 +89,45 @@ impl Server {
     }
 
     /// Reloads config, zones and geo data from the config file. On any problem nothing
-    /// changes and the problems are returned. Listen addresses are not rebound.
+    /// changes and the problems are returned. Listen addresses are not rebound. Probe state
+    /// carries over for mirrors with the same name and base URL.
     pub async fn reload(&self) -> Result<u64, Problems> {
-        let _guard = self.reload_lock.lock().await;
+        let mut health = self.health.lock().await;
         let path = self.config_path.clone();
         let loaded = tokio::task::spawn_blocking(move || Loaded::from_file(&path))
             .await
             .map_err(|e| {
-                Problems::from(crate::diag::Problem::new(
+                Problems::from(Problem::new(
                     &self.config_path,
                     None,
                     None,
                     format!("reload task failed: {e}"),
                 ))
             })??;
-        let generation = self.next_generation();
-        self.table.store(Arc::new(loaded.table(generation)));
+        let carried = match health.take() {
+            Some(h) => Some(h.stop().await),
+            None => None,
+        };
+        let carried_ref = carried.as_ref().map(|(c, s)| (c.as_ref(), s));
+        match start_health(&loaded, carried_ref, &self.table, &self.generation) {
+            Ok(h) => *health = h,
+            Err(e) => {
+                // Only an HTTP client that cannot be built gets here (the CA file is checked at
+                // load). Never publish unprobed mirrors: keep the last table.
+                error!(error = %e, "prober not started; still serving the previous routing table");
+            }
+        }
+        let generation = self.generation.load(Ordering::Relaxed);
         info!(generation, "reloaded");
         Ok(generation)
+    }
+
+    /// Reads the prober's state, if there is a prober.
+    pub async fn with_health<T>(
+        &self,
+        f: impl FnOnce(&crate::config::Config, &health::state::HealthState) -> T,
+    ) -> Option<T> {
+        self.health.lock().await.as_ref().map(|h| h.with_state(f))
     }
 
     /// Stops answering and waits for in-flight TCP answers.
@@ -115,11 +140,54 @@ impl Server {
                 Err(e) => error!(error = %e, "DNS task panicked"),
             }
         }
+        // Probes stop after DNS; stopping writes the state file.
+        if let Some(h) = self.health.lock().await.take() {
+            h.stop().await;
+        }
     }
 
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
+}
+
+/// A publisher that builds a routing table from each health snapshot and swaps it in.
+fn publisher(
+    loaded: &Loaded,
+    table: &Arc<ArcSwap<RoutingTable>>,
+    generation: &Arc<AtomicU64>,
+) -> Publisher {
+    let (config, zones, maps) = (
+        loaded.config.clone(),
+        loaded.zones.clone(),
+        loaded.maps.clone(),
+    );
+    let (table, generation) = (table.clone(), generation.clone());
+    Arc::new(move |snap| {
+        let g = generation.fetch_add(1, Ordering::Relaxed) + 1;
+        table.store(Arc::new(routing::build(&config, &zones, &maps, snap, g)));
+    })
+}
+
+/// Starts the prober if the config has anything to probe; otherwise publishes the static table.
+fn start_health(
+    loaded: &Loaded,
+    carried: Option<(&crate::config::Config, &health::state::HealthState)>,
+    table: &Arc<ArcSwap<RoutingTable>>,
+    generation: &Arc<AtomicU64>,
+) -> Result<Option<Health>, String> {
+    if !loaded.config.has_probes() {
+        let g = generation.fetch_add(1, Ordering::Relaxed) + 1;
+        table.store(Arc::new(loaded.table(g)));
+        return Ok(None);
+    }
+    let state = health::initial_state(&loaded.config, carried);
+    Health::start(
+        loaded.config.clone(),
+        state,
+        publisher(loaded, table, generation),
+    )
+    .map(Some)
 }
 
 /// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads.

@@ -6,6 +6,8 @@
 //! - [`zone`]: RFC 1035 zone files -> per-name nodes with pre-rendered RDATA.
 //! - [`geo`]: the MaxMind database and CIDR overrides -> prefix tables of locations.
 //! - [`load`]: the one loading path shared by `serve`, `check`, `lookup` and reload.
+//! - [`manifest`]: release manifests (JSON or SHA256SUMS, optional minisign signature).
+//! - [`health`]: liveness probes and byte-exact verification of mirrors -> health snapshots.
 //! - [`routing`]: config + client maps + health snapshot -> the immutable [`routing::RoutingTable`].
 //! - [`dns`]: query bytes + routing table -> response bytes, and the UDP/TCP listeners.
 //! - [`daemon`]: the running server, its published table, reload and shutdown.
@@ -19,6 +21,8 @@ pub mod diag;
 pub mod dns;
 pub mod explain;
 pub mod geo;
+pub mod health;
 pub mod load;
+pub mod manifest;
 pub mod routing;
 pub mod zone;

@@ -60,6 +60,23 @@ impl Loaded {
                 None
             }
         };
+        if let Some(ca) = &config.health.ca_file {
+            let ok = std::fs::read(ca)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| {
+                    reqwest::Certificate::from_pem(&pem)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = ok {
+                problems.push(Problem::new(
+                    &config.path,
+                    None,
+                    Some("health.ca-file"),
+                    format!("{}: not a readable PEM certificate: {e}", ca.display()),
+                ));
+            }
+        }
         let (Some(zones), Some(geo), true) = (zones, geo, problems.is_empty()) else {
             return Err(Problems(problems));
         };
@@ -87,9 +104,12 @@ impl Loaded {
         })
     }
 
-    /// A routing table with every mirror routable.
+    /// A routing table with every mirror routable but drained ones (no health information).
     pub fn table(&self, generation: u64) -> RoutingTable {
-        let health = HealthSnapshot::all_up(self.config.mirrors.len());
-        routing::build(&self.config, &self.zones, &self.maps, &health, generation)
+        self.table_with(&HealthSnapshot::static_config(&self.config), generation)
+    }
+
+    pub fn table_with(&self, health: &HealthSnapshot, generation: u64) -> RoutingTable {
+        routing::build(&self.config, &self.zones, &self.maps, health, generation)
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::config::{Config, Policy, Service};
+use crate::config::{Config, Fallback, Policy, Service};
 use crate::geo::prefix::{Hit, PrefixTable};
 use crate::geo::{self, Location, LocationMap, UNKNOWN};
 use crate::zone::{Name, ZoneSet};
@@ -129,18 +129,48 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
     }
 }
 
-/// Which mirrors may receive traffic. Built by the health module; for configs without health
-/// checks every mirror is routable.
+/// Whether a mirror may receive a service's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eligibility {
+    /// Live, verified for every required release, not drained.
+    Routable,
+    /// Live but unverified or lagging: used only by `fallback = "live"`.
+    Live,
+    /// Down, mismatched, drained or unknown.
+    Out,
+}
+
+/// Per service, per mirror eligibility: the health module's output, routing's input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSnapshot {
-    pub routable: Vec<bool>,
+    pub services: Vec<Vec<Eligibility>>,
 }
 
 impl HealthSnapshot {
-    pub fn all_up(mirrors: usize) -> Self {
+    /// Every mirror routable except drained ones: configs without health checks.
+    pub fn static_config(config: &Config) -> Self {
+        let row: Vec<Eligibility> = config
+            .mirrors
+            .iter()
+            .map(|m| {
+                if m.drained {
+                    Eligibility::Out
+                } else {
+                    Eligibility::Routable
+                }
+            })
+            .collect();
         HealthSnapshot {
-            routable: vec![true; mirrors],
+            services: vec![row; config.services.len()],
         }
+    }
+
+    fn get(&self, service: usize, mirror: usize) -> Eligibility {
+        self.services
+            .get(service)
+            .and_then(|r| r.get(mirror))
+            .copied()
+            .unwrap_or(Eligibility::Out)
     }
 }
 
@@ -149,9 +179,11 @@ impl HealthSnapshot {
 pub struct Answer {
     pub a: Vec<[u8; 4]>,
     pub aaaa: Vec<[u8; 16]>,
-    /// The mirrors whose addresses are in `a` / `aaaa`.
+    /// The mirrors whose addresses are in `a` / `aaaa` (empty when the origin answers).
     pub a_mirrors: Vec<usize>,
     pub aaaa_mirrors: Vec<usize>,
+    /// Answer SERVFAIL: no mirror is routable and the fallback says so.
+    pub servfail: bool,
 }
 
 impl Answer {
@@ -164,10 +196,20 @@ impl Answer {
     }
 }
 
+/// Which way a service is answered at the moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// From routable mirrors.
+    Mirrors,
+    /// No mirror is routable: the service's fallback is in force.
+    Fallback(Fallback),
+}
+
 #[derive(Debug)]
 pub struct ServiceRoute {
     pub name: Name,
     pub ttl: u32,
+    pub mode: Mode,
     pub map: Arc<ClientMap>,
     /// Indexed by candidate list id.
     pub answers: Vec<Answer>,
@@ -182,19 +224,18 @@ pub struct RoutingTable {
     pub services: Vec<ServiceRoute>,
 }
 
-/// The answer for one candidate list: the first `answers` routable mirrors of each family.
-fn answer_for(
+/// The first `answers` mirrors of `list` that pass `ok` and have addresses of each family.
+fn pick(
     list: &CandidateList,
     service: &Service,
     config: &Config,
-    health: &HealthSnapshot,
+    ok: impl Fn(usize) -> bool,
 ) -> Answer {
     let mut ans = Answer::default();
-    let up = |i: usize| health.routable.get(i).copied().unwrap_or(false);
     for &i in list
         .mirrors
         .iter()
-        .filter(|&&i| up(i) && !config.mirrors[i].ipv4.is_empty())
+        .filter(|&&i| ok(i) && !config.mirrors[i].ipv4.is_empty())
         .take(service.answers)
     {
         ans.a
@@ -204,7 +245,7 @@ fn answer_for(
     for &i in list
         .mirrors
         .iter()
-        .filter(|&&i| up(i) && !config.mirrors[i].ipv6.is_empty())
+        .filter(|&&i| ok(i) && !config.mirrors[i].ipv6.is_empty())
         .take(service.answers)
     {
         ans.aaaa
@@ -212,6 +253,54 @@ fn answer_for(
         ans.aaaa_mirrors.push(i);
     }
     ans
+}
+
+/// The answer for one candidate list in the service's current mode.
+fn answer_for(
+    list: &CandidateList,
+    si: usize,
+    mode: Mode,
+    config: &Config,
+    health: &HealthSnapshot,
+) -> Answer {
+    let service = &config.services[si];
+    match mode {
+        Mode::Mirrors => pick(list, service, config, |i| {
+            health.get(si, i) == Eligibility::Routable
+        }),
+        Mode::Fallback(Fallback::Live) => pick(list, service, config, |i| {
+            health.get(si, i) != Eligibility::Out
+        }),
+        Mode::Fallback(Fallback::Origin) => {
+            let o = config.origin.as_ref();
+            Answer {
+                a: o.map(|o| o.ipv4.iter().map(|a| a.octets()).collect())
+                    .unwrap_or_default(),
+                aaaa: o
+                    .map(|o| o.ipv6.iter().map(|a| a.octets()).collect())
+                    .unwrap_or_default(),
+                ..Answer::default()
+            }
+        }
+        Mode::Fallback(Fallback::Servfail) => Answer {
+            servfail: true,
+            ..Answer::default()
+        },
+    }
+}
+
+/// A service falls back only when none of its mirrors is routable.
+fn mode_of(si: usize, config: &Config, health: &HealthSnapshot) -> Mode {
+    let service = &config.services[si];
+    if service
+        .mirrors
+        .iter()
+        .any(|&m| health.get(si, m) == Eligibility::Routable)
+    {
+        Mode::Mirrors
+    } else {
+        Mode::Fallback(service.fallback)
+    }
 }
 
 /// Builds a routing table: a pure function of config, compiled client maps, zones and health.
@@ -226,16 +315,21 @@ pub fn build(
         .services
         .iter()
         .zip(maps)
-        .map(|(s, map)| ServiceRoute {
-            // Validated at load: every service name is a valid domain name.
-            name: Name::from_text(&s.name).unwrap_or_else(|| Name::from_wire(Name::ROOT)),
-            ttl: s.ttl,
-            map: map.clone(),
-            answers: map
-                .lists
-                .iter()
-                .map(|l| answer_for(l, s, config, health))
-                .collect(),
+        .enumerate()
+        .map(|(si, (s, map))| {
+            let mode = mode_of(si, config, health);
+            ServiceRoute {
+                // Validated at load: every service name is a valid domain name.
+                name: Name::from_text(&s.name).unwrap_or_else(|| Name::from_wire(Name::ROOT)),
+                ttl: s.ttl,
+                mode,
+                map: map.clone(),
+                answers: map
+                    .lists
+                    .iter()
+                    .map(|l| answer_for(l, si, mode, config, health))
+                    .collect(),
+            }
         })
         .collect();
     RoutingTable {

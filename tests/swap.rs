@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use hickory_proto::rr::RecordType;
 use mirrordns::load::Loaded;
-use mirrordns::routing::{self, HealthSnapshot};
+use mirrordns::routing::{self, Eligibility, HealthSnapshot};
 
 fn config() -> String {
     format!(
@@ -32,8 +32,9 @@ async fn swapping_tables_under_load_loses_no_query_and_never_mixes_tables() {
     let loaded = Loaded::from_file(&ts.config_path()).unwrap();
     // Table A: everything up -> London gets eu-west + us-east.
     // Table B: eu-west down -> us-east + sa-east.
-    let mut down = HealthSnapshot::all_up(loaded.config.mirrors.len());
-    down.routable[1] = false;
+    let up = HealthSnapshot::static_config(&loaded.config);
+    let mut down = up.clone();
+    down.services[0][1] = Eligibility::Out;
     let a: Vec<String> = vec!["192.0.2.11".into(), "192.0.2.10".into()];
     let b: Vec<String> = vec!["192.0.2.10".into(), "192.0.2.13".into()];
 
@@ -71,11 +72,7 @@ async fn swapping_tables_under_load_loses_no_query_and_never_mixes_tables() {
     }
     let mut generation = 100;
     for i in 0..200 {
-        let health = if i % 2 == 0 {
-            &down
-        } else {
-            &HealthSnapshot::all_up(loaded.config.mirrors.len())
-        };
+        let health = if i % 2 == 0 { &down } else { &up };
         generation += 1;
         let t = routing::build(
             &loaded.config,

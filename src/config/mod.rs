@@ -5,6 +5,7 @@
 //! networks, mirror references, policies) and reports every problem with file, line and key.
 //! Checks that need the zones (is a service inside a zone?) happen in `crate::load`.
 
+mod health;
 mod raw;
 
 use std::collections::{HashMap, HashSet};
@@ -27,7 +28,19 @@ pub struct Config {
     pub geo: GeoConfig,
     pub services: Vec<Service>,
     pub mirrors: Vec<Mirror>,
+    pub origin: Option<Origin>,
+    pub health: HealthConfig,
 }
+
+impl Config {
+    /// True if anything is probed: some mirror has a base URL or some service needs releases.
+    pub fn has_probes(&self) -> bool {
+        self.mirrors.iter().any(|m| m.base_url.is_some())
+            || self.services.iter().any(|s| !s.releases.is_empty())
+    }
+}
+
+pub use health::{Fallback, HealthConfig, Origin, is_safe_relative_path};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -73,6 +86,10 @@ pub struct Service {
     /// Indices into `Config::mirrors`, in configured order.
     pub mirrors: Vec<usize>,
     pub regions: Regions,
+    /// Manifest paths relative to the origin's base URL.
+    pub releases: Vec<String>,
+    pub fallback: Fallback,
+    pub lag_grace: Duration,
 }
 
 impl Service {
@@ -96,6 +113,10 @@ pub struct Mirror {
     pub ipv6: Vec<Ipv6Addr>,
     /// (latitude, longitude) in degrees.
     pub location: Option<(f64, f64)>,
+    /// Where release files are served; None for a static mirror (never probed, always live).
+    pub base_url: Option<reqwest::Url>,
+    pub probe_address: Option<SocketAddr>,
+    pub drained: bool,
 }
 
 pub const DEFAULT_UDP_PAYLOAD_MAX: u16 = 1232;
@@ -163,17 +184,23 @@ impl Validator<'_> {
             geo,
             services,
             mirrors,
+            origin,
+            health,
         } = raw;
         let server = self.server(server);
         let geo = geo.map(|g| self.geo(g)).unwrap_or_default();
+        let origin = origin.map(|o| self.origin(o));
+        let health = self.health(health);
         let mirrors = self.mirrors(mirrors);
-        let services = self.services(services, &mirrors);
+        let services = self.services(services, &mirrors, origin.as_ref());
         Config {
             path: self.path.to_path_buf(),
             server,
             geo,
             services,
             mirrors,
+            origin,
+            health,
         }
     }
 
@@ -368,6 +395,9 @@ impl Validator<'_> {
                 ipv4,
                 ipv6,
                 location,
+                base_url,
+                probe_address,
+                drained,
             } = m.into_inner();
             let n = name.get_ref().clone();
             if n.is_empty() {
@@ -411,11 +441,30 @@ impl Validator<'_> {
                 }
                 loc.coords
             });
+            let base_url = base_url.and_then(|u| self.url(&u, &format!("mirror `{n}`: base-url")));
+            let probe_address =
+                probe_address.and_then(|a| match a.get_ref().parse::<SocketAddr>() {
+                    Ok(sa) => Some(sa),
+                    Err(_) => {
+                        self.err(
+                            &a,
+                            &format!("mirror `{n}`: probe-address"),
+                            format!(
+                                "`{}` is not IP:port, e.g. \"127.0.0.1:8443\" or \"[::1]:443\"",
+                                a.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                });
             out.push(Mirror {
                 name: n,
                 ipv4: v4,
                 ipv6: v6,
                 location: loc,
+                base_url,
+                probe_address,
+                drained: drained.unwrap_or(false),
             });
         }
         out
@@ -459,7 +508,12 @@ impl Validator<'_> {
         out
     }
 
-    fn services(&mut self, raw: Vec<Spanned<raw::RawService>>, mirrors: &[Mirror]) -> Vec<Service> {
+    fn services(
+        &mut self,
+        raw: Vec<Spanned<raw::RawService>>,
+        mirrors: &[Mirror],
+        origin: Option<&Origin>,
+    ) -> Vec<Service> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for s in raw {
@@ -470,6 +524,9 @@ impl Validator<'_> {
                 answers,
                 mirrors: list,
                 regions,
+                releases,
+                fallback,
+                lag_grace,
             } = s.into_inner();
             let n = name.get_ref().trim_end_matches('.').to_ascii_lowercase();
             let line = self.line(&name);
@@ -575,6 +632,8 @@ impl Validator<'_> {
                 }
                 _ => {}
             }
+            let (releases, fallback, lag_grace) =
+                self.service_health(&n, releases, fallback, lag_grace, origin);
             out.push(Service {
                 name: n,
                 line,
@@ -583,6 +642,9 @@ impl Validator<'_> {
                 answers,
                 mirrors: mlist,
                 regions: regions_out,
+                releases,
+                fallback,
+                lag_grace,
             });
         }
         out

@@ -19,6 +19,60 @@ pub struct RawConfig {
     pub services: Vec<Spanned<RawService>>,
     #[serde(default, rename = "mirror")]
     pub mirrors: Vec<Spanned<RawMirror>>,
+    #[serde(default)]
+    pub origin: Option<Spanned<RawOrigin>>,
+    #[serde(default)]
+    pub health: Option<Spanned<RawHealth>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawOrigin {
+    /// Where release manifests are published (the source of truth).
+    pub base_url: Spanned<String>,
+    /// Addresses answered when a service falls back to the origin.
+    #[serde(default)]
+    pub ipv4: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ipv6: Vec<Spanned<String>>,
+    /// minisign public key; when set, every manifest needs a valid `.minisig` signature.
+    #[serde(default)]
+    pub minisign_key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawHealth {
+    /// Liveness probe and manifest fetch period (default "10s").
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    /// Per-request timeout for probes (default "3s").
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    /// Consecutive successes before a down mirror is up again (default 2).
+    #[serde(default)]
+    pub rise: Option<Spanned<u32>>,
+    /// Consecutive failures before an up mirror is down (default 3).
+    #[serde(default)]
+    pub fall: Option<Spanned<u32>>,
+    /// Full re-verification period (default "6h").
+    #[serde(default)]
+    pub reverify: Option<Spanned<String>>,
+    /// Where probe results persist across restarts (default: none).
+    #[serde(default)]
+    pub state_file: Option<Spanned<String>>,
+    /// A state file older than this is ignored at start-up (default "1h").
+    #[serde(default)]
+    pub state_max_age: Option<Spanned<String>>,
+    /// Time allowed for one file download during verification (default "30m").
+    #[serde(default)]
+    pub download_timeout: Option<Spanned<String>>,
+    /// Concurrent file downloads across all mirrors (default 4).
+    #[serde(default)]
+    pub max_downloads: Option<Spanned<usize>>,
+    /// Extra CA certificate (PEM) trusted for probes, besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +139,15 @@ pub struct RawService {
     pub mirrors: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub regions: Option<Spanned<RawRegions>>,
+    /// Manifests every routable mirror must hold, relative to `[origin] base-url`.
+    #[serde(default)]
+    pub releases: Vec<Spanned<String>>,
+    /// "origin", "live" or "servfail": what to answer when no mirror is routable.
+    #[serde(default)]
+    pub fallback: Option<Spanned<String>>,
+    /// How long a mirror still verified for the previous release stays routable.
+    #[serde(default)]
+    pub lag_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,4 +171,13 @@ pub struct RawMirror {
     pub ipv6: Vec<Spanned<String>>,
     #[serde(default)]
     pub location: Option<Spanned<RawLocation>>,
+    /// Where the mirror serves release files; without it the mirror is static (never probed).
+    #[serde(default)]
+    pub base_url: Option<Spanned<String>>,
+    /// Connect here instead of resolving the URL's host (Host header and TLS name unchanged).
+    #[serde(default)]
+    pub probe_address: Option<Spanned<String>>,
+    /// Take the mirror out of every answer.
+    #[serde(default)]
+    pub drained: Option<bool>,
 }

@@ -217,6 +217,18 @@ fn resolve<'t>(
                             stats.unknown_location.fetch_add(1, Relaxed);
                         }
                         let ans = &route.answers[hit.list as usize];
+                        if ans.servfail {
+                            s.clear();
+                            // No mirror is routable and the operator chose SERVFAIL over a
+                            // fallback: resolvers retry later rather than cache a bad answer.
+                            return (
+                                Flags {
+                                    aa: false,
+                                    rcode: wire::RCODE_SERVFAIL,
+                                },
+                                scope,
+                            );
+                        }
                         let before = s.answer.len();
                         if q.qtype != TYPE_AAAA {
                             s.answer.extend(ans.a.iter().map(|a| Rr {

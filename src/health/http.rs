@@ -1,0 +1,309 @@
+//! HTTP for probes: client construction, capped fetches, and streaming SHA-256 verification.
+//!
+//! Every failure is a typed [`ProbeError`] whose text says exactly what went wrong (which file,
+//! expected and actual size or hash), because that text is what an operator reads in logs and
+//! `/status`. Bodies are never buffered past what the manifest allows.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode, Url};
+use sha2::{Digest, Sha256};
+
+use crate::config::HealthConfig;
+use crate::manifest::hex;
+
+/// Redirect hops followed within one mirror.
+const MAX_REDIRECTS: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{url}: timed out after {secs:.1} s")]
+    Timeout { url: String, secs: f64 },
+    #[error("{url}: connection failed: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("{url}: TLS failed: {detail}")]
+    Tls { url: String, detail: String },
+    #[error("{url}: redirect refused: {detail}")]
+    Redirect { url: String, detail: String },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: {detail}")]
+    Body { url: String, detail: String },
+    #[error("{path}: size mismatch: expected {expected} bytes, got {actual}")]
+    Size {
+        path: String,
+        expected: u64,
+        actual: String,
+    },
+    #[error("{path}: sha256 mismatch: expected {expected}, got {actual}")]
+    Hash {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+impl ProbeError {
+    /// Wrong bytes (as opposed to a mirror that is unreachable or not synced yet).
+    pub fn is_mismatch(&self) -> bool {
+        matches!(self, ProbeError::Size { .. } | ProbeError::Hash { .. })
+    }
+
+    /// A short, fixed reason for metrics and the status table.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProbeError::Timeout { .. } => "timeout",
+            ProbeError::Connect { .. } => "connect",
+            ProbeError::Tls { .. } => "tls",
+            ProbeError::Redirect { .. } => "redirect",
+            ProbeError::Status { status: 404, .. } => "missing",
+            ProbeError::Status { .. } => "http-status",
+            ProbeError::Body { .. } => "body",
+            ProbeError::Size { .. } => "size-mismatch",
+            ProbeError::Hash { .. } => "hash-mismatch",
+        }
+    }
+}
+
+/// Installs ring as rustls' crypto provider (once per process).
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn classify(url: &Url, e: &reqwest::Error, timeout: Duration) -> ProbeError {
+    let url = url.to_string();
+    let mut detail = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail = format!("{detail}: {s}");
+        src = s.source();
+    }
+    if e.is_timeout() {
+        ProbeError::Timeout {
+            url,
+            secs: timeout.as_secs_f64(),
+        }
+    } else if e.is_redirect() {
+        ProbeError::Redirect { url, detail }
+    } else if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS") {
+        ProbeError::Tls { url, detail }
+    } else if e.is_connect() {
+        ProbeError::Connect { url, detail }
+    } else {
+        ProbeError::Body { url, detail }
+    }
+}
+
+/// A client for one base URL. `probe_address` pins the connection to that address while the
+/// Host header and TLS name stay those of the URL.
+pub fn client(
+    cfg: &HealthConfig,
+    base: &Url,
+    probe_address: Option<SocketAddr>,
+) -> Result<Client, String> {
+    install_crypto();
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().cloned();
+        match first {
+            _ if attempt.previous().len() > MAX_REDIRECTS => {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            }
+            Some(first)
+                if first.scheme() == attempt.url().scheme()
+                    && first.host_str() == attempt.url().host_str()
+                    && first.port_or_known_default() == attempt.url().port_or_known_default() =>
+            {
+                attempt.follow()
+            }
+            _ => {
+                let to = attempt.url().to_string();
+                attempt.error(format!(
+                    "to {to}: only redirects within the same scheme, host and port are followed"
+                ))
+            }
+        }
+    });
+    let mut b = Client::builder()
+        .user_agent(concat!(
+            "mirrordns/",
+            env!("CARGO_PKG_VERSION"),
+            " (health probe)"
+        ))
+        .connect_timeout(cfg.timeout)
+        .redirect(policy)
+        .no_proxy()
+        .pool_max_idle_per_host(4);
+    if let Some(addr) = probe_address
+        && let Some(host) = base.host_str()
+    {
+        b = b.resolve(host, addr);
+    }
+    if let Some(ca) = &cfg.ca_file {
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+        b = b.tls_certs_merge([cert]);
+    }
+    b.build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
+/// What a successful response looked like, for spot checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub length: Option<u64>,
+}
+
+fn validators(resp: &reqwest::Response) -> Validators {
+    let h = |name: reqwest::header::HeaderName| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Validators {
+        etag: h(reqwest::header::ETAG),
+        last_modified: h(reqwest::header::LAST_MODIFIED),
+        length: resp.content_length(),
+    }
+}
+
+async fn send(
+    client: &Client,
+    req: reqwest::RequestBuilder,
+    url: &Url,
+    timeout: Duration,
+) -> Result<reqwest::Response, ProbeError> {
+    let _ = client;
+    match tokio::time::timeout(timeout, req.send()).await {
+        Err(_) => Err(ProbeError::Timeout {
+            url: url.to_string(),
+            secs: timeout.as_secs_f64(),
+        }),
+        Ok(Err(e)) => Err(classify(url, &e, timeout)),
+        Ok(Ok(r)) if r.status() == StatusCode::OK => Ok(r),
+        Ok(Ok(r)) => Err(ProbeError::Status {
+            url: url.to_string(),
+            status: r.status().as_u16(),
+        }),
+    }
+}
+
+/// GETs `url` whole, refusing bodies over `cap` bytes. Returns the body and the time to
+/// response headers.
+pub async fn fetch(
+    client: &Client,
+    url: &Url,
+    cap: u64,
+    timeout: Duration,
+) -> Result<(Vec<u8>, Duration), ProbeError> {
+    let started = std::time::Instant::now();
+    let mut resp = send(client, client.get(url.clone()), url, timeout).await?;
+    let latency = started.elapsed();
+    if resp.content_length().is_some_and(|l| l > cap) {
+        return Err(ProbeError::Body {
+            url: url.to_string(),
+            detail: format!("larger than the {cap} bytes allowed"),
+        });
+    }
+    let mut body = Vec::new();
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, resp.chunk()).await {
+            Err(_) => {
+                return Err(ProbeError::Timeout {
+                    url: url.to_string(),
+                    secs: timeout.as_secs_f64(),
+                });
+            }
+            Ok(Err(e)) => return Err(classify(url, &e, timeout)),
+            Ok(Ok(None)) => return Ok((body, latency)),
+            Ok(Ok(Some(c))) => {
+                if body.len() as u64 + c.len() as u64 > cap {
+                    return Err(ProbeError::Body {
+                        url: url.to_string(),
+                        detail: format!("larger than the {cap} bytes allowed"),
+                    });
+                }
+                body.extend_from_slice(&c);
+            }
+        }
+    }
+}
+
+/// HEAD `url`: the validators, to compare against what was verified.
+pub async fn head(client: &Client, url: &Url, timeout: Duration) -> Result<Validators, ProbeError> {
+    let resp = send(client, client.head(url.clone()), url, timeout).await?;
+    Ok(validators(&resp))
+}
+
+/// Streams `url` into SHA-256 and compares with the manifest entry. Aborts as soon as the body
+/// is longer than `size`; `idle` bounds the wait for each chunk (slow-drip mirrors), `total`
+/// the whole download.
+pub async fn verify_file(
+    client: &Client,
+    url: &Url,
+    path: &str,
+    size: u64,
+    sha256: &[u8; 32],
+    idle: Duration,
+    total: Duration,
+) -> Result<Validators, ProbeError> {
+    let started = std::time::Instant::now();
+    let mut resp = send(client, client.get(url.clone()), url, idle).await?;
+    let v = validators(&resp);
+    if let Some(len) = v.length
+        && len != size
+    {
+        return Err(ProbeError::Size {
+            path: path.to_string(),
+            expected: size,
+            actual: len.to_string(),
+        });
+    }
+    let mut hasher = Sha256::new();
+    let mut got: u64 = 0;
+    loop {
+        let wait = idle.min(total.saturating_sub(started.elapsed()));
+        let chunk = match tokio::time::timeout(wait, resp.chunk()).await {
+            Err(_) => {
+                return Err(ProbeError::Timeout {
+                    url: url.to_string(),
+                    secs: started.elapsed().as_secs_f64(),
+                });
+            }
+            Ok(Err(e)) => return Err(classify(url, &e, idle)),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(c))) => c,
+        };
+        got += chunk.len() as u64;
+        if got > size {
+            return Err(ProbeError::Size {
+                path: path.to_string(),
+                expected: size,
+                actual: format!("more than {size}"),
+            });
+        }
+        hasher.update(&chunk);
+    }
+    if got != size {
+        return Err(ProbeError::Size {
+            path: path.to_string(),
+            expected: size,
+            actual: got.to_string(),
+        });
+    }
+    let actual: [u8; 32] = hasher.finalize().into();
+    if &actual != sha256 {
+        return Err(ProbeError::Hash {
+            path: path.to_string(),
+            expected: hex(sha256),
+            actual: hex(&actual),
+        });
+    }
+    Ok(v)
+}

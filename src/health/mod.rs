@@ -1,0 +1,637 @@
+//! Health and integrity: only mirrors that are up and hold byte-exact copies of every required
+//! release are routable.
+//!
+//! Three kinds of task share one [`HealthState`] behind a mutex (held only for short,
+//! await-free updates):
+//! - the **origin task** fetches every release manifest each interval (checking its minisign
+//!   signature when configured) and notices when a release's content changes;
+//! - one **mirror task** per probed mirror: a liveness probe each interval (with hysteresis), a
+//!   spot check of one verified file, and a full streaming SHA-256 verification of any
+//!   required release it has not verified (new release, back from down, or `reverify` due);
+//! - the **coordinator** turns the state into a [`HealthSnapshot`] (debounced), hands it to
+//!   the publisher (which builds and swaps the routing table), logs state changes, records
+//!   global readiness, and writes the state file.
+
+pub mod http;
+pub mod state;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::manifest::Manifest;
+use crate::routing::HealthSnapshot;
+use state::{HealthState, MirrorHealth, MirrorState, Mismatch, StateFile, Verified};
+use verify::{ReleaseOutcome, fetch_manifest, verify_release};
+
+/// Receives every new snapshot; the daemon builds and publishes a routing table from it.
+pub type Publisher = Arc<dyn Fn(&HealthSnapshot) + Send + Sync>;
+
+/// Counters the prober keeps (read by the monitoring endpoint).
+#[derive(Debug, Default)]
+pub struct HealthCounters {
+    pub manifest_failures: std::sync::atomic::AtomicU64,
+    pub signature_failures: std::sync::atomic::AtomicU64,
+    pub hash_mismatches: std::sync::atomic::AtomicU64,
+    pub probes_ok: std::sync::atomic::AtomicU64,
+    pub probes_failed: std::sync::atomic::AtomicU64,
+}
+
+/// The running prober.
+pub struct Health {
+    config: Arc<Config>,
+    state: Arc<Mutex<HealthState>>,
+    pub counters: Arc<HealthCounters>,
+    token: CancellationToken,
+    tasks: TaskTracker,
+}
+
+struct Shared {
+    config: Arc<Config>,
+    state: Arc<Mutex<HealthState>>,
+    notify: Notify,
+    origin_fetched: Notify,
+    downloads: Arc<Semaphore>,
+    counters: Arc<HealthCounters>,
+    token: CancellationToken,
+}
+
+fn lock(m: &Mutex<HealthState>) -> std::sync::MutexGuard<'_, HealthState> {
+    // A panic while holding the lock leaves plain data behind; keep using it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fresh state for `config`, seeded from a previous run's state (same mirror name and base
+/// URL) or from the state file when it is recent enough.
+pub fn initial_state(config: &Config, carried: Option<(&Config, &HealthState)>) -> HealthState {
+    let mut st = HealthState {
+        mirrors: vec![MirrorHealth::default(); config.mirrors.len()],
+        ..HealthState::default()
+    };
+    if let Some((old_cfg, old)) = carried {
+        for (i, m) in config.mirrors.iter().enumerate() {
+            if let Some(j) = old_cfg
+                .mirrors
+                .iter()
+                .position(|o| o.name == m.name && o.base_url == m.base_url)
+            {
+                st.mirrors[i] = old.mirrors[j].clone();
+            }
+        }
+        st.releases = old.releases.clone();
+        st.origin_done = old.origin_done;
+        st.first_round_done = old.first_round_done;
+        return st;
+    }
+    if let Some(path) = &config.health.state_file {
+        match StateFile::read(path, config.health.state_max_age, SystemTime::now()) {
+            Ok(f) => {
+                f.restore_into(config, &mut st);
+                info!(file = %path.display(), "restored probe state from the previous run");
+            }
+            Err(e) => {
+                info!(reason = %e, "not using a saved probe state; answering by fallback until the first probe round")
+            }
+        }
+    }
+    st
+}
+
+impl Health {
+    /// Starts the prober. `publish` is called with the first snapshot before this returns.
+    pub fn start(
+        config: Arc<Config>,
+        state: HealthState,
+        publish: Publisher,
+    ) -> Result<Health, String> {
+        let token = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let counters = Arc::new(HealthCounters::default());
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            state: Arc::new(Mutex::new(state)),
+            notify: Notify::new(),
+            origin_fetched: Notify::new(),
+            downloads: Arc::new(Semaphore::new(config.health.max_downloads)),
+            counters: counters.clone(),
+            token: token.clone(),
+        });
+        publish(&state::snapshot(
+            &config,
+            &lock(&shared.state),
+            SystemTime::now(),
+        ));
+        if let Some(origin) = &config.origin {
+            let client = http::client(&config.health, &origin.base_url, None)?;
+            tasks.spawn(origin_task(shared.clone(), client));
+        } else {
+            lock(&shared.state).origin_done = true;
+        }
+        let probed: Vec<usize> = (0..config.mirrors.len())
+            .filter(|&i| config.mirrors[i].base_url.is_some())
+            .collect();
+        for (k, &i) in probed.iter().enumerate() {
+            let m = &config.mirrors[i];
+            let Some(base) = &m.base_url else { continue };
+            let client = http::client(&config.health, base, m.probe_address)
+                .map_err(|e| format!("mirror `{}`: {e}", m.name))?;
+            // Spread first probes over up to a second so a restart is not a probe storm.
+            let stagger = config.health.interval.min(Duration::from_secs(1)) * k as u32
+                / probed.len().max(1) as u32;
+            tasks.spawn(mirror_task(shared.clone(), i, client, stagger));
+        }
+        tasks.spawn(coordinator(shared.clone(), publish));
+        shared.notify.notify_one();
+        Ok(Health {
+            config,
+            state: shared.state.clone(),
+            counters,
+            token,
+            tasks,
+        })
+    }
+
+    /// Stops every task and returns the state, to seed the next prober after a reload.
+    pub async fn stop(self) -> (Arc<Config>, HealthState) {
+        self.token.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        let st = std::mem::take(&mut *lock(&self.state));
+        (self.config, st)
+    }
+
+    /// Reads the state under the lock.
+    pub fn with_state<T>(&self, f: impl FnOnce(&Config, &HealthState) -> T) -> T {
+        f(&self.config, &lock(&self.state))
+    }
+}
+
+/// Sleeps `d` with up to ±10 % jitter, or until shutdown. False on shutdown.
+async fn pause(token: &CancellationToken, d: Duration) -> bool {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let d = d.mul_f64(0.9 + (nanos % 2001) as f64 / 10000.0);
+    tokio::select! {
+        _ = token.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+async fn origin_task(sh: Arc<Shared>, client: reqwest::Client) {
+    let cfg = &sh.config;
+    let mut releases: Vec<&String> = cfg.services.iter().flat_map(|s| &s.releases).collect();
+    releases.sort();
+    releases.dedup();
+    loop {
+        for r in &releases {
+            let res = tokio::select! {
+                _ = sh.token.cancelled() => return,
+                r = fetch_manifest(&client, cfg, r) => r,
+            };
+            let mut st = lock(&sh.state);
+            let rel = st.releases.entry((*r).clone()).or_default();
+            match res {
+                Ok(m) => {
+                    rel.last_error = None;
+                    if rel.current.as_ref().map(|c| c.digest) != Some(m.digest) {
+                        let now = SystemTime::now();
+                        let first = rel.current.is_none();
+                        if !first || rel.restored.is_some_and(|d| d != m.digest) {
+                            info!(release = %r, version = %m.version, "release content changed at the origin; mirrors lag until verified");
+                            rel.previous = rel.current.take();
+                            rel.changed_at = Some(now);
+                            rel.ready_at = None;
+                        } else {
+                            info!(release = %r, version = %m.version, files = m.files.len(), "release manifest fetched");
+                        }
+                        if rel.changed_at.is_none() {
+                            rel.changed_at = Some(m.published.unwrap_or(now).min(now));
+                        }
+                        rel.current = Some(Arc::new(m));
+                        rel.restored = None;
+                    }
+                }
+                Err(e) => {
+                    if e.is_signature() {
+                        sh.counters
+                            .signature_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    sh.counters
+                        .manifest_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let msg = e.to_string();
+                    if rel.last_error.as_deref() != Some(&msg) {
+                        warn!(release = %r, error = %msg, "manifest rejected; the last good one stays in force");
+                    }
+                    rel.last_error = Some(msg);
+                }
+            }
+        }
+        lock(&sh.state).origin_done = true;
+        sh.origin_fetched.notify_waiters();
+        sh.notify.notify_one();
+        if !pause(&sh.token, cfg.health.interval).await {
+            return;
+        }
+    }
+}
+
+/// The path a liveness probe fetches: the first required manifest, else the base URL.
+fn liveness_path(cfg: &Config, mirror: usize) -> String {
+    cfg.services
+        .iter()
+        .filter(|s| s.mirrors.contains(&mirror))
+        .flat_map(|s| s.releases.first())
+        .next()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn mirror_task(sh: Arc<Shared>, i: usize, client: reqwest::Client, stagger: Duration) {
+    let cfg = &sh.config;
+    let hc = &cfg.health;
+    let m = &cfg.mirrors[i];
+    let Some(base) = m.base_url.clone() else {
+        return;
+    };
+    if !pause(&sh.token, stagger).await {
+        return;
+    }
+    let probe_url = base
+        .join(&liveness_path(cfg, i))
+        .unwrap_or_else(|_| base.clone());
+    let mut spot = 0usize;
+    loop {
+        // Liveness.
+        let started = std::time::Instant::now();
+        let res = tokio::select! {
+            _ = sh.token.cancelled() => return,
+            r = tokio::time::timeout(hc.timeout, client.get(probe_url.clone()).send()) => r,
+        };
+        let outcome = match res {
+            Err(_) => Err(format!(
+                "{probe_url}: timed out after {:.1} s",
+                hc.timeout.as_secs_f64()
+            )),
+            Ok(Err(e)) => Err(format!("{probe_url}: {e}")),
+            Ok(Ok(r)) if r.status().is_success() => Ok(()),
+            Ok(Ok(r)) => Err(format!("{probe_url}: HTTP {}", r.status().as_u16())),
+        };
+        let came_back = {
+            let mut st = lock(&sh.state);
+            let h = &mut st.mirrors[i];
+            h.last_probe = Some(SystemTime::now());
+            h.last_latency = Some(started.elapsed());
+            let ok = outcome.is_ok();
+            let counter = if ok {
+                &sh.counters.probes_ok
+            } else {
+                &sh.counters.probes_failed
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = &outcome {
+                h.last_error = Some(e.clone());
+            }
+            let was = h.live;
+            let changed = h.record_probe(ok, hc.rise, hc.fall);
+            if changed == Some(true) && was == Some(false) {
+                // Back after being down: what it serves now must be verified again.
+                h.verified.clear();
+                h.partial.clear();
+                true
+            } else {
+                false
+            }
+        };
+        if came_back {
+            info!(mirror = %m.name, "back up; re-verifying its releases");
+        }
+        sh.notify.notify_one();
+        let live = lock(&sh.state).mirrors[i].live == Some(true);
+        if live {
+            // Wait (bounded) for the origin's first manifests so there is something to verify.
+            if !lock(&sh.state).origin_done {
+                let wait = sh.origin_fetched.notified();
+                tokio::select! {
+                    _ = sh.token.cancelled() => return,
+                    _ = wait => {},
+                    _ = tokio::time::sleep(hc.interval) => {},
+                }
+            }
+            spot_check(&sh, i, &client, &base, &mut spot).await;
+            integrity(&sh, i, &client, &base).await;
+        }
+        {
+            let mut st = lock(&sh.state);
+            rounds_done(&mut st, cfg);
+        }
+        sh.notify.notify_one();
+        if !pause(&sh.token, hc.interval).await {
+            return;
+        }
+    }
+}
+
+/// Marks the mirror's first cycle done; the first round is done when every probed mirror's is.
+fn rounds_done(st: &mut HealthState, cfg: &Config) {
+    if st.first_round_done {
+        return;
+    }
+    let all = cfg
+        .mirrors
+        .iter()
+        .zip(&st.mirrors)
+        .filter(|(m, _)| m.base_url.is_some())
+        .all(|(_, h)| h.last_probe.is_some() && !h.verifying);
+    if all && st.origin_done {
+        st.first_round_done = true;
+    }
+}
+
+/// One verified file to spot-check.
+#[derive(Clone)]
+struct SpotTarget {
+    path: String,
+    size: u64,
+    digest: state::Digest,
+    seen: http::Validators,
+}
+
+/// HEAD one verified file (rotating) and drop the verification if it changed.
+async fn spot_check(
+    sh: &Shared,
+    i: usize,
+    client: &reqwest::Client,
+    base: &reqwest::Url,
+    spot: &mut usize,
+) {
+    let target = {
+        let st = lock(&sh.state);
+        let h = &st.mirrors[i];
+        let mut all: Vec<(&Manifest, &Verified)> = st
+            .releases
+            .values()
+            .filter_map(|r| r.current.as_deref())
+            .filter_map(|m| h.verified.get(&m.digest).map(|v| (m, v)))
+            .collect();
+        all.sort_by(|a, b| a.0.release.cmp(&b.0.release));
+        let files: Vec<SpotTarget> = all
+            .iter()
+            .flat_map(|(m, v)| {
+                m.files.iter().filter_map(move |f| {
+                    Some(SpotTarget {
+                        path: format!("{}{}", crate::manifest::release_dir(&m.release), f.path),
+                        size: f.size?,
+                        digest: m.digest,
+                        seen: v.files.get(&f.path)?.clone(),
+                    })
+                })
+            })
+            .collect();
+        if files.is_empty() {
+            return;
+        }
+        *spot = (*spot + 1) % files.len();
+        files[*spot].clone()
+    };
+    let Ok(url) = base.join(&target.path) else {
+        return;
+    };
+    let seen = &target.seen;
+    let changed = match http::head(client, &url, sh.config.health.timeout).await {
+        Ok(v) => {
+            let len_changed = v.length.is_some_and(|l| l != target.size);
+            let etag_changed = seen.etag.is_some() && v.etag.is_some() && seen.etag != v.etag;
+            let lm_changed = seen.last_modified.is_some()
+                && v.last_modified.is_some()
+                && seen.last_modified != v.last_modified;
+            (len_changed || etag_changed || lm_changed)
+                .then(|| format!("{}: changed since it was verified", target.path))
+        }
+        Err(e @ http::ProbeError::Status { status: 404, .. }) => Some(e.to_string()),
+        Err(_) => None,
+    };
+    if let Some(why) = changed {
+        info!(mirror = %sh.config.mirrors[i].name, reason = %why, "spot check: re-verifying");
+        let mut st = lock(&sh.state);
+        st.mirrors[i].verified.remove(&target.digest);
+        st.mirrors[i].partial.remove(&target.digest);
+    }
+}
+
+/// Verifies every required release the mirror has not verified (or whose `reverify` is due).
+async fn integrity(sh: &Shared, i: usize, client: &reqwest::Client, base: &reqwest::Url) {
+    let cfg = &sh.config;
+    let hc = &cfg.health;
+    let mirror = &cfg.mirrors[i];
+    let now = SystemTime::now();
+    // Wrong bytes are retried, but not every round: a full download each interval would be
+    // a heavy price for a mirror that stays broken.
+    let mismatch_retry = hc.reverify.min(Duration::from_secs(300)).max(hc.interval);
+    let todo: Vec<(Arc<Manifest>, Option<state::Digest>)> = {
+        let st = lock(&sh.state);
+        let h = &st.mirrors[i];
+        if let Some(mm) = &h.mismatch
+            && now.duration_since(mm.at).unwrap_or_default() < mismatch_retry
+        {
+            return;
+        }
+        let mut v = Vec::new();
+        for (r, _) in state::required_digests(cfg, &st, i) {
+            let Some(rel) = st.releases.get(&r) else {
+                continue;
+            };
+            let Some(cur) = rel.current.clone() else {
+                continue;
+            };
+            let due = match h.verified.get(&cur.digest) {
+                None => true,
+                Some(ver) => now.duration_since(ver.at).unwrap_or_default() >= hc.reverify,
+            };
+            if due {
+                v.push((cur, rel.previous.as_ref().map(|p| p.digest)));
+            }
+        }
+        v
+    };
+    if todo.is_empty() {
+        let mut st = lock(&sh.state);
+        st.mirrors[i].lag_since = None;
+        if st.mirrors[i].mismatch.is_some() && !state::required_digests(cfg, &st, i).is_empty() {
+            // Everything required verified since the mismatch: the mirror is clean again.
+            st.mirrors[i].mismatch = None;
+        }
+        return;
+    }
+    lock(&sh.state).mirrors[i].verifying = true;
+    sh.notify.notify_one();
+    let mut clean = true;
+    for (m, previous) in todo {
+        let mut done = lock(&sh.state).mirrors[i]
+            .partial
+            .remove(&m.digest)
+            .unwrap_or_default();
+        let mut report = Vec::new();
+        let outcome = tokio::select! {
+            _ = sh.token.cancelled() => break,
+            o = verify_release(client, hc, base, &m, previous, &mut done, &sh.downloads, false, &mut report) => o,
+        };
+        let mut st = lock(&sh.state);
+        let changed_at = st.releases.get(&m.release).and_then(|r| r.changed_at);
+        let h = &mut st.mirrors[i];
+        match outcome {
+            ReleaseOutcome::Verified(files) => {
+                info!(mirror = %mirror.name, release = %m.release, version = %m.version, "verified");
+                h.verified.insert(
+                    m.digest,
+                    Verified {
+                        at: SystemTime::now(),
+                        files,
+                    },
+                );
+                if let Some(p) = previous {
+                    h.verified.remove(&p);
+                }
+            }
+            ReleaseOutcome::Previous => {
+                clean = false;
+                h.lag_since.get_or_insert(changed_at.unwrap_or(now));
+                h.last_error = Some(format!("{}: still the previous release", m.release));
+            }
+            ReleaseOutcome::Failed { error, mismatch } => {
+                clean = false;
+                h.last_error = Some(error.to_string());
+                if mismatch {
+                    sh.counters
+                        .hash_mismatches
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    warn!(mirror = %mirror.name, release = %m.release, error = %error, "integrity check failed: never routed until it verifies");
+                    h.mismatch = Some(Mismatch {
+                        digest: m.digest,
+                        at: SystemTime::now(),
+                        reason: error.to_string(),
+                    });
+                    h.verified.remove(&m.digest);
+                } else {
+                    if previous.is_some_and(|p| h.verified.contains_key(&p)) {
+                        h.lag_since.get_or_insert(changed_at.unwrap_or(now));
+                    }
+                    // Keep what matched so far; only the rest is fetched next round.
+                    h.partial.insert(m.digest, done);
+                }
+            }
+        }
+    }
+    let mut st = lock(&sh.state);
+    let h = &mut st.mirrors[i];
+    h.verifying = false;
+    if clean {
+        h.mismatch = None;
+        h.lag_since = None;
+        h.last_error = None;
+    }
+}
+
+async fn coordinator(sh: Arc<Shared>, publish: Publisher) {
+    let cfg = &sh.config;
+    let mut last: Option<HealthSnapshot> = None;
+    let mut shown: HashMap<usize, MirrorState> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = sh.token.cancelled() => break,
+            _ = sh.notify.notified() => {},
+        }
+        // Debounce: a burst of changes becomes one swap.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = SystemTime::now();
+        let (snap, file) = {
+            let mut st = lock(&sh.state);
+            for i in 0..cfg.mirrors.len() {
+                let s = state::mirror_state(cfg, &st, i);
+                if shown.get(&i) != Some(&s) {
+                    let h = &st.mirrors[i];
+                    let reason = h
+                        .mismatch
+                        .as_ref()
+                        .map(|m| m.reason.clone())
+                        .or_else(|| h.last_error.clone())
+                        .unwrap_or_default();
+                    info!(mirror = %cfg.mirrors[i].name, state = s.as_str(), %reason, "mirror state");
+                    shown.insert(i, s);
+                }
+            }
+            readiness(cfg, &mut st, now);
+            let snap = state::snapshot(cfg, &st, now);
+            let file = cfg
+                .health
+                .state_file
+                .as_ref()
+                .map(|p| (p.clone(), StateFile::from_state(cfg, &st, now)));
+            (snap, file)
+        };
+        if last.as_ref() != Some(&snap) {
+            publish(&snap);
+            last = Some(snap);
+        }
+        if let Some((path, f)) = file
+            && let Err(e) = f.write(&path)
+        {
+            warn!(file = %path.display(), error = %e, "cannot write the state file");
+        }
+    }
+    // Shutdown: one last write so the next start knows what we knew.
+    if let Some(path) = &cfg.health.state_file {
+        let f = StateFile::from_state(cfg, &lock(&sh.state), SystemTime::now());
+        if let Err(e) = f.write(path) {
+            warn!(file = %path.display(), error = %e, "cannot write the state file");
+        }
+    }
+}
+
+/// Records when each release became verified on every non-drained probed mirror that needs it.
+fn readiness(cfg: &Config, st: &mut HealthState, now: SystemTime) {
+    let paths: Vec<String> = st.releases.keys().cloned().collect();
+    for r in paths {
+        let Some(rel) = st.releases.get(&r) else {
+            continue;
+        };
+        if rel.ready_at.is_some() {
+            continue;
+        }
+        let Some(cur) = rel.current.as_ref().map(|m| m.digest) else {
+            continue;
+        };
+        let needed: Vec<usize> = (0..cfg.mirrors.len())
+            .filter(|&i| {
+                let m = &cfg.mirrors[i];
+                !m.drained
+                    && m.base_url.is_some()
+                    && cfg
+                        .services
+                        .iter()
+                        .any(|s| s.mirrors.contains(&i) && s.releases.contains(&r))
+            })
+            .collect();
+        if needed
+            .iter()
+            .all(|&i| st.mirrors[i].verified.contains_key(&cur))
+        {
+            let since = rel.changed_at.unwrap_or(now);
+            let took = now.duration_since(since).unwrap_or_default();
+            info!(release = %r, seconds = took.as_secs_f64(), "release verified on every mirror");
+            if let Some(rel) = st.releases.get_mut(&r) {
+                rel.ready_at = Some(now);
+            }
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! What the prober knows, as plain data, and the pure functions over it: liveness hysteresis,
+//! per-service routability (the health snapshot the routing table is built from), each
+//! mirror's displayed state, and the state file that carries all of it across restarts.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::http::Validators;
+use crate::config::Config;
+use crate::manifest::{Manifest, hex};
+use crate::routing::{Eligibility, HealthSnapshot};
+
+pub type Digest = [u8; 32];
+
+/// A mirror's state as shown to operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MirrorState {
+    Unknown,
+    Verifying,
+    Ready,
+    Lagging,
+    Mismatch,
+    Down,
+    Drained,
+}
+
+impl MirrorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MirrorState::Unknown => "unknown",
+            MirrorState::Verifying => "verifying",
+            MirrorState::Ready => "ready",
+            MirrorState::Lagging => "lagging",
+            MirrorState::Mismatch => "mismatch",
+            MirrorState::Down => "down",
+            MirrorState::Drained => "drained",
+        }
+    }
+}
+
+/// One release content verified on a mirror.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub at: SystemTime,
+    /// Per file path: what the mirror sent with it, for spot checks.
+    pub files: HashMap<String, Validators>,
+}
+
+/// Wrong bytes found on a mirror.
+#[derive(Debug, Clone)]
+pub struct Mismatch {
+    pub digest: Digest,
+    pub at: SystemTime,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MirrorHealth {
+    /// None until the first liveness probe.
+    pub live: Option<bool>,
+    pub successes: u32,
+    pub failures: u32,
+    pub last_probe: Option<SystemTime>,
+    pub last_latency: Option<Duration>,
+    pub last_error: Option<String>,
+    pub verified: HashMap<Digest, Verified>,
+    pub mismatch: Option<Mismatch>,
+    pub verifying: bool,
+    /// Files of a release in progress that already matched (so a lagging mirror's retries
+    /// download only what is still missing).
+    pub partial: HashMap<Digest, HashMap<String, Validators>>,
+    /// When this mirror's lag began (it lacked a current release), if it is lagging.
+    pub lag_since: Option<SystemTime>,
+}
+
+impl MirrorHealth {
+    /// Applies one liveness result with hysteresis; returns the new liveness if it changed.
+    /// The very first result decides at once, so a cold start does not wait `rise` rounds.
+    pub fn record_probe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+        if ok {
+            self.successes += 1;
+            self.failures = 0;
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+        }
+        let new = match (self.live, ok) {
+            (None, x) => Some(x),
+            (Some(false), true) if self.successes >= rise => Some(true),
+            (Some(true), false) if self.failures >= fall => Some(false),
+            _ => None,
+        };
+        if let Some(n) = new {
+            self.live = Some(n);
+        }
+        new
+    }
+}
+
+/// A release path as the origin publishes it.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseState {
+    pub current: Option<Arc<Manifest>>,
+    pub previous: Option<Arc<Manifest>>,
+    /// When `current` replaced `previous` (as we saw it).
+    pub changed_at: Option<SystemTime>,
+    /// When every mirror that must hold it had verified `current`.
+    pub ready_at: Option<SystemTime>,
+    pub last_error: Option<String>,
+    /// Digest restored from the state file before the first fetch.
+    pub restored: Option<Digest>,
+}
+
+impl ReleaseState {
+    pub fn current_digest(&self) -> Option<Digest> {
+        self.current.as_ref().map(|m| m.digest).or(self.restored)
+    }
+}
+
+/// Everything the prober knows.
+#[derive(Debug, Default)]
+pub struct HealthState {
+    pub mirrors: Vec<MirrorHealth>,
+    pub releases: HashMap<String, ReleaseState>,
+    /// The origin was fetched and every probed mirror probed at least once.
+    pub first_round_done: bool,
+    pub origin_done: bool,
+}
+
+/// Digests a mirror must hold: the current content of every release of every service that
+/// lists it.
+pub fn required_digests(
+    config: &Config,
+    state: &HealthState,
+    mirror: usize,
+) -> Vec<(String, Option<Digest>)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for s in config
+        .services
+        .iter()
+        .filter(|s| s.mirrors.contains(&mirror))
+    {
+        for r in &s.releases {
+            if seen.insert(r.clone()) {
+                out.push((
+                    r.clone(),
+                    state.releases.get(r).and_then(|x| x.current_digest()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Whether mirror `m` may serve service `s` now.
+pub fn eligibility(
+    config: &Config,
+    state: &HealthState,
+    s: usize,
+    m: usize,
+    now: SystemTime,
+) -> Eligibility {
+    let mirror = &config.mirrors[m];
+    let service = &config.services[s];
+    if mirror.drained {
+        return Eligibility::Out;
+    }
+    if mirror.base_url.is_none() {
+        // Static mirror: never probed, always live, trusted as configured.
+        return Eligibility::Routable;
+    }
+    let Some(h) = state.mirrors.get(m) else {
+        return Eligibility::Out;
+    };
+    if h.live != Some(true) {
+        return Eligibility::Out;
+    }
+    if h.mismatch.is_some() {
+        return Eligibility::Out;
+    }
+    for r in &service.releases {
+        let Some(rel) = state.releases.get(r) else {
+            return Eligibility::Live;
+        };
+        let Some(cur) = rel.current_digest() else {
+            return Eligibility::Live;
+        };
+        if h.verified.contains_key(&cur) {
+            continue;
+        }
+        let in_grace = match (&rel.previous, rel.changed_at) {
+            (Some(prev), Some(at)) => {
+                h.verified.contains_key(&prev.digest)
+                    && now.duration_since(at).unwrap_or_default() < service.lag_grace
+            }
+            _ => false,
+        };
+        if !in_grace {
+            return Eligibility::Live;
+        }
+    }
+    Eligibility::Routable
+}
+
+/// The health snapshot routing is built from.
+pub fn snapshot(config: &Config, state: &HealthState, now: SystemTime) -> HealthSnapshot {
+    HealthSnapshot {
+        services: (0..config.services.len())
+            .map(|s| {
+                (0..config.mirrors.len())
+                    .map(|m| eligibility(config, state, s, m, now))
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// The state shown for mirror `m`.
+pub fn mirror_state(config: &Config, state: &HealthState, m: usize) -> MirrorState {
+    let mirror = &config.mirrors[m];
+    if mirror.drained {
+        return MirrorState::Drained;
+    }
+    if mirror.base_url.is_none() {
+        return MirrorState::Ready;
+    }
+    let Some(h) = state.mirrors.get(m) else {
+        return MirrorState::Unknown;
+    };
+    match h.live {
+        None => return MirrorState::Unknown,
+        Some(false) => return MirrorState::Down,
+        Some(true) => {}
+    }
+    if h.mismatch.is_some() {
+        return MirrorState::Mismatch;
+    }
+    let required = required_digests(config, state, m);
+    let missing: Vec<_> = required
+        .iter()
+        .filter(|(_, d)| d.is_none_or(|d| !h.verified.contains_key(&d)))
+        .collect();
+    if missing.is_empty() {
+        return MirrorState::Ready;
+    }
+    if h.verifying {
+        return MirrorState::Verifying;
+    }
+    // Lagging: it holds an earlier content of a release it now lacks.
+    let lagging = missing.iter().any(|(r, _)| {
+        state
+            .releases
+            .get(r)
+            .and_then(|x| x.previous.as_ref())
+            .is_some_and(|p| h.verified.contains_key(&p.digest))
+    });
+    if lagging || h.lag_since.is_some() {
+        MirrorState::Lagging
+    } else {
+        MirrorState::Verifying
+    }
+}
+
+/// The state file: enough to route sensibly before the first probe round after a restart.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StateFile {
+    pub written: String,
+    pub releases: HashMap<String, StateRelease>,
+    pub mirrors: HashMap<String, StateMirror>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StateRelease {
+    pub digest: String,
+    pub version: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StateMirror {
+    pub base_url: String,
+    pub live: Option<bool>,
+    pub verified: Vec<String>,
+    pub mismatch: Option<String>,
+}
+
+fn parse_digest(s: &str) -> Option<Digest> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, c) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl StateFile {
+    pub fn from_state(config: &Config, state: &HealthState, now: SystemTime) -> StateFile {
+        let releases = state
+            .releases
+            .iter()
+            .filter_map(|(path, r)| {
+                r.current.as_ref().map(|m| {
+                    (
+                        path.clone(),
+                        StateRelease {
+                            digest: hex(&m.digest),
+                            version: m.version.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        let mirrors = config
+            .mirrors
+            .iter()
+            .zip(&state.mirrors)
+            .filter_map(|(m, h)| {
+                let url = m.base_url.as_ref()?;
+                Some((
+                    m.name.clone(),
+                    StateMirror {
+                        base_url: url.to_string(),
+                        live: h.live,
+                        verified: h.verified.keys().map(|d| hex(d)).collect(),
+                        mismatch: h.mismatch.as_ref().map(|x| x.reason.clone()),
+                    },
+                ))
+            })
+            .collect();
+        StateFile {
+            written: humantime::format_rfc3339_seconds(now).to_string(),
+            releases,
+            mirrors,
+        }
+    }
+
+    /// Writes atomically: a temporary file beside the target, then a rename.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let body = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads a state file; None (with the reason) when it is missing, unreadable or too old.
+    pub fn read(path: &Path, max_age: Duration, now: SystemTime) -> Result<StateFile, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f: StateFile =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let written = humantime::parse_rfc3339(&f.written)
+            .map_err(|e| format!("{}: `written`: {e}", path.display()))?;
+        let age = now.duration_since(written).unwrap_or_default();
+        if age > max_age {
+            return Err(format!(
+                "{}: written {} ago, older than state-max-age {}",
+                path.display(),
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                humantime::format_duration(max_age)
+            ));
+        }
+        Ok(f)
+    }
+
+    /// Seeds a fresh state with what this file says, for mirrors whose base URL is unchanged.
+    pub fn restore_into(&self, config: &Config, state: &mut HealthState) {
+        for (path, r) in &self.releases {
+            if let Some(d) = parse_digest(&r.digest) {
+                state.releases.entry(path.clone()).or_default().restored = Some(d);
+            }
+        }
+        let now = SystemTime::now();
+        for (i, m) in config.mirrors.iter().enumerate() {
+            let (Some(url), Some(saved)) = (&m.base_url, self.mirrors.get(&m.name)) else {
+                continue;
+            };
+            if url.as_str() != saved.base_url {
+                continue;
+            }
+            let h = &mut state.mirrors[i];
+            h.live = saved.live;
+            for d in saved.verified.iter().filter_map(|d| parse_digest(d)) {
+                h.verified.insert(
+                    d,
+                    Verified {
+                        at: now,
+                        files: HashMap::new(),
+                    },
+                );
+            }
+            h.mismatch = saved.mismatch.as_ref().map(|reason| Mismatch {
+                digest: [0; 32],
+                at: now,
+                reason: reason.clone(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hysteresis() {
+        let mut h = MirrorHealth::default();
+        assert_eq!(
+            h.record_probe(true, 2, 3),
+            Some(true),
+            "first result decides"
+        );
+        assert_eq!(h.record_probe(false, 2, 3), None);
+        assert_eq!(h.record_probe(false, 2, 3), None);
+        assert_eq!(
+            h.record_probe(true, 2, 3),
+            None,
+            "a success resets the failure count"
+        );
+        assert_eq!(h.record_probe(false, 2, 3), None);
+        assert_eq!(h.record_probe(false, 2, 3), None);
+        assert_eq!(
+            h.record_probe(false, 2, 3),
+            Some(false),
+            "down after 3 in a row"
+        );
+        assert_eq!(h.record_probe(true, 2, 3), None);
+        assert_eq!(
+            h.record_probe(true, 2, 3),
+            Some(true),
+            "up after 2 in a row"
+        );
+    }
+}

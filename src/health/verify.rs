@@ -1,0 +1,214 @@
+//! Fetching manifests from the origin and verifying a release on a mirror: shared by the
+//! prober and `mirrordns verify`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use reqwest::{Client, Url};
+use tokio::sync::Semaphore;
+
+use super::http::{self, ProbeError, Validators};
+use crate::config::{Config, HealthConfig};
+use crate::manifest::{self, Manifest, ManifestError, release_dir};
+
+/// Largest manifest or signature we accept.
+pub const MANIFEST_CAP: u64 = 16 << 20;
+const SIGNATURE_CAP: u64 = 16 << 10;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}")]
+    Probe(#[from] ProbeError),
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+}
+
+impl FetchError {
+    pub fn is_signature(&self) -> bool {
+        matches!(self, FetchError::Manifest(ManifestError::Signature { .. }))
+    }
+}
+
+fn join(base: &Url, path: &str) -> Result<Url, ProbeError> {
+    base.join(path).map_err(|e| ProbeError::Body {
+        url: format!("{base}{path}"),
+        detail: format!("cannot form URL: {e}"),
+    })
+}
+
+/// Fetches and checks one release manifest from the origin. For SHA256SUMS, file sizes come
+/// from the origin's Content-Length.
+pub async fn fetch_manifest(
+    client: &Client,
+    config: &Config,
+    release: &str,
+) -> Result<Manifest, FetchError> {
+    let origin = config
+        .origin
+        .as_ref()
+        .ok_or_else(|| ManifestError::Invalid {
+            release: release.to_string(),
+            message: "no [origin] configured".into(),
+        })?;
+    let timeout = config.health.timeout;
+    let url = join(&origin.base_url, release)?;
+    let (bytes, _) = http::fetch(client, &url, MANIFEST_CAP, timeout).await?;
+    if let Some(key) = &origin.minisign_key {
+        let sig_url = join(&origin.base_url, &format!("{release}.minisig"))?;
+        let sig = match http::fetch(client, &sig_url, SIGNATURE_CAP, timeout).await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                return Err(ManifestError::Signature {
+                    release: release.to_string(),
+                    message: format!("no signature: {e}"),
+                }
+                .into());
+            }
+        };
+        let sig = String::from_utf8_lossy(&sig);
+        manifest::verify_signature(release, &bytes, &sig, key)?;
+    }
+    let mut m = manifest::parse(release, &bytes)?;
+    let dir = release_dir(release);
+    for f in m.files.iter_mut().filter(|f| f.size.is_none()) {
+        let u = join(&origin.base_url, &format!("{dir}{}", f.path))?;
+        let v = http::head(client, &u, timeout).await?;
+        let len = v.length.ok_or_else(|| ManifestError::Invalid {
+            release: release.to_string(),
+            message: format!(
+                "{}: the origin sent no Content-Length to take the size from",
+                f.path
+            ),
+        })?;
+        f.size = Some(len);
+    }
+    Ok(m)
+}
+
+/// How one file fared on a mirror.
+#[derive(Debug, Clone)]
+pub struct FileResult {
+    pub path: String,
+    pub result: Result<Validators, ProbeError>,
+}
+
+/// The outcome of verifying one release on one mirror.
+#[derive(Debug, Clone)]
+pub enum ReleaseOutcome {
+    /// Every file matched.
+    Verified(HashMap<String, Validators>),
+    /// The mirror serves the previous content of this release path: not synced yet.
+    Previous,
+    /// Something failed; `mismatch` when it served wrong bytes.
+    Failed { error: ProbeError, mismatch: bool },
+}
+
+/// Verifies `m` on the mirror at `base`. Files in `done` already matched and are skipped.
+/// With `keep_going`, every file is tried and reported (for `mirrordns verify`); otherwise
+/// the first failure ends it (the prober retries next round).
+#[allow(clippy::too_many_arguments)]
+pub async fn verify_release(
+    client: &Client,
+    hc: &HealthConfig,
+    base: &Url,
+    m: &Manifest,
+    previous: Option<[u8; 32]>,
+    done: &mut HashMap<String, Validators>,
+    downloads: &Arc<Semaphore>,
+    keep_going: bool,
+    report: &mut Vec<FileResult>,
+) -> ReleaseOutcome {
+    // The mirror's copy of the manifest must be the origin's.
+    let murl = match join(base, &m.release) {
+        Ok(u) => u,
+        Err(error) => {
+            return ReleaseOutcome::Failed {
+                error,
+                mismatch: false,
+            };
+        }
+    };
+    match http::fetch(client, &murl, MANIFEST_CAP, hc.timeout).await {
+        Ok((bytes, _)) => {
+            use sha2::Digest;
+            let d: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+            if d != m.digest {
+                if Some(d) == previous {
+                    return ReleaseOutcome::Previous;
+                }
+                let error = ProbeError::Hash {
+                    path: m.release.clone(),
+                    expected: manifest::hex(&m.digest),
+                    actual: manifest::hex(&d),
+                };
+                report.push(FileResult {
+                    path: m.release.clone(),
+                    result: Err(error.clone()),
+                });
+                return ReleaseOutcome::Failed {
+                    error,
+                    mismatch: true,
+                };
+            }
+        }
+        Err(error) => {
+            report.push(FileResult {
+                path: m.release.clone(),
+                result: Err(error.clone()),
+            });
+            return ReleaseOutcome::Failed {
+                error,
+                mismatch: false,
+            };
+        }
+    }
+    let dir = release_dir(&m.release);
+    let mut first_err: Option<ProbeError> = None;
+    let mut mismatch = false;
+    for f in &m.files {
+        if done.contains_key(&f.path) {
+            continue;
+        }
+        let Some(size) = f.size else { continue };
+        let url = match join(base, &format!("{dir}{}", f.path)) {
+            Ok(u) => u,
+            Err(e) => {
+                first_err.get_or_insert(e);
+                break;
+            }
+        };
+        let result = {
+            let _permit = downloads.acquire().await;
+            http::verify_file(
+                client,
+                &url,
+                &f.path,
+                size,
+                &f.sha256,
+                hc.timeout,
+                hc.download_timeout,
+            )
+            .await
+        };
+        report.push(FileResult {
+            path: f.path.clone(),
+            result: result.clone(),
+        });
+        match result {
+            Ok(v) => {
+                done.insert(f.path.clone(), v);
+            }
+            Err(e) => {
+                mismatch |= e.is_mismatch();
+                first_err.get_or_insert(e);
+                if !keep_going {
+                    break;
+                }
+            }
+        }
+    }
+    match first_err {
+        None => ReleaseOutcome::Verified(std::mem::take(done)),
+        Some(error) => ReleaseOutcome::Failed { error, mismatch },
+    }
+}
