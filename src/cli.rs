@@ -56,12 +56,52 @@ enum Command {
         /// The client's address.
         ip: IpAddr,
     },
+    /// Fetch the release manifests and verify mirrors once; exit 0 only if every mirror that
+    /// is not drained verified.
+    Verify {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Verify only this mirror.
+        #[arg(long)]
+        mirror: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the server on the shipped config with a loopback origin and three mirrors (one
+    /// good, one corrupted, one lagging) to show what mirrordns does.
+    Demo {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        })
 }
 
 fn init_logging(format: LogFormat) {
     // hickory logs at info for things we report ourselves; keep it quiet.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+/// For one-shot commands: warnings and errors only, so the report stays readable.
+fn init_logging_quiet(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -122,6 +162,62 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Verify {
+            config,
+            mirror,
+            json,
+        } => {
+            init_logging_quiet(cli.log_format);
+            let loaded = match load_or_report(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(crate::health::oneshot::verify(
+                &loaded.config,
+                mirror.as_deref(),
+            )) {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => {
+                                eprintln!("error: {e}");
+                                return ExitCode::from(2);
+                            }
+                        }
+                    } else {
+                        println!("{report}");
+                    }
+                    if report.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Demo { config } => {
+            init_logging(cli.log_format);
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(crate::demo::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Serve { config } => {
             init_logging(cli.log_format);
             let loaded = match load_or_report(&config) {
@@ -134,15 +230,9 @@ pub fn main() -> ExitCode {
                 "loaded {}",
                 config.display()
             );
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             match rt.block_on(crate::daemon::serve(loaded)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -11,12 +11,14 @@
 //! - [`routing`]: config + client maps + health snapshot -> the immutable [`routing::RoutingTable`].
 //! - [`dns`]: query bytes + routing table -> response bytes, and the UDP/TCP listeners.
 //! - [`daemon`]: the running server, its published table, reload and shutdown.
+//! - [`demo`]: `mirrordns demo` and the loopback file server it (and the tests) use.
 //! - [`explain`]: "why this answer" for a client address.
 //! - [`cli`]: the `mirrordns` command line.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod diag;
 pub mod dns;
 pub mod explain;

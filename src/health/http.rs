@@ -95,59 +95,124 @@ fn classify(url: &Url, e: &reqwest::Error, timeout: Duration) -> ProbeError {
     }
 }
 
-/// A client for one base URL. `probe_address` pins the connection to that address while the
-/// Host header and TLS name stay those of the URL.
-pub fn client(
-    cfg: &HealthConfig,
-    base: &Url,
-    probe_address: Option<SocketAddr>,
-) -> Result<Client, String> {
-    install_crypto();
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first().cloned();
-        match first {
-            _ if attempt.previous().len() > MAX_REDIRECTS => {
-                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+/// Where probes for one base URL go: a client plus the effective base URL.
+///
+/// With a `probe_address`, connections go to that IP and port while the TLS name stays the
+/// URL's host and the Host header stays the URL's authority. (A resolver override alone
+/// cannot do this: HTTP clients take the port from the URL, so the URL's port is replaced
+/// with the probe port and the Host header is set explicitly.)
+#[derive(Clone)]
+pub struct Endpoint {
+    client: Client,
+    base: Url,
+    host: Option<reqwest::header::HeaderValue>,
+}
+
+impl Endpoint {
+    pub fn new(
+        cfg: &HealthConfig,
+        base: &Url,
+        probe_address: Option<SocketAddr>,
+    ) -> Result<Endpoint, String> {
+        install_crypto();
+        let policy = reqwest::redirect::Policy::custom(|attempt| {
+            let first = attempt.previous().first().cloned();
+            match first {
+                _ if attempt.previous().len() > MAX_REDIRECTS => {
+                    attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+                }
+                Some(first)
+                    if first.scheme() == attempt.url().scheme()
+                        && first.host_str() == attempt.url().host_str()
+                        && first.port_or_known_default()
+                            == attempt.url().port_or_known_default() =>
+                {
+                    attempt.follow()
+                }
+                _ => {
+                    let to = attempt.url().to_string();
+                    attempt.error(format!(
+                        "to {to}: only redirects within the same scheme, host and port are followed"
+                    ))
+                }
             }
-            Some(first)
-                if first.scheme() == attempt.url().scheme()
-                    && first.host_str() == attempt.url().host_str()
-                    && first.port_or_known_default() == attempt.url().port_or_known_default() =>
-            {
-                attempt.follow()
-            }
-            _ => {
-                let to = attempt.url().to_string();
-                attempt.error(format!(
-                    "to {to}: only redirects within the same scheme, host and port are followed"
-                ))
-            }
+        });
+        let mut b = Client::builder()
+            .user_agent(concat!(
+                "mirrordns/",
+                env!("CARGO_PKG_VERSION"),
+                " (health probe)"
+            ))
+            .connect_timeout(cfg.timeout)
+            .redirect(policy)
+            .no_proxy()
+            .pool_max_idle_per_host(4);
+        let mut effective = base.clone();
+        let mut host = None;
+        if let Some(addr) = probe_address
+            && let Some(h) = base.host_str()
+        {
+            b = b.resolve(h, addr);
+            let authority = match base.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            };
+            host = reqwest::header::HeaderValue::from_str(&authority).ok();
+            effective
+                .set_port(Some(addr.port()))
+                .map_err(|_| format!("cannot use probe port {} with {base}", addr.port()))?;
         }
-    });
-    let mut b = Client::builder()
-        .user_agent(concat!(
-            "mirrordns/",
-            env!("CARGO_PKG_VERSION"),
-            " (health probe)"
-        ))
-        .connect_timeout(cfg.timeout)
-        .redirect(policy)
-        .no_proxy()
-        .pool_max_idle_per_host(4);
-    if let Some(addr) = probe_address
-        && let Some(host) = base.host_str()
-    {
-        b = b.resolve(host, addr);
+        if let Some(ca) = &cfg.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            b = b.tls_certs_merge([cert]);
+        }
+        let client = b
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Endpoint {
+            client,
+            base: effective,
+            host,
+        })
     }
-    if let Some(ca) = &cfg.ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
-        b = b.tls_certs_merge([cert]);
+
+    /// `path` (relative) under the base URL.
+    pub fn url(&self, path: &str) -> Result<Url, ProbeError> {
+        self.base.join(path).map_err(|e| ProbeError::Body {
+            url: format!("{}{path}", self.base),
+            detail: format!("cannot form URL: {e}"),
+        })
     }
-    b.build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+
+    fn request(&self, method: reqwest::Method, url: &Url) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, url.clone());
+        match &self.host {
+            Some(h) => r.header(reqwest::header::HOST, h.clone()),
+            None => r,
+        }
+    }
+
+    /// Liveness: an HTTP answer below 500 for `url` within `timeout`. A 404 still proves the
+    /// server is up (a lagging mirror lacks the newest manifest); whether its files are right
+    /// is the integrity check's business. Returns the time to response headers.
+    pub async fn alive(&self, url: &Url, timeout: Duration) -> Result<Duration, ProbeError> {
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(timeout, self.request(reqwest::Method::GET, url).send()).await {
+            Err(_) => Err(ProbeError::Timeout {
+                url: url.to_string(),
+                secs: timeout.as_secs_f64(),
+            }),
+            Ok(Err(e)) => Err(classify(url, &e, timeout)),
+            Ok(Ok(r)) if r.status().as_u16() < 500 => Ok(started.elapsed()),
+            Ok(Ok(r)) => Err(ProbeError::Status {
+                url: url.to_string(),
+                status: r.status().as_u16(),
+            }),
+        }
+    }
 }
 
 /// What a successful response looked like, for spot checks.
@@ -168,17 +233,16 @@ fn validators(resp: &reqwest::Response) -> Validators {
     Validators {
         etag: h(reqwest::header::ETAG),
         last_modified: h(reqwest::header::LAST_MODIFIED),
-        length: resp.content_length(),
+        // From the header, not the body: a HEAD response's body is empty whatever its length.
+        length: h(reqwest::header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
     }
 }
 
 async fn send(
-    client: &Client,
     req: reqwest::RequestBuilder,
     url: &Url,
     timeout: Duration,
 ) -> Result<reqwest::Response, ProbeError> {
-    let _ = client;
     match tokio::time::timeout(timeout, req.send()).await {
         Err(_) => Err(ProbeError::Timeout {
             url: url.to_string(),
@@ -196,13 +260,13 @@ async fn send(
 /// GETs `url` whole, refusing bodies over `cap` bytes. Returns the body and the time to
 /// response headers.
 pub async fn fetch(
-    client: &Client,
+    ep: &Endpoint,
     url: &Url,
     cap: u64,
     timeout: Duration,
 ) -> Result<(Vec<u8>, Duration), ProbeError> {
     let started = std::time::Instant::now();
-    let mut resp = send(client, client.get(url.clone()), url, timeout).await?;
+    let mut resp = send(ep.request(reqwest::Method::GET, url), url, timeout).await?;
     let latency = started.elapsed();
     if resp.content_length().is_some_and(|l| l > cap) {
         return Err(ProbeError::Body {
@@ -236,8 +300,8 @@ pub async fn fetch(
 }
 
 /// HEAD `url`: the validators, to compare against what was verified.
-pub async fn head(client: &Client, url: &Url, timeout: Duration) -> Result<Validators, ProbeError> {
-    let resp = send(client, client.head(url.clone()), url, timeout).await?;
+pub async fn head(ep: &Endpoint, url: &Url, timeout: Duration) -> Result<Validators, ProbeError> {
+    let resp = send(ep.request(reqwest::Method::HEAD, url), url, timeout).await?;
     Ok(validators(&resp))
 }
 
@@ -245,7 +309,7 @@ pub async fn head(client: &Client, url: &Url, timeout: Duration) -> Result<Valid
 /// is longer than `size`; `idle` bounds the wait for each chunk (slow-drip mirrors), `total`
 /// the whole download.
 pub async fn verify_file(
-    client: &Client,
+    ep: &Endpoint,
     url: &Url,
     path: &str,
     size: u64,
@@ -254,7 +318,7 @@ pub async fn verify_file(
     total: Duration,
 ) -> Result<Validators, ProbeError> {
     let started = std::time::Instant::now();
-    let mut resp = send(client, client.get(url.clone()), url, idle).await?;
+    let mut resp = send(ep.request(reqwest::Method::GET, url), url, idle).await?;
     let v = validators(&resp);
     if let Some(len) = v.length
         && len != size

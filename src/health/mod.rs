@@ -13,6 +13,7 @@
 //!   global readiness, and writes the state file.
 
 pub mod http;
+pub mod oneshot;
 pub mod state;
 pub mod verify;
 
@@ -129,7 +130,7 @@ impl Health {
             SystemTime::now(),
         ));
         if let Some(origin) = &config.origin {
-            let client = http::client(&config.health, &origin.base_url, None)?;
+            let client = http::Endpoint::new(&config.health, &origin.base_url, None)?;
             tasks.spawn(origin_task(shared.clone(), client));
         } else {
             lock(&shared.state).origin_done = true;
@@ -140,7 +141,7 @@ impl Health {
         for (k, &i) in probed.iter().enumerate() {
             let m = &config.mirrors[i];
             let Some(base) = &m.base_url else { continue };
-            let client = http::client(&config.health, base, m.probe_address)
+            let client = http::Endpoint::new(&config.health, base, m.probe_address)
                 .map_err(|e| format!("mirror `{}`: {e}", m.name))?;
             // Spread first probes over up to a second so a restart is not a probe storm.
             let stagger = config.health.interval.min(Duration::from_secs(1)) * k as u32
@@ -186,7 +187,7 @@ async fn pause(token: &CancellationToken, d: Duration) -> bool {
     }
 }
 
-async fn origin_task(sh: Arc<Shared>, client: reqwest::Client) {
+async fn origin_task(sh: Arc<Shared>, client: http::Endpoint) {
     let cfg = &sh.config;
     let mut releases: Vec<&String> = cfg.services.iter().flat_map(|s| &s.releases).collect();
     releases.sort();
@@ -257,35 +258,24 @@ fn liveness_path(cfg: &Config, mirror: usize) -> String {
         .unwrap_or_default()
 }
 
-async fn mirror_task(sh: Arc<Shared>, i: usize, client: reqwest::Client, stagger: Duration) {
+async fn mirror_task(sh: Arc<Shared>, i: usize, ep: http::Endpoint, stagger: Duration) {
     let cfg = &sh.config;
     let hc = &cfg.health;
     let m = &cfg.mirrors[i];
-    let Some(base) = m.base_url.clone() else {
-        return;
-    };
     if !pause(&sh.token, stagger).await {
         return;
     }
-    let probe_url = base
-        .join(&liveness_path(cfg, i))
-        .unwrap_or_else(|_| base.clone());
+    let Ok(probe_url) = ep.url(&liveness_path(cfg, i)) else {
+        warn!(mirror = %m.name, "cannot form the liveness URL; not probing");
+        return;
+    };
     let mut spot = 0usize;
     loop {
         // Liveness.
         let started = std::time::Instant::now();
-        let res = tokio::select! {
+        let outcome = tokio::select! {
             _ = sh.token.cancelled() => return,
-            r = tokio::time::timeout(hc.timeout, client.get(probe_url.clone()).send()) => r,
-        };
-        let outcome = match res {
-            Err(_) => Err(format!(
-                "{probe_url}: timed out after {:.1} s",
-                hc.timeout.as_secs_f64()
-            )),
-            Ok(Err(e)) => Err(format!("{probe_url}: {e}")),
-            Ok(Ok(r)) if r.status().is_success() => Ok(()),
-            Ok(Ok(r)) => Err(format!("{probe_url}: HTTP {}", r.status().as_u16())),
+            r = ep.alive(&probe_url, hc.timeout) => r.map(|_| ()).map_err(|e| e.to_string()),
         };
         let came_back = {
             let mut st = lock(&sh.state);
@@ -328,8 +318,8 @@ async fn mirror_task(sh: Arc<Shared>, i: usize, client: reqwest::Client, stagger
                     _ = tokio::time::sleep(hc.interval) => {},
                 }
             }
-            spot_check(&sh, i, &client, &base, &mut spot).await;
-            integrity(&sh, i, &client, &base).await;
+            spot_check(&sh, i, &ep, &mut spot).await;
+            integrity(&sh, i, &ep).await;
         }
         {
             let mut st = lock(&sh.state);
@@ -368,13 +358,7 @@ struct SpotTarget {
 }
 
 /// HEAD one verified file (rotating) and drop the verification if it changed.
-async fn spot_check(
-    sh: &Shared,
-    i: usize,
-    client: &reqwest::Client,
-    base: &reqwest::Url,
-    spot: &mut usize,
-) {
+async fn spot_check(sh: &Shared, i: usize, ep: &http::Endpoint, spot: &mut usize) {
     let target = {
         let st = lock(&sh.state);
         let h = &st.mirrors[i];
@@ -404,11 +388,11 @@ async fn spot_check(
         *spot = (*spot + 1) % files.len();
         files[*spot].clone()
     };
-    let Ok(url) = base.join(&target.path) else {
+    let Ok(url) = ep.url(&target.path) else {
         return;
     };
     let seen = &target.seen;
-    let changed = match http::head(client, &url, sh.config.health.timeout).await {
+    let changed = match http::head(ep, &url, sh.config.health.timeout).await {
         Ok(v) => {
             let len_changed = v.length.is_some_and(|l| l != target.size);
             let etag_changed = seen.etag.is_some() && v.etag.is_some() && seen.etag != v.etag;
@@ -430,7 +414,7 @@ async fn spot_check(
 }
 
 /// Verifies every required release the mirror has not verified (or whose `reverify` is due).
-async fn integrity(sh: &Shared, i: usize, client: &reqwest::Client, base: &reqwest::Url) {
+async fn integrity(sh: &Shared, i: usize, ep: &http::Endpoint) {
     let cfg = &sh.config;
     let hc = &cfg.health;
     let mirror = &cfg.mirrors[i];
@@ -484,7 +468,7 @@ async fn integrity(sh: &Shared, i: usize, client: &reqwest::Client, base: &reqwe
         let mut report = Vec::new();
         let outcome = tokio::select! {
             _ = sh.token.cancelled() => break,
-            o = verify_release(client, hc, base, &m, previous, &mut done, &sh.downloads, false, &mut report) => o,
+            o = verify_release(ep, hc, &m, previous, &mut done, &sh.downloads, false, &mut report) => o,
         };
         let mut st = lock(&sh.state);
         let changed_at = st.releases.get(&m.release).and_then(|r| r.changed_at);
@@ -523,7 +507,8 @@ async fn integrity(sh: &Shared, i: usize, client: &reqwest::Client, base: &reqwe
                     });
                     h.verified.remove(&m.digest);
                 } else {
-                    if previous.is_some_and(|p| h.verified.contains_key(&p)) {
+                    let missing = matches!(error, http::ProbeError::Status { status: 404, .. });
+                    if missing || previous.is_some_and(|p| h.verified.contains_key(&p)) {
                         h.lag_since.get_or_insert(changed_at.unwrap_or(now));
                     }
                     // Keep what matched so far; only the rest is fetched next round.

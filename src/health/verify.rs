@@ -4,10 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use reqwest::{Client, Url};
 use tokio::sync::Semaphore;
 
-use super::http::{self, ProbeError, Validators};
+use super::http::{self, Endpoint, ProbeError, Validators};
 use crate::config::{Config, HealthConfig};
 use crate::manifest::{self, Manifest, ManifestError, release_dir};
 
@@ -29,17 +28,10 @@ impl FetchError {
     }
 }
 
-fn join(base: &Url, path: &str) -> Result<Url, ProbeError> {
-    base.join(path).map_err(|e| ProbeError::Body {
-        url: format!("{base}{path}"),
-        detail: format!("cannot form URL: {e}"),
-    })
-}
-
 /// Fetches and checks one release manifest from the origin. For SHA256SUMS, file sizes come
 /// from the origin's Content-Length.
 pub async fn fetch_manifest(
-    client: &Client,
+    ep: &Endpoint,
     config: &Config,
     release: &str,
 ) -> Result<Manifest, FetchError> {
@@ -51,11 +43,11 @@ pub async fn fetch_manifest(
             message: "no [origin] configured".into(),
         })?;
     let timeout = config.health.timeout;
-    let url = join(&origin.base_url, release)?;
-    let (bytes, _) = http::fetch(client, &url, MANIFEST_CAP, timeout).await?;
+    let url = ep.url(release)?;
+    let (bytes, _) = http::fetch(ep, &url, MANIFEST_CAP, timeout).await?;
     if let Some(key) = &origin.minisign_key {
-        let sig_url = join(&origin.base_url, &format!("{release}.minisig"))?;
-        let sig = match http::fetch(client, &sig_url, SIGNATURE_CAP, timeout).await {
+        let sig_url = ep.url(&format!("{release}.minisig"))?;
+        let sig = match http::fetch(ep, &sig_url, SIGNATURE_CAP, timeout).await {
             Ok((s, _)) => s,
             Err(e) => {
                 return Err(ManifestError::Signature {
@@ -71,8 +63,8 @@ pub async fn fetch_manifest(
     let mut m = manifest::parse(release, &bytes)?;
     let dir = release_dir(release);
     for f in m.files.iter_mut().filter(|f| f.size.is_none()) {
-        let u = join(&origin.base_url, &format!("{dir}{}", f.path))?;
-        let v = http::head(client, &u, timeout).await?;
+        let u = ep.url(&format!("{dir}{}", f.path))?;
+        let v = http::head(ep, &u, timeout).await?;
         let len = v.length.ok_or_else(|| ManifestError::Invalid {
             release: release.to_string(),
             message: format!(
@@ -108,9 +100,8 @@ pub enum ReleaseOutcome {
 /// the first failure ends it (the prober retries next round).
 #[allow(clippy::too_many_arguments)]
 pub async fn verify_release(
-    client: &Client,
+    ep: &Endpoint,
     hc: &HealthConfig,
-    base: &Url,
     m: &Manifest,
     previous: Option<[u8; 32]>,
     done: &mut HashMap<String, Validators>,
@@ -119,7 +110,7 @@ pub async fn verify_release(
     report: &mut Vec<FileResult>,
 ) -> ReleaseOutcome {
     // The mirror's copy of the manifest must be the origin's.
-    let murl = match join(base, &m.release) {
+    let murl = match ep.url(&m.release) {
         Ok(u) => u,
         Err(error) => {
             return ReleaseOutcome::Failed {
@@ -128,7 +119,7 @@ pub async fn verify_release(
             };
         }
     };
-    match http::fetch(client, &murl, MANIFEST_CAP, hc.timeout).await {
+    match http::fetch(ep, &murl, MANIFEST_CAP, hc.timeout).await {
         Ok((bytes, _)) => {
             use sha2::Digest;
             let d: [u8; 32] = sha2::Sha256::digest(&bytes).into();
@@ -170,7 +161,7 @@ pub async fn verify_release(
             continue;
         }
         let Some(size) = f.size else { continue };
-        let url = match join(base, &format!("{dir}{}", f.path)) {
+        let url = match ep.url(&format!("{dir}{}", f.path)) {
             Ok(u) => u,
             Err(e) => {
                 first_err.get_or_insert(e);
@@ -180,7 +171,7 @@ pub async fn verify_release(
         let result = {
             let _permit = downloads.acquire().await;
             http::verify_file(
-                client,
+                ep,
                 &url,
                 &f.path,
                 size,

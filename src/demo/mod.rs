@@ -1,0 +1,247 @@
+//! `mirrordns demo`: the shipped config plus, on loopback, an origin and three mirrors serving
+//! a release generated at start-up. eu-west is good, us-east serves a corrupted file and
+//! ap-northeast lags behind (it only has the previous release), so `dig` shows that only the
+//! good mirror gets traffic and `mirrordns verify` shows why.
+
+pub mod files;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use toml::{Table, Value};
+
+use crate::daemon::Server;
+use crate::load::Loaded;
+use crate::manifest::hex;
+use files::FileServer;
+
+const CURRENT: &str = "v1.1.0";
+const PREVIOUS: &str = "v1.0.0";
+
+/// Deterministic filler bytes, different per file.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Writes release `version` (files, SHA256SUMS sidecar, manifest.json) under `root/tool/`.
+pub fn write_release(root: &Path, version: &str, seed: u64) -> std::io::Result<()> {
+    let dir = root.join("tool").join(version);
+    std::fs::create_dir_all(&dir)?;
+    let files = [
+        ("tool-linux-amd64.tar.gz", bytes(seed, 3 << 20)),
+        ("tool-darwin-arm64.tar.gz", bytes(seed + 1, 2 << 20)),
+        ("tool-windows-amd64.zip", bytes(seed + 2, 2 << 20)),
+    ];
+    let mut sums = String::new();
+    let mut entries = Vec::new();
+    for (name, data) in &files {
+        std::fs::write(dir.join(name), data)?;
+        let h = hex(&Sha256::digest(data));
+        sums.push_str(&format!("{h}  {name}\n"));
+        entries.push(serde_json::json!({"path": name, "size": data.len(), "sha256": h}));
+    }
+    std::fs::write(dir.join("SHA256SUMS"), &sums)?;
+    entries.push(serde_json::json!({
+        "path": "SHA256SUMS",
+        "size": sums.len(),
+        "sha256": hex(&Sha256::digest(sums.as_bytes())),
+    }));
+    let manifest = serde_json::json!({
+        "version": version,
+        "published": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "files": entries,
+    });
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The demo's config: the shipped one with an origin, releases, three probed mirrors and the
+/// rest drained. Written to a file so `mirrordns verify --config` can use it too.
+fn demo_config(
+    shipped: &Path,
+    origin: &str,
+    mirrors: &[(&str, &str)],
+    out: &Path,
+) -> anyhow::Result<()> {
+    let shipped = &shipped
+        .canonicalize()
+        .with_context(|| format!("reading {}", shipped.display()))?;
+    let text = std::fs::read_to_string(shipped)
+        .with_context(|| format!("reading {}", shipped.display()))?;
+    let mut t: Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", shipped.display()))?;
+    let base = shipped.parent().unwrap_or(Path::new("."));
+    // Zone paths are relative to the shipped config's directory; make them absolute.
+    if let Some(Value::Table(server)) = t.get_mut("server")
+        && let Some(Value::Array(zones)) = server.get_mut("zones")
+    {
+        for z in zones.iter_mut() {
+            if let Value::String(p) = z {
+                *p = base.join(&*p).display().to_string();
+            }
+        }
+    }
+    let mut o = Table::new();
+    o.insert("base-url".into(), Value::String(origin.into()));
+    o.insert(
+        "ipv4".into(),
+        Value::Array(vec![Value::String("192.0.2.1".into())]),
+    );
+    t.insert("origin".into(), Value::Table(o));
+    let mut h = Table::new();
+    h.insert("interval".into(), Value::String("2s".into()));
+    h.insert("timeout".into(), Value::String("2s".into()));
+    t.insert("health".into(), Value::Table(h));
+    let release = format!("tool/{CURRENT}/manifest.json");
+    if let Some(Value::Array(services)) = t.get_mut("service") {
+        for s in services.iter_mut() {
+            if let Value::Table(s) = s {
+                s.insert(
+                    "releases".into(),
+                    Value::Array(vec![Value::String(release.clone())]),
+                );
+            }
+        }
+    }
+    if let Some(Value::Array(ms)) = t.get_mut("mirror") {
+        for m in ms.iter_mut() {
+            let Value::Table(m) = m else { continue };
+            let name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            match mirrors.iter().find(|(n, _)| *n == name) {
+                Some((_, url)) => {
+                    m.insert("base-url".into(), Value::String((*url).into()));
+                }
+                None => {
+                    m.insert("drained".into(), Value::Boolean(true));
+                }
+            }
+        }
+    }
+    std::fs::write(out, toml::to_string(&t)?)?;
+    Ok(())
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
+    let work = tempfile::Builder::new()
+        .prefix("mirrordns-demo-")
+        .tempdir()?;
+    let w = work.path();
+    let origin_dir = w.join("origin");
+    write_release(&origin_dir, PREVIOUS, 1)?;
+    write_release(&origin_dir, CURRENT, 2)?;
+    // Good: a full copy.
+    copy_dir(&origin_dir, &w.join("eu-west"))?;
+    // Corrupted: one byte flipped in the current release.
+    copy_dir(&origin_dir, &w.join("us-east"))?;
+    let bad = w
+        .join("us-east/tool")
+        .join(CURRENT)
+        .join("tool-linux-amd64.tar.gz");
+    let mut data = std::fs::read(&bad)?;
+    data[1000] ^= 0x01;
+    std::fs::write(&bad, data)?;
+    // Lagging: only the previous release so far.
+    copy_dir(
+        &origin_dir.join("tool").join(PREVIOUS),
+        &w.join("ap-northeast/tool").join(PREVIOUS),
+    )?;
+
+    let origin = FileServer::start(&origin_dir).await?;
+    let eu = FileServer::start(&w.join("eu-west")).await?;
+    let us = FileServer::start(&w.join("us-east")).await?;
+    let ap = FileServer::start(&w.join("ap-northeast")).await?;
+    let config_path = w.join("mirrordns-demo.toml");
+    demo_config(
+        &shipped,
+        &origin.url(),
+        &[
+            ("eu-west", &eu.url()),
+            ("us-east", &us.url()),
+            ("ap-northeast", &ap.url()),
+        ],
+        &config_path,
+    )?;
+    let loaded = Loaded::from_file(&config_path).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let server = Server::start(loaded).await?;
+    let port = server.dns_addrs()[0].port();
+    // Wait (bounded) for the first probe round so the printout shows real states.
+    for _ in 0..100 {
+        if server
+            .with_health(|_, st| st.first_round_done)
+            .await
+            .unwrap_or(true)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let states = server
+        .with_health(|cfg, st| {
+            (0..cfg.mirrors.len())
+                .filter(|&i| !cfg.mirrors[i].drained)
+                .map(|i| {
+                    let h = &st.mirrors[i];
+                    let reason = h
+                        .mismatch
+                        .as_ref()
+                        .map(|m| m.reason.clone())
+                        .or_else(|| h.last_error.clone())
+                        .unwrap_or_default();
+                    format!(
+                        "  {:<13} {:<10} {}",
+                        cfg.mirrors[i].name,
+                        crate::health::state::mirror_state(cfg, st, i).as_str(),
+                        reason
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .await
+        .unwrap_or_default();
+    println!(
+        "mirrordns demo: DNS on 127.0.0.1:{port}, origin {origin}, release {CURRENT}\n\nmirrors:\n{states}\n\n\
+         Only eu-west holds a byte-exact copy, so every client gets it:\n\
+         \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=81.2.69.0/24 +short   # London: eu-west 192.0.2.11\n\
+         \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=8.8.8.0/24 +short     # US: us-east is corrupted -> 192.0.2.11\n\
+         \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=1.0.16.0/24 +short    # Tokyo: ap-northeast lags -> 192.0.2.11\n\
+         \x20 mirrordns verify --config {}\n\nCtrl-C stops the demo.",
+        config_path.display(),
+        origin = origin.url(),
+    );
+    tokio::signal::ctrl_c().await?;
+    server.shutdown().await;
+    drop((origin, eu, us, ap));
+    Ok(())
+}
