@@ -28,6 +28,8 @@ pub struct Knobs {
     pub no_length: bool,
     /// Bytes appended to every body (with `no_length`, a body longer than the file).
     pub append: Vec<u8>,
+    /// When set, `truncate_after`, `no_length` and `append` apply only to paths ending so.
+    pub only_path: Option<String>,
     /// Requests for a path starting with `.0` get a 302 to `.1` + the rest of the path.
     pub redirects: Vec<(String, String)>,
 }
@@ -38,6 +40,7 @@ pub struct FileServer {
     root: PathBuf,
     knobs: Arc<Mutex<Knobs>>,
     requests: Arc<std::sync::atomic::AtomicU64>,
+    last_host: Arc<Mutex<Option<String>>>,
     token: CancellationToken,
 }
 
@@ -59,11 +62,13 @@ impl FileServer {
         let knobs = Arc::new(Mutex::new(Knobs::default()));
         let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let token = CancellationToken::new();
-        let (k, r, t, dir) = (
+        let last_host = Arc::new(Mutex::new(None));
+        let (k, r, t, dir, lh) = (
             knobs.clone(),
             requests.clone(),
             token.clone(),
             root.to_path_buf(),
+            last_host.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -75,10 +80,11 @@ impl FileServer {
                 let knobs = k.lock().map(|g| g.clone()).unwrap_or_default();
                 let dir = dir.clone();
                 let t = t.clone();
+                let lh = lh.clone();
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = t.cancelled() => {}
-                        _ = serve(stream, &dir, knobs) => {}
+                        _ = serve(stream, &dir, knobs, &lh) => {}
                     }
                 });
             }
@@ -88,6 +94,7 @@ impl FileServer {
             root: root.to_path_buf(),
             knobs,
             requests,
+            last_host,
             token,
         })
     }
@@ -112,13 +119,23 @@ impl FileServer {
         }
     }
 
+    /// The Host header of the latest request.
+    pub fn last_host(&self) -> Option<String> {
+        self.last_host.lock().ok().and_then(|h| h.clone())
+    }
+
     /// Connections accepted so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-async fn serve(mut s: TcpStream, root: &Path, k: Knobs) -> std::io::Result<()> {
+async fn serve(
+    mut s: TcpStream,
+    root: &Path,
+    k: Knobs,
+    last_host: &Mutex<Option<String>>,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -132,6 +149,14 @@ async fn serve(mut s: TcpStream, root: &Path, k: Knobs) -> std::io::Result<()> {
     let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
     let method = parts.next().unwrap_or_default().to_string();
     let target = parts.next().unwrap_or("/").to_string();
+    let host = text.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.trim().to_string())
+    });
+    if let Ok(mut h) = last_host.lock() {
+        *h = host;
+    }
     if let Some(d) = k.delay {
         tokio::time::sleep(d).await;
     }
@@ -154,6 +179,15 @@ async fn serve(mut s: TcpStream, root: &Path, k: Knobs) -> std::io::Result<()> {
             return s.write_all(resp.as_bytes()).await;
         }
     }
+    let k = match &k.only_path {
+        Some(suffix) if !path.ends_with(suffix.as_str()) => Knobs {
+            truncate_after: None,
+            no_length: false,
+            append: Vec::new(),
+            ..k
+        },
+        _ => k,
+    };
     let file = root.join(&path);
     let meta = if path.split('/').any(|seg| seg == "..") {
         None

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mmdb;
+pub mod release;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -1,0 +1,558 @@
+//! Health and integrity against real loopback HTTP mirrors, observed through real DNS answers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::release;
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use mirrordns::daemon::Server;
+use mirrordns::demo::files::FileServer;
+use mirrordns::load::Loaded;
+
+const V1: &str = "tool/v1.8.2";
+
+/// An origin and two mirrors: eu-west (nearest to London) and us-east.
+struct Setup {
+    dir: tempfile::TempDir,
+    origin: FileServer,
+    eu: FileServer,
+    us: FileServer,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["origin", "eu", "us"] {
+            release::write(&dir.path().join(d), V1, "v1.8.2");
+        }
+        let origin = FileServer::start(&dir.path().join("origin")).await.unwrap();
+        let eu = FileServer::start(&dir.path().join("eu")).await.unwrap();
+        let us = FileServer::start(&dir.path().join("us")).await.unwrap();
+        Setup {
+            dir,
+            origin,
+            eu,
+            us,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// A config with `extra` lines added to the service.
+    fn config(&self, release: &str, service_extra: &str, health_extra: &str) -> String {
+        format!(
+            r#"[server]
+dns-listen = ["127.0.0.1:0"]
+zones = ["example.com.zone"]
+
+[[geo.override]]
+network = "81.2.69.0/24"
+location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
+
+[origin]
+base-url = "{origin}"
+ipv4 = ["192.0.2.1"]
+ipv6 = ["2001:db8::1"]
+
+[health]
+interval = "100ms"
+timeout = "1s"
+rise = 2
+fall = 2
+{health_extra}
+
+[[service]]
+name = "downloads.example.com"
+mirrors = ["eu-west", "us-east"]
+releases = ["{release}"]
+{service_extra}
+
+[[mirror]]
+name = "eu-west"
+ipv4 = ["192.0.2.11"]
+location = {{ lat = 50.1, lon = 8.7 }}
+base-url = "http://eu.mirror.test:8000/"
+probe-address = "{eu}"
+
+[[mirror]]
+name = "us-east"
+ipv4 = ["192.0.2.10"]
+location = {{ lat = 38.9, lon = -77.0 }}
+base-url = "{us}"
+"#,
+            origin = self.origin.url(),
+            eu = self.eu.addr(),
+            us = self.us.url(),
+        )
+    }
+
+    async fn start(&self, config: &str) -> (Server, std::net::SocketAddr) {
+        let path = self.dir.path().join("mirrordns.toml");
+        std::fs::write(self.dir.path().join("example.com.zone"), ZONE).unwrap();
+        std::fs::write(&path, config).unwrap();
+        let server = Server::start(Loaded::from_file(&path).unwrap_or_else(|p| panic!("{p}")))
+            .await
+            .unwrap();
+        let addr = server.dns_addrs()[0];
+        (server, addr)
+    }
+}
+
+async fn london(addr: std::net::SocketAddr) -> (ResponseCode, Vec<String>) {
+    let m = udp(
+        addr,
+        &query(
+            "downloads.example.com.",
+            RecordType::A,
+            Some(1232),
+            Some(("81.2.69.0", 24)),
+        ),
+    )
+    .await;
+    (m.metadata.response_code, addrs(&m))
+}
+
+/// Polls until the London answer is `want`, or panics after `secs` with what it saw.
+async fn wait_for(addr: std::net::SocketAddr, want: &[&str], secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = (ResponseCode::NoError, vec![]);
+    while Instant::now() < deadline {
+        last = london(addr).await;
+        if last.1 == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("waited {secs} s for {want:?}; last answer {last:?}");
+}
+
+async fn state_of(server: &Server, name: &str) -> String {
+    server
+        .with_health(|cfg, st| {
+            let i = cfg.mirrors.iter().position(|m| m.name == name).unwrap();
+            let h = &st.mirrors[i];
+            format!(
+                "{} {}",
+                mirrordns::health::state::mirror_state(cfg, st, i).as_str(),
+                h.mismatch
+                    .as_ref()
+                    .map(|m| m.reason.clone())
+                    .or(h.last_error.clone())
+                    .unwrap_or_default()
+            )
+        })
+        .await
+        .unwrap()
+}
+
+const MANIFEST: &str = "tool/v1.8.2/manifest.json";
+const EU: &str = "192.0.2.11";
+const US: &str = "192.0.2.10";
+const ORIGIN: &str = "192.0.2.1";
+
+#[tokio::test]
+async fn good_mirrors_are_routed_and_a_corrupted_byte_never_is() {
+    let s = Setup::new().await;
+    release::corrupt(&s.path("eu/tool/v1.8.2/tool-linux-amd64.tar.gz"));
+    let (server, addr) = s
+        .start(&s.config(MANIFEST, "fallback = \"live\"", ""))
+        .await;
+    // eu-west is nearer but holds a wrong byte: London gets us-east.
+    wait_for(addr, &[US], 10).await;
+    let st = state_of(&server, "eu-west").await;
+    assert!(
+        st.starts_with("mismatch tool-linux-amd64.tar.gz: sha256 mismatch: expected "),
+        "{st}"
+    );
+    assert!(server.with_health(|_, _| ()).await.is_some());
+    // Even with fallback = "live" and us-east gone, the mismatched mirror is never served.
+    s.us.set(|k| k.status = Some(503));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (rcode, a) = london(addr).await;
+        assert!(!a.contains(&EU.to_string()), "mismatched mirror served");
+        if a.is_empty() {
+            assert_eq!(rcode, ResponseCode::NoError);
+            break;
+        }
+        assert!(Instant::now() < deadline, "us-east never went down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_sidecar_404_and_a_probe_address_with_host_header() {
+    let s = Setup::new().await;
+    std::fs::remove_file(s.path("eu/tool/v1.8.2/tool-linux-amd64.tar.gz.sig")).unwrap();
+    let (server, addr) = s.start(&s.config(MANIFEST, "", "")).await;
+    wait_for(addr, &[US], 10).await;
+    let st = state_of(&server, "eu-west").await;
+    assert!(st.contains("tool-linux-amd64.tar.gz.sig: HTTP 404"), "{st}");
+    // The sidecar arrives: eu-west (probed through its probe-address) becomes routable.
+    std::fs::copy(
+        s.path("origin/tool/v1.8.2/tool-linux-amd64.tar.gz.sig"),
+        s.path("eu/tool/v1.8.2/tool-linux-amd64.tar.gz.sig"),
+    )
+    .unwrap();
+    wait_for(addr, &[EU], 10).await;
+    // Probes reached the probe-address with the URL's own Host header.
+    assert_eq!(s.eu.last_host().as_deref(), Some("eu.mirror.test:8000"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_truncated_and_overlong_mirrors_are_not_routed() {
+    for (what, knobs) in [
+        (
+            "slow",
+            Box::new(|k: &mut mirrordns::demo::files::Knobs| k.delay = Some(Duration::from_secs(3)))
+                as Box<dyn Fn(&mut _)>,
+        ),
+        (
+            "truncated",
+            Box::new(|k: &mut mirrordns::demo::files::Knobs| {
+                k.only_path = Some(".tar.gz".into());
+                k.truncate_after = Some(1000);
+            }),
+        ),
+        (
+            "longer than the manifest",
+            Box::new(|k: &mut mirrordns::demo::files::Knobs| {
+                k.only_path = Some(".zip".into());
+                k.no_length = true;
+                k.append = vec![0; 5000];
+            }),
+        ),
+    ] {
+        let s = Setup::new().await;
+        s.eu.set(|k| knobs(k));
+        let (server, addr) = s.start(&s.config(MANIFEST, "", "")).await;
+        wait_for(addr, &[US], 10).await;
+        // Stays out for a while.
+        for _ in 0..10 {
+            assert_eq!(london(addr).await.1, [US], "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut st = state_of(&server, "eu-west").await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while st.starts_with("unknown") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            st = state_of(&server, "eu-west").await;
+        }
+        match what {
+            "slow" => assert!(st.contains("timed out"), "{what}: {st}"),
+            "truncated" => assert!(
+                !st.starts_with("mismatch"),
+                "{what}: a cut connection is not wrong bytes: {st}"
+            ),
+            _ => assert!(
+                st.starts_with("mismatch") && st.contains("size mismatch"),
+                "{what}: {st}"
+            ),
+        }
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn redirects_within_the_mirror_are_followed_and_off_host_ones_refused() {
+    let s = Setup::new().await;
+    // eu-west moves its files under /pub/ and redirects; us-east redirects to another host.
+    std::fs::create_dir_all(s.path("eu/pub")).unwrap();
+    std::fs::rename(s.path("eu/tool"), s.path("eu/pub/tool")).unwrap();
+    s.eu.set(|k| k.redirects = vec![("tool/".into(), "/pub/tool/".into())]);
+    let other = format!("http://localhost:{}/tool/", s.us.addr().port());
+    s.us.set(|k| k.redirects = vec![("tool/".into(), other)]);
+    let (server, addr) = s
+        .start(&s.config(MANIFEST, "fallback = \"servfail\"", ""))
+        .await;
+    wait_for(addr, &[EU], 10).await;
+    // Take eu-west away: us-east is not verified (its redirect leaves the host), so SERVFAIL.
+    s.eu.set(|k| k.status = Some(500));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while london(addr).await.0 != ResponseCode::ServFail {
+        assert!(
+            Instant::now() < deadline,
+            "no SERVFAIL; us-east: {}",
+            state_of(&server, "us-east").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = state_of(&server, "us-east").await;
+    assert!(st.contains("redirect"), "{st}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn hysteresis_then_reverification_after_coming_back() {
+    let s = Setup::new().await;
+    let (server, addr) = s.start(&s.config(MANIFEST, "", "")).await;
+    wait_for(addr, &[EU], 10).await;
+    // One failed probe is not enough (fall = 2): answers stay on eu-west.
+    s.eu.set(|k| k.status = Some(500));
+    let started = Instant::now();
+    wait_for(addr, &[US], 10).await;
+    let moved_after = started.elapsed();
+    assert!(
+        moved_after >= Duration::from_millis(150),
+        "moved after {moved_after:?}: before 2 failed probes"
+    );
+    // Back: up after 2 good probes, then re-verified before it is routed again.
+    s.eu.set(|k| k.status = None);
+    wait_for(addr, &[EU], 10).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fallback_modes() {
+    for (fallback, want_rcode, want) in [
+        ("origin", ResponseCode::NoError, vec![ORIGIN.to_string()]),
+        ("live", ResponseCode::NoError, vec![EU.to_string()]),
+        ("servfail", ResponseCode::ServFail, vec![]),
+    ] {
+        let s = Setup::new().await;
+        // Neither mirror has the release's last file yet (lagging), both are up.
+        for m in ["eu", "us"] {
+            std::fs::remove_file(s.path(&format!("{m}/tool/v1.8.2/tool-windows-amd64.zip")))
+                .unwrap();
+        }
+        let (server, addr) = s
+            .start(&s.config(MANIFEST, &format!("fallback = \"{fallback}\""), ""))
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = london(addr).await;
+            if got == (want_rcode, want.clone()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{fallback}: got {got:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn new_release_mid_test_mirrors_lag_then_follow() {
+    let s = Setup::new().await;
+    // A channel path whose content changes at each release.
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), "tool/stable", "v1.8.2");
+    }
+    let (server, addr) = s
+        .start(&s.config("tool/stable/manifest.json", "", ""))
+        .await;
+    wait_for(addr, &[EU], 10).await;
+    // The origin publishes v1.9.0 on the channel: every mirror lags, the origin answers.
+    release::write(&s.path("origin"), "tool/stable", "v1.9.0");
+    wait_for(addr, &[ORIGIN], 10).await;
+    assert!(
+        state_of(&server, "eu-west").await.starts_with("lagging"),
+        "{}",
+        state_of(&server, "eu-west").await
+    );
+    // us-east syncs first: it alone is routable (strict consistency, lag-grace 0).
+    release::write(&s.path("us"), "tool/stable", "v1.9.0");
+    wait_for(addr, &[US], 10).await;
+    release::write(&s.path("eu"), "tool/stable", "v1.9.0");
+    wait_for(addr, &[EU], 10).await;
+    // Global readiness was recorded.
+    let ready = server
+        .with_health(|_, st| {
+            st.releases
+                .get("tool/stable/manifest.json")
+                .and_then(|r| r.ready_at)
+                .is_some()
+        })
+        .await
+        .unwrap();
+    assert!(ready);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lag_grace_keeps_the_previous_release_routable() {
+    let s = Setup::new().await;
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), "tool/stable", "v1.8.2");
+    }
+    let (server, addr) = s
+        .start(&s.config("tool/stable/manifest.json", "lag-grace = \"1h\"", ""))
+        .await;
+    wait_for(addr, &[EU], 10).await;
+    release::write(&s.path("origin"), "tool/stable", "v1.9.0");
+    // Give the prober time to notice; eu-west keeps answering throughout.
+    for _ in 0..20 {
+        assert_eq!(london(addr).await.1, [EU]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(state_of(&server, "eu-west").await.starts_with("lagging"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sha256sums_manifests_take_sizes_from_the_origin() {
+    let s = Setup::new().await;
+    release::corrupt(&s.path("eu/tool/v1.8.2/tool-windows-amd64.zip"));
+    let (server, addr) = s.start(&s.config("tool/v1.8.2/SHA256SUMS", "", "")).await;
+    wait_for(addr, &[US], 10).await;
+    assert!(
+        state_of(&server, "eu-west")
+            .await
+            .starts_with("mismatch tool-windows-amd64.zip: sha256 mismatch")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_file_carries_known_bad_mirrors_across_a_restart() {
+    let s = Setup::new().await;
+    release::corrupt(&s.path("eu/tool/v1.8.2/tool-linux-amd64.tar.gz"));
+    let state = s.path("state.json");
+    let health = format!("state-file = \"{}\"", state.display());
+    let cfg = s.config(MANIFEST, "fallback = \"live\"", &health);
+    let (server, addr) = s.start(&cfg).await;
+    wait_for(addr, &[US], 10).await;
+    server.shutdown().await;
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(
+        saved["mirrors"]["eu-west"]["mismatch"].is_string(),
+        "{saved}"
+    );
+
+    // Restart with every mirror slow to answer: until the first round ends, the saved state
+    // routes (us-east), and the known-bad eu-west is never used, even by the "live" fallback.
+    s.eu.set(|k| k.delay = Some(Duration::from_millis(800)));
+    s.us.set(|k| k.delay = Some(Duration::from_millis(800)));
+    let (server, addr) = s.start(&cfg).await;
+    assert_eq!(
+        london(addr).await.1,
+        [US],
+        "the saved state routes before the first probe round"
+    );
+    server.shutdown().await;
+
+    // A state file that is too old is ignored: fallback until the first round.
+    let cfg = s.config(
+        MANIFEST,
+        "fallback = \"origin\"",
+        &format!("{health}\nstate-max-age = \"0s\""),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let (server, addr) = s.start(&cfg).await;
+    assert_eq!(london(addr).await.1, [ORIGIN]);
+    server.shutdown().await;
+}
+
+/// Writes a signed manifest (minisign) next to the origin's manifest.
+fn sign(path: &Path, sk: &minisign::SecretKey) {
+    let data = std::fs::read(path).unwrap();
+    let sig = minisign::sign(
+        None,
+        sk,
+        std::io::Cursor::new(&data),
+        Some("mirrordns test"),
+        None,
+    )
+    .unwrap();
+    std::fs::write(path.with_extension("json.minisig"), sig.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn manifest_signatures_are_checked_and_a_bad_one_changes_nothing() {
+    let s = Setup::new().await;
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let pk = kp.pk.to_base64();
+    let channel = "tool/stable";
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), channel, "v1.8.2");
+    }
+    sign(&s.path("origin/tool/stable/manifest.json"), &kp.sk);
+    let cfg = s.config("tool/stable/manifest.json", "", "").replace(
+        "ipv6 = [\"2001:db8::1\"]",
+        &format!("ipv6 = [\"2001:db8::1\"]\nminisign-key = \"{pk}\""),
+    );
+    let (server, addr) = s.start(&cfg).await;
+    wait_for(addr, &[EU], 10).await;
+
+    // A compromised origin publishes v1.9.0 signed with another key; mirrors follow it.
+    let evil = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    for d in ["origin", "us"] {
+        release::write(&s.path(d), channel, "v1.9.0");
+    }
+    sign(&s.path("origin/tool/stable/manifest.json"), &evil.sk);
+    // Nothing changes: eu-west (still on v1.8.2, the last good manifest) keeps answering.
+    for _ in 0..30 {
+        assert_eq!(london(addr).await.1, [EU]);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let err = server
+        .with_health(|_, st| {
+            st.releases
+                .get("tool/stable/manifest.json")
+                .and_then(|r| r.last_error.clone())
+        })
+        .await
+        .flatten()
+        .unwrap_or_default();
+    assert!(err.contains("signature check failed"), "{err}");
+    server.shutdown().await;
+}
+
+#[test]
+fn verify_exit_codes() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = rt.block_on(Setup::new());
+    let cfg_path = s.path("mirrordns.toml");
+    std::fs::write(s.path("example.com.zone"), ZONE).unwrap();
+    std::fs::write(&cfg_path, s.config(MANIFEST, "", "")).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+            .arg("verify")
+            .arg("--config")
+            .arg(&cfg_path)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // The file servers run on `rt`'s worker threads while the binary talks to them.
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok: every mirror verified"), "{out}");
+
+    release::corrupt(&s.path("us/tool/v1.8.2/tool-windows-amd64.zip"));
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("tool-windows-amd64.zip: sha256 mismatch"),
+        "{out}"
+    );
+    // Only eu-west: fine.
+    let (code, _) = run(&["--mirror", "eu-west"]);
+    assert_eq!(code, Some(0));
+    // JSON for pipelines.
+    let (code, out) = run(&["--json"]);
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    let us = v["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "us-east")
+        .unwrap();
+    assert_eq!(us["result"], "mismatch");
+    let (code, _) = run(&["--mirror", "nope"]);
+    assert_eq!(code, Some(2));
+}
