@@ -122,7 +122,7 @@ async fn failover() {
     )
     .expect("zone");
     let cfg = format!(
-        "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"z.zone\"]\n\n[[service]]\nname = \"downloads.example.com\"\nmirrors = [\"a\", \"b\"]\nanswers = 1\n\n[[mirror]]\nname = \"a\"\nipv4 = [\"192.0.2.1\"]\nlocation = {{ lat = 0.0, lon = 0.0 }}\nbase-url = \"{}\"\n\n[[mirror]]\nname = \"b\"\nipv4 = [\"192.0.2.2\"]\nlocation = {{ lat = 1.0, lon = 1.0 }}\n",
+        "[server]\ndns-listen = [\"127.0.0.1:0\"]\nhttp-listen = \"127.0.0.1:0\"\nzones = [\"z.zone\"]\n\n[[service]]\nname = \"downloads.example.com\"\nmirrors = [\"a\", \"b\"]\nanswers = 1\n\n[[mirror]]\nname = \"a\"\nipv4 = [\"192.0.2.1\"]\nlocation = {{ lat = 0.0, lon = 0.0 }}\nbase-url = \"{}\"\n\n[[mirror]]\nname = \"b\"\nipv4 = [\"192.0.2.2\"]\nlocation = {{ lat = 1.0, lon = 1.0 }}\n",
         mirror.url()
     );
     std::fs::write(d.join("c.toml"), cfg).expect("config");

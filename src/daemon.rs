@@ -1,11 +1,12 @@
-//! The running server: loaded state, the published routing table, listeners, reload and
-//! shutdown. `mirrordns serve` and the integration tests start it through the same
-//! [`Server::start`].
+//! The running server: loaded state, the published routing table, listeners, the monitoring
+//! endpoint, reload and shutdown. `mirrordns serve` and the integration tests start it through
+//! the same [`Server::start`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
@@ -16,81 +17,193 @@ use tracing::{error, info};
 use crate::diag::{Problem, Problems};
 use crate::dns::Stats;
 use crate::dns::server::{self, Listeners, TcpLimits};
+use crate::geo::GeoSource;
 use crate::health::{self, Health, Publisher};
 use crate::load::Loaded;
+use crate::metrics::{BUILD_BUCKETS, Histogram};
 use crate::routing::{self, RoutingTable};
 
-/// A server that is answering queries.
-pub struct Server {
-    addrs: Vec<SocketAddr>,
-    config_path: PathBuf,
-    table: Arc<ArcSwap<RoutingTable>>,
-    stats: Arc<Stats>,
+/// Counters about the server itself.
+#[derive(Debug)]
+pub struct ServerMetrics {
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    pub swaps: AtomicU64,
+    pub build: Histogram,
+}
+
+/// The config currently in force, for `/status`.
+#[derive(Debug, Clone)]
+pub struct ConfigInfo {
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+    /// The last rejected reload, if it came after the config in force.
+    pub last_error: Option<(SystemTime, String)>,
+}
+
+/// What the running server shares with its monitoring endpoint.
+pub struct Core {
+    pub dns_addrs: Vec<SocketAddr>,
+    pub config_path: PathBuf,
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub stats: Arc<Stats>,
+    pub metrics: Arc<ServerMetrics>,
+    pub started_at: SystemTime,
+    pub dns_running: AtomicBool,
     generation: Arc<AtomicU64>,
     /// The prober, when the config has anything to probe. Its lock also serialises reloads.
     health: Mutex<Option<Health>>,
+    geo: std::sync::Mutex<Arc<GeoSource>>,
+    config_info: std::sync::Mutex<ConfigInfo>,
+}
+
+/// A server that is answering queries.
+pub struct Server {
+    core: Arc<Core>,
+    http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
+    http_shutdown: CancellationToken,
     dns: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
+    http: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Server {
     /// Binds every listener and starts answering from `loaded`.
-    pub async fn start(loaded: Loaded) -> std::io::Result<Server> {
+    pub async fn start(mut loaded: Loaded) -> std::io::Result<Server> {
         let cfg = loaded.config.clone();
         let listeners = Listeners::bind(&cfg.server.dns_listen, cfg.server.udp_recv_buffer)?;
-        let addrs = listeners.local_addrs().to_vec();
+        let http_listener = match cfg.server.http_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("HTTP {addr}: {e}")))?,
+            ),
+            None => None,
+        };
+        let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let dns_addrs = listeners.local_addrs().to_vec();
         let table = Arc::new(ArcSwap::from_pointee(loaded.table(1)));
         let stats = Arc::new(Stats::default());
+        let metrics = Arc::new(ServerMetrics {
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            swaps: AtomicU64::new(0),
+            build: Histogram::new(BUILD_BUCKETS),
+        });
         let shutdown = CancellationToken::new();
         let limits = TcpLimits {
             idle_timeout: cfg.server.tcp_idle_timeout,
             max_connections: cfg.server.tcp_max_connections,
         };
         let generation = Arc::new(AtomicU64::new(1));
-        let health =
-            start_health(&loaded, None, &table, &generation).map_err(std::io::Error::other)?;
-        let dns = tokio::spawn(server::run(
-            listeners,
-            table.clone(),
-            stats.clone(),
-            limits,
-            shutdown.clone(),
-        ));
-        info!(listen = ?addrs, zones = cfg.server.zones.len(), services = cfg.services.len(), "serving DNS");
-        Ok(Server {
-            addrs,
+        let health = start_health(&loaded, None, &table, &generation, &metrics)
+            .map_err(std::io::Error::other)?;
+        // The compiled tables are all the DNS path needs; explanations re-open the database.
+        loaded.geo.release_database();
+        let core = Arc::new(Core {
+            dns_addrs: dns_addrs.clone(),
             config_path: cfg.path.clone(),
-            table,
-            stats,
+            table: table.clone(),
+            stats: stats.clone(),
+            metrics,
+            started_at: SystemTime::now(),
+            dns_running: AtomicBool::new(true),
             generation,
             health: Mutex::new(health),
+            geo: std::sync::Mutex::new(Arc::new(loaded.geo)),
+            config_info: std::sync::Mutex::new(ConfigInfo {
+                generation: 1,
+                loaded_at: SystemTime::now(),
+                last_error: None,
+            }),
+        });
+        let dns_core = core.clone();
+        let dns_run = server::run(listeners, table, stats, limits, shutdown.clone());
+        let dns = tokio::spawn(async move {
+            let r = dns_run.await;
+            dns_core.dns_running.store(false, Ordering::Relaxed);
+            r
+        });
+        let http_shutdown = CancellationToken::new();
+        let http = http_listener
+            .map(|l| tokio::spawn(crate::http::serve(l, core.clone(), http_shutdown.clone())));
+        info!(dns = ?dns_addrs, http = ?http_addr, zones = cfg.server.zones.len(), services = cfg.services.len(), "serving");
+        Ok(Server {
+            core,
+            http_addr,
             shutdown,
+            http_shutdown,
             dns: Mutex::new(Some(dns)),
+            http: Mutex::new(http),
         })
     }
 
     /// The addresses DNS is served on (with the real port when the config said port 0).
     pub fn dns_addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+        &self.core.dns_addrs
+    }
+
+    /// The monitoring endpoint's address, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The published routing table.
     pub fn table(&self) -> &Arc<ArcSwap<RoutingTable>> {
-        &self.table
+        &self.core.table
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
+        &self.core.stats
     }
 
-    /// The generation number for the next table.
-    pub fn next_generation(&self) -> u64 {
-        self.generation.fetch_add(1, Ordering::Relaxed) + 1
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
     }
 
+    /// Reloads config, zones and geo data; see [`Core::reload`].
+    pub async fn reload(&self) -> Result<u64, Problems> {
+        self.core.reload().await
+    }
+
+    /// Reads the prober's state, if there is a prober.
+    pub async fn with_health<T>(
+        &self,
+        f: impl FnOnce(&crate::config::Config, &health::state::HealthState) -> T,
+    ) -> Option<T> {
+        self.core.with_health(f).await
+    }
+
+    /// Stops answering DNS, waits for in-flight TCP answers, stops the probes (writing the
+    /// state file), then the monitoring endpoint.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.dns.lock().await.take() {
+            match h.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!(error = %e, "DNS listeners failed"),
+                Err(e) => error!(error = %e, "DNS task panicked"),
+            }
+        }
+        if let Some(h) = self.core.health.lock().await.take() {
+            h.stop().await;
+        }
+        self.http_shutdown.cancel();
+        if let Some(h) = self.http.lock().await.take() {
+            let _ = h.await;
+        }
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.core.config_path
+    }
+}
+
+impl Core {
     /// Reloads config, zones and geo data from the config file. On any problem nothing
-    /// changes and the problems are returned. Listen addresses are not rebound. Probe state
-    /// carries over for mirrors with the same name and base URL.
+    /// changes and the problems are returned (and counted, and shown in `/status`). Listen
+    /// addresses are not rebound. Probe state carries over for mirrors with the same name and
+    /// base URL.
     pub async fn reload(&self) -> Result<u64, Problems> {
         let mut health = self.health.lock().await;
         let path = self.config_path.clone();
@@ -103,13 +216,30 @@ impl Server {
                     None,
                     format!("reload task failed: {e}"),
                 ))
-            })??;
+            })
+            .and_then(|r| r);
+        let mut loaded = match loaded {
+            Ok(l) => l,
+            Err(p) => {
+                self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut ci) = self.config_info.lock() {
+                    ci.last_error = Some((SystemTime::now(), p.to_string()));
+                }
+                return Err(p);
+            }
+        };
         let carried = match health.take() {
             Some(h) => Some(h.stop().await),
             None => None,
         };
         let carried_ref = carried.as_ref().map(|(c, s)| (c.as_ref(), s));
-        match start_health(&loaded, carried_ref, &self.table, &self.generation) {
+        match start_health(
+            &loaded,
+            carried_ref,
+            &self.table,
+            &self.generation,
+            &self.metrics,
+        ) {
             Ok(h) => *health = h,
             Err(e) => {
                 // Only an HTTP client that cannot be built gets here (the CA file is checked at
@@ -117,6 +247,16 @@ impl Server {
                 error!(error = %e, "prober not started; still serving the previous routing table");
             }
         }
+        loaded.geo.release_database();
+        if let Ok(mut g) = self.geo.lock() {
+            *g = Arc::new(loaded.geo);
+        }
+        if let Ok(mut ci) = self.config_info.lock() {
+            ci.generation += 1;
+            ci.loaded_at = SystemTime::now();
+            ci.last_error = None;
+        }
+        self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Relaxed);
         info!(generation, "reloaded");
         Ok(generation)
@@ -130,24 +270,27 @@ impl Server {
         self.health.lock().await.as_ref().map(|h| h.with_state(f))
     }
 
-    /// Stops answering and waits for in-flight TCP answers.
-    pub async fn shutdown(&self) {
-        self.shutdown.cancel();
-        if let Some(h) = self.dns.lock().await.take() {
-            match h.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => error!(error = %e, "DNS listeners failed"),
-                Err(e) => error!(error = %e, "DNS task panicked"),
-            }
-        }
-        // Probes stop after DNS; stopping writes the state file.
-        if let Some(h) = self.health.lock().await.take() {
-            h.stop().await;
-        }
+    /// Reads the prober's counters, if there is a prober.
+    pub async fn health_counters(&self) -> Option<Arc<health::HealthCounters>> {
+        self.health
+            .lock()
+            .await
+            .as_ref()
+            .map(|h| h.counters.clone())
     }
 
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
+    pub fn geo(&self) -> Arc<GeoSource> {
+        self.geo
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub fn config_info(&self) -> ConfigInfo {
+        self.config_info
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 }
 
@@ -156,16 +299,17 @@ fn publisher(
     loaded: &Loaded,
     table: &Arc<ArcSwap<RoutingTable>>,
     generation: &Arc<AtomicU64>,
+    metrics: &Arc<ServerMetrics>,
 ) -> Publisher {
-    let (config, zones, maps) = (
-        loaded.config.clone(),
-        loaded.zones.clone(),
-        loaded.maps.clone(),
-    );
-    let (table, generation) = (table.clone(), generation.clone());
+    let inputs = loaded.inputs.clone();
+    let (table, generation, metrics) = (table.clone(), generation.clone(), metrics.clone());
     Arc::new(move |snap| {
+        let started = Instant::now();
         let g = generation.fetch_add(1, Ordering::Relaxed) + 1;
-        table.store(Arc::new(routing::build(&config, &zones, &maps, snap, g)));
+        let t = routing::build(&inputs, snap, g);
+        metrics.build.observe(started.elapsed());
+        table.store(Arc::new(t));
+        metrics.swaps.fetch_add(1, Ordering::Relaxed);
     })
 }
 
@@ -175,19 +319,15 @@ fn start_health(
     carried: Option<(&crate::config::Config, &health::state::HealthState)>,
     table: &Arc<ArcSwap<RoutingTable>>,
     generation: &Arc<AtomicU64>,
+    metrics: &Arc<ServerMetrics>,
 ) -> Result<Option<Health>, String> {
+    let publish = publisher(loaded, table, generation, metrics);
     if !loaded.config.has_probes() {
-        let g = generation.fetch_add(1, Ordering::Relaxed) + 1;
-        table.store(Arc::new(loaded.table(g)));
+        publish(&routing::HealthSnapshot::static_config(&loaded.config));
         return Ok(None);
     }
     let state = health::initial_state(&loaded.config, carried);
-    Health::start(
-        loaded.config.clone(),
-        state,
-        publisher(loaded, table, generation),
-    )
-    .map(Some)
+    Health::start(loaded.config.clone(), state, publish).map(Some)
 }
 
 /// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads.

@@ -12,6 +12,7 @@
 //! - [`dns`]: query bytes + routing table -> response bytes, and the UDP/TCP listeners.
 //! - [`daemon`]: the running server, its published table, reload and shutdown.
 //! - [`demo`]: `mirrordns demo` and the loopback file server it (and the tests) use.
+//! - [`http`]: the monitoring endpoint (health, readiness, status JSON, metrics, status page).
 //! - [`explain`]: "why this answer" for a client address.
 //! - [`cli`]: the `mirrordns` command line.
 
@@ -24,7 +25,9 @@ pub mod dns;
 pub mod explain;
 pub mod geo;
 pub mod health;
+pub mod http;
 pub mod load;
 pub mod manifest;
+pub mod metrics;
 pub mod routing;
 pub mod zone;

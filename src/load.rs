@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::diag::{Problem, Problems};
 use crate::geo::GeoSource;
-use crate::routing::{self, ClientMap, HealthSnapshot, RoutingTable};
+use crate::routing::{self, AnswerCounters, ContinentMap, HealthSnapshot, Inputs, RoutingTable};
 use crate::zone::{Name, ZoneSet};
 
 /// A fully loaded, consistent set of inputs.
 pub struct Loaded {
     pub config: Arc<Config>,
-    pub zones: Arc<ZoneSet>,
+    /// What routing tables are built from (config, zones, client maps, counters).
+    pub inputs: Arc<Inputs>,
     pub geo: GeoSource,
-    /// One per service, in config order.
-    pub maps: Vec<Arc<ClientMap>>,
     /// How long compiling the geo data into client maps took.
     pub compile_time: Duration,
 }
@@ -95,11 +94,22 @@ impl Loaded {
             .iter()
             .map(|s| Arc::new(routing::compile_client_map(s, &config, &locations)))
             .collect();
+        let continents = Arc::new(ContinentMap::from_locations(&locations));
+        let answer_counts = Arc::new(AnswerCounters::new(
+            config.services.len(),
+            config.mirrors.len(),
+        ));
+        let config = Arc::new(config);
         Ok(Loaded {
-            config: Arc::new(config),
-            zones: Arc::new(zones),
+            config: config.clone(),
+            inputs: Arc::new(Inputs {
+                config,
+                zones: Arc::new(zones),
+                maps,
+                continents,
+                answer_counts,
+            }),
             geo,
-            maps,
             compile_time: started.elapsed(),
         })
     }
@@ -110,6 +120,6 @@ impl Loaded {
     }
 
     pub fn table_with(&self, health: &HealthSnapshot, generation: u64) -> RoutingTable {
-        routing::build(&self.config, &self.zones, &self.maps, health, generation)
+        routing::build(&self.inputs, health, generation)
     }
 }

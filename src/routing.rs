@@ -210,6 +210,8 @@ pub struct ServiceRoute {
     pub name: Name,
     pub ttl: u32,
     pub mode: Mode,
+    /// Per mirror, as the health snapshot said when this table was built.
+    pub eligibility: Vec<Eligibility>,
     pub map: Arc<ClientMap>,
     /// Indexed by candidate list id.
     pub answers: Vec<Answer>,
@@ -219,9 +221,108 @@ pub struct ServiceRoute {
 #[derive(Debug)]
 pub struct RoutingTable {
     pub generation: u64,
+    /// When this table was built.
+    pub built_at: std::time::SystemTime,
     pub config: Arc<Config>,
     pub zones: Arc<ZoneSet>,
     pub services: Vec<ServiceRoute>,
+    pub continents: Arc<ContinentMap>,
+    pub answer_counts: Arc<AnswerCounters>,
+}
+
+/// What a routing table is built from besides health: loaded once per config.
+#[derive(Debug)]
+pub struct Inputs {
+    pub config: Arc<Config>,
+    pub zones: Arc<ZoneSet>,
+    /// One per service, in config order.
+    pub maps: Vec<Arc<ClientMap>>,
+    pub continents: Arc<ContinentMap>,
+    pub answer_counts: Arc<AnswerCounters>,
+}
+
+/// Client address -> continent index (for answer metrics), shared by all services.
+#[derive(Debug)]
+pub struct ContinentMap {
+    v4: PrefixTable<u32>,
+    v6: PrefixTable<u128>,
+}
+
+/// Continent label values, by index; the last is for unknown locations.
+pub const CONTINENTS: [&str; 8] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA", "unknown"];
+
+impl ContinentMap {
+    pub fn from_locations(locs: &LocationMap) -> Self {
+        let index: Vec<u32> = locs
+            .locations
+            .iter()
+            .map(|l| {
+                l.continent
+                    .and_then(|c| CONTINENTS.iter().position(|x| *x == c.as_str()))
+                    .unwrap_or(CONTINENTS.len() - 1) as u32
+            })
+            .collect();
+        ContinentMap {
+            v4: locs.v4.map_values(|id| index[id as usize]),
+            v6: locs.v6.map_values(|id| index[id as usize]),
+        }
+    }
+
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> usize {
+        (match geo::canonical(ip) {
+            IpAddr::V4(a) => self.v4.lookup(geo::v4_key(a)).value,
+            IpAddr::V6(a) => self.v6.lookup(geo::v6_key(a)).value,
+        }) as usize
+    }
+}
+
+/// Answers served, by service, mirror (or the origin) and client continent.
+#[derive(Debug)]
+pub struct AnswerCounters {
+    mirrors: usize,
+    counts: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl AnswerCounters {
+    pub fn new(services: usize, mirrors: usize) -> Self {
+        AnswerCounters {
+            mirrors,
+            counts: (0..services * (mirrors + 1) * CONTINENTS.len())
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// `mirror` None means the origin (fallback).
+    #[inline]
+    pub fn add(&self, service: usize, mirror: Option<usize>, continent: usize) {
+        let m = mirror.unwrap_or(self.mirrors);
+        if let Some(c) = self
+            .counts
+            .get((service * (self.mirrors + 1) + m) * CONTINENTS.len() + continent)
+        {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Non-zero counts as (service index, mirror index or None for origin, continent, count).
+    pub fn snapshot(&self) -> Vec<(usize, Option<usize>, &'static str, u64)> {
+        let per_service = (self.mirrors + 1) * CONTINENTS.len();
+        self.counts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let v = c.load(std::sync::atomic::Ordering::Relaxed);
+                (v > 0).then(|| {
+                    let s = i / per_service;
+                    let m = (i % per_service) / CONTINENTS.len();
+                    let cont = CONTINENTS[i % CONTINENTS.len()];
+                    (s, (m < self.mirrors).then_some(m), cont, v)
+                })
+            })
+            .collect()
+    }
 }
 
 /// The first `answers` mirrors of `list` that pass `ok` and have addresses of each family.
@@ -304,13 +405,14 @@ fn mode_of(si: usize, config: &Config, health: &HealthSnapshot) -> Mode {
 }
 
 /// Builds a routing table: a pure function of config, compiled client maps, zones and health.
-pub fn build(
-    config: &Arc<Config>,
-    zones: &Arc<ZoneSet>,
-    maps: &[Arc<ClientMap>],
-    health: &HealthSnapshot,
-    generation: u64,
-) -> RoutingTable {
+pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> RoutingTable {
+    let Inputs {
+        config,
+        zones,
+        maps,
+        continents,
+        answer_counts,
+    } = inputs;
     let services = config
         .services
         .iter()
@@ -323,6 +425,9 @@ pub fn build(
                 name: Name::from_text(&s.name).unwrap_or_else(|| Name::from_wire(Name::ROOT)),
                 ttl: s.ttl,
                 mode,
+                eligibility: (0..config.mirrors.len())
+                    .map(|m| health.get(si, m))
+                    .collect(),
                 map: map.clone(),
                 answers: map
                     .lists
@@ -334,8 +439,11 @@ pub fn build(
         .collect();
     RoutingTable {
         generation,
+        built_at: std::time::SystemTime::now(),
         config: config.clone(),
         zones: zones.clone(),
         services,
+        continents: continents.clone(),
+        answer_counts: answer_counts.clone(),
     }
 }

@@ -186,6 +186,7 @@ fn serve_answers_dig_and_stops_on_sigterm() {
     .unwrap();
     let config = shipped
         .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9153", "127.0.0.1:0")
         .replace(
             "../zones/example.com.zone",
             concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),

@@ -49,6 +49,7 @@ impl Setup {
         format!(
             r#"[server]
 dns-listen = ["127.0.0.1:0"]
+http-listen = "127.0.0.1:0"
 zones = ["example.com.zone"]
 
 [[geo.override]]

@@ -74,13 +74,7 @@ async fn swapping_tables_under_load_loses_no_query_and_never_mixes_tables() {
     for i in 0..200 {
         let health = if i % 2 == 0 { &down } else { &up };
         generation += 1;
-        let t = routing::build(
-            &loaded.config,
-            &loaded.zones,
-            &loaded.maps,
-            health,
-            generation,
-        );
+        let t = routing::build(&loaded.inputs, health, generation);
         ts.server.table().store(Arc::new(t));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub udp_recv_buffer: usize,
+    /// The monitoring endpoint; None when turned off.
+    pub http_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -212,6 +214,7 @@ impl Validator<'_> {
             tcp_idle_timeout,
             tcp_max_connections,
             udp_recv_buffer,
+            http_listen,
         } = raw.into_inner();
         let mut listen = Vec::new();
         for a in dns_listen.get_ref() {
@@ -271,7 +274,25 @@ impl Validator<'_> {
             Some(s) => *s.get_ref(),
             None => 1024,
         };
+        let http_listen = match http_listen {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9153))),
+            Some(s) if s.get_ref().is_empty() => None,
+            Some(s) => {
+                match s.get_ref().parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        self.err(
+                        &s,
+                        "server.http-listen",
+                        format!("`{}` is not an address with port: expected e.g. \"127.0.0.1:9153\"", s.get_ref()),
+                    );
+                        None
+                    }
+                }
+            }
+        };
         ServerConfig {
+            http_listen,
             dns_listen: listen,
             zones: zone_files,
             udp_payload_max,

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::Stats;
+pub use super::Transport;
 use super::message::{Flags, OptOut, Owner, Rr, Sections, write_error, write_response};
 use super::wire::{self, Query, Reject};
 use crate::routing::RoutingTable;
@@ -18,12 +19,6 @@ const TYPE_AXFR: u16 = 252;
 const TYPE_ANY: u16 = 255;
 /// CNAME hops followed inside a zone before giving up (a loop, or an absurd chain).
 const MAX_CNAME_HOPS: usize = 8;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
 
 /// Answers one query packet into `out`. Returns false when nothing should be sent.
 pub fn handle(
@@ -51,7 +46,7 @@ pub fn handle(
             if rcode == wire::RCODE_FORMERR {
                 stats.malformed.fetch_add(1, Relaxed);
             }
-            stats.count_rcode(rcode);
+            stats.count(transport, None, rcode);
             let opt = edns.then_some(OptOut { payload, ecs: None });
             write_error(out, pkt, id, flags, rcode, question, opt.as_ref());
             return true;
@@ -61,7 +56,7 @@ pub fn handle(
     if let Some(e) = q.edns
         && e.version != 0
     {
-        stats.count_rcode(wire::RCODE_BADVERS);
+        stats.count(transport, Some(q.qtype), wire::RCODE_BADVERS);
         let opt = OptOut { payload, ecs: None };
         write_error(
             out,
@@ -98,7 +93,7 @@ pub fn handle(
         payload,
         ecs: e.ecs.map(|ecs| (ecs, scope)),
     });
-    stats.count_rcode(flags.rcode);
+    stats.count(transport, Some(q.qtype), flags.rcode);
     if write_response(out, &q, req_flags, flags, &sections, opt.as_ref(), limit) {
         stats.truncated.fetch_add(1, Relaxed);
     }
@@ -250,6 +245,20 @@ fn resolve<'t>(
                         }
                         if s.answer.len() == before {
                             push_soa(s, zone);
+                        } else {
+                            let cont = table.continents.lookup(client);
+                            let v6 = s.answer[before].rtype == TYPE_AAAA;
+                            let (served, mirrors) = if v6 {
+                                (!ans.aaaa.is_empty(), &ans.aaaa_mirrors)
+                            } else {
+                                (!ans.a.is_empty(), &ans.a_mirrors)
+                            };
+                            if served && mirrors.is_empty() {
+                                table.answer_counts.add(si, None, cont);
+                            }
+                            for &m in mirrors {
+                                table.answer_counts.add(si, Some(m), cont);
+                            }
                         }
                     } else {
                         push_soa(s, zone);

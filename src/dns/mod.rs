@@ -10,23 +10,134 @@ pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::metrics::{DNS_BUCKETS, Histogram};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// Query types counted by name; the rest are "other", unparsed queries "none".
+pub const QTYPES: &[(u16, &str)] = &[
+    (1, "A"),
+    (28, "AAAA"),
+    (255, "ANY"),
+    (2, "NS"),
+    (6, "SOA"),
+    (5, "CNAME"),
+    (15, "MX"),
+    (16, "TXT"),
+    (33, "SRV"),
+    (257, "CAA"),
+    (12, "PTR"),
+    (43, "DS"),
+    (65, "HTTPS"),
+    (252, "AXFR"),
+    (251, "IXFR"),
+];
+const QTYPE_OTHER: usize = QTYPES.len();
+const QTYPE_NONE: usize = QTYPES.len() + 1;
+const N_QTYPES: usize = QTYPES.len() + 2;
+
+/// Response codes counted by name; the rest are "other".
+pub const RCODES: &[(u16, &str)] = &[
+    (0, "NOERROR"),
+    (1, "FORMERR"),
+    (2, "SERVFAIL"),
+    (3, "NXDOMAIN"),
+    (4, "NOTIMP"),
+    (5, "REFUSED"),
+    (16, "BADVERS"),
+];
+const N_RCODES: usize = RCODES.len() + 1;
+
 /// Counters kept by the DNS path (read by the monitoring endpoint).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
-    pub udp_queries: AtomicU64,
-    pub tcp_queries: AtomicU64,
+    /// [transport][qtype][rcode]
+    queries: Vec<AtomicU64>,
     pub ecs: AtomicU64,
     pub unknown_location: AtomicU64,
     pub truncated: AtomicU64,
     pub malformed: AtomicU64,
+    /// Packets not answered at all (shorter than a header, or responses).
     pub dropped: AtomicU64,
-    /// By rcode 0..=23 (BADVERS is 16); anything larger lands in the last slot.
-    pub rcodes: [AtomicU64; 24],
+    /// Time spent in the answer logic per query.
+    pub latency: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            queries: (0..2 * N_QTYPES * N_RCODES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            ecs: AtomicU64::new(0),
+            unknown_location: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            latency: Histogram::new(DNS_BUCKETS),
+        }
+    }
 }
 
 impl Stats {
-    pub fn count_rcode(&self, rcode: u16) {
-        let i = (rcode as usize).min(self.rcodes.len() - 1);
-        self.rcodes[i].fetch_add(1, Relaxed);
+    /// Counts one answered query.
+    pub fn count(&self, transport: Transport, qtype: Option<u16>, rcode: u16) {
+        let t = transport as usize;
+        let q = match qtype {
+            None => QTYPE_NONE,
+            Some(q) => QTYPES
+                .iter()
+                .position(|&(v, _)| v == q)
+                .unwrap_or(QTYPE_OTHER),
+        };
+        let r = RCODES
+            .iter()
+            .position(|&(v, _)| v == rcode)
+            .unwrap_or(RCODES.len());
+        self.queries[(t * N_QTYPES + q) * N_RCODES + r].fetch_add(1, Relaxed);
+    }
+
+    /// Every non-zero query counter as (transport, qtype, rcode, count).
+    pub fn queries(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+        let mut out = Vec::new();
+        for (t, tname) in [(0, "udp"), (1, "tcp")] {
+            for q in 0..N_QTYPES {
+                let qname = match q {
+                    QTYPE_OTHER => "other",
+                    QTYPE_NONE => "none",
+                    _ => QTYPES[q].1,
+                };
+                for r in 0..N_RCODES {
+                    let v = self.queries[(t * N_QTYPES + q) * N_RCODES + r].load(Relaxed);
+                    if v > 0 {
+                        out.push((
+                            tname,
+                            qname,
+                            RCODES.get(r).map(|x| x.1).unwrap_or("other"),
+                            v,
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// All answered queries.
+    pub fn total(&self) -> u64 {
+        self.queries.iter().map(|c| c.load(Relaxed)).sum()
     }
 }

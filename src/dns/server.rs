@@ -7,8 +7,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -157,11 +156,13 @@ async fn udp_loop(
                 }
             },
         };
-        stats.udp_queries.fetch_add(1, Relaxed);
+        let started = Instant::now();
         let answered = {
             let t = table.load();
             handle(&t, &buf[..n], src.ip(), Transport::Udp, &mut out, &stats)
         };
+        stats.latency.observe(started.elapsed());
+        debug!(%src, query_bytes = n, answer_bytes = out.len(), answered, "udp query");
         if answered && let Err(e) = sock.send_to(&out, src).await {
             debug!(%src, error = %e, "UDP send failed");
         }
@@ -229,11 +230,13 @@ async fn tcp_conn(
         ) {
             break;
         }
-        stats.tcp_queries.fetch_add(1, Relaxed);
+        let started = Instant::now();
         let answered = {
             let t = table.load();
             handle(&t, &buf, peer.ip(), Transport::Tcp, &mut out, &stats)
         };
+        stats.latency.observe(started.elapsed());
+        debug!(%peer, query_bytes = buf.len(), answer_bytes = out.len(), answered, "tcp query");
         if !answered {
             continue;
         }

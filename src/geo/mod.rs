@@ -170,6 +170,8 @@ impl Record<'_> {
 /// The geo inputs, loaded and checked.
 pub struct GeoSource {
     db: Option<(PathBuf, maxminddb::Reader<Vec<u8>>)>,
+    /// Set when the reader was released after compiling; `locate` re-opens it.
+    released: Option<PathBuf>,
     overrides: Vec<Override>,
 }
 
@@ -216,6 +218,7 @@ impl GeoSource {
         };
         Ok(GeoSource {
             db,
+            released: None,
             overrides: cfg.overrides.clone(),
         })
     }
@@ -234,8 +237,28 @@ impl GeoSource {
         }
     }
 
-    /// Looks one address up: the longest matching override, else the database.
+    /// Drops the in-memory database once it is compiled: serving needs only the compiled
+    /// tables, and a GeoLite2-City file would otherwise double the server's memory.
+    pub fn release_database(&mut self) {
+        if let Some((path, _)) = self.db.take() {
+            self.released = Some(path);
+        }
+    }
+
+    /// Looks one address up: the longest matching override, else the database (re-read from
+    /// disk if it was released).
     pub fn locate(&self, ip: IpAddr) -> Located {
+        if self.db.is_none()
+            && let Some(path) = &self.released
+            && let Ok(reader) = maxminddb::Reader::open_readfile(path)
+        {
+            let tmp = GeoSource {
+                db: Some((path.clone(), reader)),
+                released: None,
+                overrides: self.overrides.clone(),
+            };
+            return tmp.locate(ip);
+        }
         let ip = canonical(ip);
         if let Some(o) = self
             .overrides

@@ -18,6 +18,7 @@ pub mod state;
 pub mod verify;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::manifest::Manifest;
+use crate::metrics::{Histogram, PROBE_BUCKETS};
 use crate::routing::HealthSnapshot;
 use state::{HealthState, MirrorHealth, MirrorState, Mismatch, StateFile, Verified};
 use verify::{ReleaseOutcome, fetch_manifest, verify_release};
@@ -35,14 +37,53 @@ use verify::{ReleaseOutcome, fetch_manifest, verify_release};
 /// Receives every new snapshot; the daemon builds and publishes a routing table from it.
 pub type Publisher = Arc<dyn Fn(&HealthSnapshot) + Send + Sync>;
 
-/// Counters the prober keeps (read by the monitoring endpoint).
-#[derive(Debug, Default)]
+/// Results a liveness probe is counted under.
+pub const PROBE_RESULTS: &[&str] = &[
+    "ok",
+    "timeout",
+    "connect",
+    "tls",
+    "redirect",
+    "missing",
+    "http-status",
+    "body",
+];
+
+/// Counters the prober keeps (read by the monitoring endpoint). Per-mirror vectors follow the
+/// config's mirror order.
+#[derive(Debug)]
 pub struct HealthCounters {
-    pub manifest_failures: std::sync::atomic::AtomicU64,
-    pub signature_failures: std::sync::atomic::AtomicU64,
-    pub hash_mismatches: std::sync::atomic::AtomicU64,
-    pub probes_ok: std::sync::atomic::AtomicU64,
-    pub probes_failed: std::sync::atomic::AtomicU64,
+    pub manifest_failures: AtomicU64,
+    pub signature_failures: AtomicU64,
+    /// [mirror][result] with results as in [`PROBE_RESULTS`].
+    pub probes: Vec<Vec<AtomicU64>>,
+    pub probe_latency: Vec<Histogram>,
+    pub hash_mismatches: Vec<AtomicU64>,
+}
+
+impl HealthCounters {
+    pub fn new(mirrors: usize) -> Self {
+        HealthCounters {
+            manifest_failures: AtomicU64::new(0),
+            signature_failures: AtomicU64::new(0),
+            probes: (0..mirrors)
+                .map(|_| PROBE_RESULTS.iter().map(|_| AtomicU64::new(0)).collect())
+                .collect(),
+            probe_latency: (0..mirrors)
+                .map(|_| Histogram::new(PROBE_BUCKETS))
+                .collect(),
+            hash_mismatches: (0..mirrors).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn probe(&self, mirror: usize, result: &str, latency: Duration) {
+        let r = PROBE_RESULTS
+            .iter()
+            .position(|x| *x == result)
+            .unwrap_or(PROBE_RESULTS.len() - 1);
+        self.probes[mirror][r].fetch_add(1, Relaxed);
+        self.probe_latency[mirror].observe(latency);
+    }
 }
 
 /// The running prober.
@@ -89,6 +130,7 @@ pub fn initial_state(config: &Config, carried: Option<(&Config, &HealthState)>) 
         st.releases = old.releases.clone();
         st.origin_done = old.origin_done;
         st.first_round_done = old.first_round_done;
+        st.restored = true;
         return st;
     }
     if let Some(path) = &config.health.state_file {
@@ -114,7 +156,7 @@ impl Health {
     ) -> Result<Health, String> {
         let token = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let counters = Arc::new(HealthCounters::default());
+        let counters = Arc::new(HealthCounters::new(config.mirrors.len()));
         let shared = Arc::new(Shared {
             config: config.clone(),
             state: Arc::new(Mutex::new(state)),
@@ -275,20 +317,23 @@ async fn mirror_task(sh: Arc<Shared>, i: usize, ep: http::Endpoint, stagger: Dur
         let started = std::time::Instant::now();
         let outcome = tokio::select! {
             _ = sh.token.cancelled() => return,
-            r = ep.alive(&probe_url, hc.timeout) => r.map(|_| ()).map_err(|e| e.to_string()),
+            r = ep.alive(&probe_url, hc.timeout) => r,
         };
+        sh.counters.probe(
+            i,
+            outcome
+                .as_ref()
+                .map(|_| "ok")
+                .unwrap_or_else(|e| e.reason()),
+            started.elapsed(),
+        );
+        let outcome = outcome.map(|_| ()).map_err(|e| e.to_string());
         let came_back = {
             let mut st = lock(&sh.state);
             let h = &mut st.mirrors[i];
             h.last_probe = Some(SystemTime::now());
             h.last_latency = Some(started.elapsed());
             let ok = outcome.is_ok();
-            let counter = if ok {
-                &sh.counters.probes_ok
-            } else {
-                &sh.counters.probes_failed
-            };
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = &outcome {
                 h.last_error = Some(e.clone());
             }
@@ -496,9 +541,7 @@ async fn integrity(sh: &Shared, i: usize, ep: &http::Endpoint) {
                 clean = false;
                 h.last_error = Some(error.to_string());
                 if mismatch {
-                    sh.counters
-                        .hash_mismatches
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    sh.counters.hash_mismatches[i].fetch_add(1, Relaxed);
                     warn!(mirror = %mirror.name, release = %m.release, error = %error, "integrity check failed: never routed until it verifies");
                     h.mismatch = Some(Mismatch {
                         digest: m.digest,

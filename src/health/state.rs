@@ -130,6 +130,8 @@ pub struct HealthState {
     /// The origin was fetched and every probed mirror probed at least once.
     pub first_round_done: bool,
     pub origin_done: bool,
+    /// Seeded from a state file or a previous prober (so routing is meaningful at once).
+    pub restored: bool,
 }
 
 /// Digests a mirror must hold: the current content of every release of every service that
@@ -370,6 +372,7 @@ impl StateFile {
 
     /// Seeds a fresh state with what this file says, for mirrors whose base URL is unchanged.
     pub fn restore_into(&self, config: &Config, state: &mut HealthState) {
+        state.restored = true;
         for (path, r) in &self.releases {
             if let Some(d) = parse_digest(&r.digest) {
                 state.releases.entry(path.clone()).or_default().restored = Some(d);

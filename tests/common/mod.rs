@@ -112,7 +112,7 @@ pub fn write_files(
 
 /// A config header listening on an ephemeral loopback port.
 pub fn server_section() -> String {
-    "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"example.com.zone\"]\n".to_string()
+    "[server]\ndns-listen = [\"127.0.0.1:0\"]\nhttp-listen = \"127.0.0.1:0\"\nzones = [\"example.com.zone\"]\n".to_string()
 }
 
 /// A query message; `ecs` adds an EDNS Client Subnet option, `edns` an OPT record.

@@ -1,0 +1,322 @@
+//! `/metrics`: Prometheus text format. Names are prefixed `mirrordns_`, units are in the
+//! names, and labels are bounded (transports, query types, rcodes, configured services,
+//! mirrors and releases, continents): never client addresses or query names.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::SystemTime;
+
+use crate::daemon::Core;
+use crate::health::state::{HealthState, MirrorState};
+use crate::health::{HealthCounters, PROBE_RESULTS};
+use crate::metrics::Exposition;
+use crate::routing::RoutingTable;
+
+const STATES: [MirrorState; 7] = [
+    MirrorState::Unknown,
+    MirrorState::Verifying,
+    MirrorState::Ready,
+    MirrorState::Lagging,
+    MirrorState::Mismatch,
+    MirrorState::Down,
+    MirrorState::Drained,
+];
+
+pub fn render(
+    core: &Core,
+    table: &RoutingTable,
+    st: Option<&HealthState>,
+    hc: Option<&HealthCounters>,
+) -> String {
+    let cfg = &table.config;
+    let s = &core.stats;
+    let mut e = Exposition::default();
+    let now = SystemTime::now();
+
+    e.family(
+        "mirrordns_build_info",
+        "gauge",
+        "Build information; always 1.",
+    );
+    e.sample(
+        "mirrordns_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+
+    e.family(
+        "mirrordns_dns_queries_total",
+        "counter",
+        "DNS queries answered, by transport, query type and response code.",
+    );
+    for (t, q, r, v) in s.queries() {
+        e.sample(
+            "mirrordns_dns_queries_total",
+            &[("transport", t), ("qtype", q), ("rcode", r)],
+            v as f64,
+        );
+    }
+    e.family(
+        "mirrordns_dns_answers_total",
+        "counter",
+        "Geo answers served, by service, mirror (or origin) and client continent.",
+    );
+    for (si, m, cont, v) in table.answer_counts.snapshot() {
+        let service = cfg.services.get(si).map(|x| x.name.as_str()).unwrap_or("?");
+        let mirror = m
+            .and_then(|m| cfg.mirrors.get(m))
+            .map(|x| x.name.as_str())
+            .unwrap_or("origin");
+        e.sample(
+            "mirrordns_dns_answers_total",
+            &[
+                ("service", service),
+                ("mirror", mirror),
+                ("continent", cont),
+            ],
+            v as f64,
+        );
+    }
+    for (name, help, v) in [
+        (
+            "mirrordns_dns_ecs_queries_total",
+            "Queries carrying an EDNS Client Subnet option.",
+            &s.ecs,
+        ),
+        (
+            "mirrordns_dns_unknown_location_total",
+            "Geo lookups whose client location was unknown (default order used).",
+            &s.unknown_location,
+        ),
+        (
+            "mirrordns_dns_truncated_total",
+            "UDP responses truncated (TC set).",
+            &s.truncated,
+        ),
+        (
+            "mirrordns_dns_malformed_total",
+            "Queries answered FORMERR.",
+            &s.malformed,
+        ),
+        (
+            "mirrordns_dns_dropped_total",
+            "Packets not answered (too short, or responses).",
+            &s.dropped,
+        ),
+    ] {
+        e.family(name, "counter", help);
+        e.sample(name, &[], v.load(Relaxed) as f64);
+    }
+    e.family(
+        "mirrordns_dns_query_duration_seconds",
+        "histogram",
+        "Time spent answering one query (the answer logic, not the network).",
+    );
+    e.histogram("mirrordns_dns_query_duration_seconds", &[], &s.latency);
+
+    // Health.
+    if let Some(hc) = hc {
+        e.family(
+            "mirrordns_probes_total",
+            "counter",
+            "Liveness probes by mirror and result.",
+        );
+        for (i, m) in cfg.mirrors.iter().enumerate() {
+            if let Some(row) = hc.probes.get(i) {
+                for (r, c) in PROBE_RESULTS.iter().zip(row) {
+                    e.sample(
+                        "mirrordns_probes_total",
+                        &[("mirror", &m.name), ("result", r)],
+                        c.load(Relaxed) as f64,
+                    );
+                }
+            }
+        }
+        e.family(
+            "mirrordns_probe_duration_seconds",
+            "histogram",
+            "Liveness probe latency by mirror.",
+        );
+        for (i, m) in cfg.mirrors.iter().enumerate() {
+            if let Some(h) = hc.probe_latency.get(i)
+                && m.base_url.is_some()
+            {
+                e.histogram(
+                    "mirrordns_probe_duration_seconds",
+                    &[("mirror", &m.name)],
+                    h,
+                );
+            }
+        }
+        e.family(
+            "mirrordns_hash_mismatches_total",
+            "counter",
+            "Verifications that found wrong bytes (size or SHA-256), by mirror.",
+        );
+        for (i, m) in cfg.mirrors.iter().enumerate() {
+            if let Some(c) = hc.hash_mismatches.get(i) {
+                e.sample(
+                    "mirrordns_hash_mismatches_total",
+                    &[("mirror", &m.name)],
+                    c.load(Relaxed) as f64,
+                );
+            }
+        }
+        e.family(
+            "mirrordns_manifest_failures_total",
+            "counter",
+            "Origin manifest fetches that failed or were rejected.",
+        );
+        e.sample(
+            "mirrordns_manifest_failures_total",
+            &[],
+            hc.manifest_failures.load(Relaxed) as f64,
+        );
+        e.family(
+            "mirrordns_manifest_signature_failures_total",
+            "counter",
+            "Manifests rejected for a missing or invalid signature.",
+        );
+        e.sample(
+            "mirrordns_manifest_signature_failures_total",
+            &[],
+            hc.signature_failures.load(Relaxed) as f64,
+        );
+    }
+    e.family(
+        "mirrordns_mirror_state",
+        "gauge",
+        "1 for each mirror's current state, 0 for the others.",
+    );
+    for i in 0..cfg.mirrors.len() {
+        let (cur, _) = super::status::mirror_state(cfg, st, i);
+        for s in STATES {
+            e.sample(
+                "mirrordns_mirror_state",
+                &[("mirror", &cfg.mirrors[i].name), ("state", s.as_str())],
+                if s == cur { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    if let Some(st) = st {
+        e.family(
+            "mirrordns_replication_lag_seconds",
+            "gauge",
+            "Seconds a mirror has lacked the current content of a release (0 once verified).",
+        );
+        for (i, m) in cfg.mirrors.iter().enumerate() {
+            if m.base_url.is_none() || m.drained {
+                continue;
+            }
+            let mut releases: Vec<&String> = cfg
+                .services
+                .iter()
+                .filter(|s| s.mirrors.contains(&i))
+                .flat_map(|s| &s.releases)
+                .collect();
+            releases.sort();
+            releases.dedup();
+            for r in releases {
+                e.sample(
+                    "mirrordns_replication_lag_seconds",
+                    &[("mirror", &m.name), ("release", r)],
+                    super::status::lag_seconds(st, i, r, now),
+                );
+            }
+        }
+        e.family(
+            "mirrordns_release_ready_seconds",
+            "gauge",
+            "Seconds from a release's publication (or change) to verified on every mirror.",
+        );
+        let mut paths: Vec<&String> = st.releases.keys().collect();
+        paths.sort();
+        for p in &paths {
+            let r = &st.releases[*p];
+            if let (Some(ready), Some(changed)) = (r.ready_at, r.changed_at) {
+                e.sample(
+                    "mirrordns_release_ready_seconds",
+                    &[("release", p)],
+                    ready
+                        .duration_since(changed)
+                        .unwrap_or_default()
+                        .as_secs_f64(),
+                );
+            }
+        }
+        e.family(
+            "mirrordns_release_waiting_seconds",
+            "gauge",
+            "Seconds a release has waited so far to be verified on every mirror.",
+        );
+        for p in &paths {
+            let r = &st.releases[*p];
+            if let (None, Some(changed)) = (r.ready_at, r.changed_at) {
+                e.sample(
+                    "mirrordns_release_waiting_seconds",
+                    &[("release", p)],
+                    now.duration_since(changed)
+                        .unwrap_or_default()
+                        .as_secs_f64(),
+                );
+            }
+        }
+    }
+    // Routing and config.
+    let m = &core.metrics;
+    e.family(
+        "mirrordns_routing_table_generation",
+        "gauge",
+        "Generation number of the routing table in use.",
+    );
+    e.sample(
+        "mirrordns_routing_table_generation",
+        &[],
+        table.generation as f64,
+    );
+    e.family(
+        "mirrordns_routing_table_swaps_total",
+        "counter",
+        "Routing tables built and swapped in.",
+    );
+    e.sample(
+        "mirrordns_routing_table_swaps_total",
+        &[],
+        m.swaps.load(Relaxed) as f64,
+    );
+    e.family(
+        "mirrordns_routing_table_build_duration_seconds",
+        "histogram",
+        "Time to build a routing table from a health snapshot.",
+    );
+    e.histogram(
+        "mirrordns_routing_table_build_duration_seconds",
+        &[],
+        &m.build,
+    );
+    e.family(
+        "mirrordns_config_reloads_total",
+        "counter",
+        "Reloads of config, zones and geo data, by result.",
+    );
+    e.sample(
+        "mirrordns_config_reloads_total",
+        &[("result", "ok")],
+        m.reloads_ok.load(Relaxed) as f64,
+    );
+    e.sample(
+        "mirrordns_config_reloads_total",
+        &[("result", "error")],
+        m.reloads_failed.load(Relaxed) as f64,
+    );
+    e.family(
+        "mirrordns_config_generation",
+        "gauge",
+        "Generation of the config in force (1 at start, +1 per successful reload).",
+    );
+    e.sample(
+        "mirrordns_config_generation",
+        &[],
+        core.config_info().generation as f64,
+    );
+    e.finish()
+}

@@ -1,0 +1,131 @@
+//! The monitoring endpoint: `/healthz`, `/readyz`, `/status`, `/lookup`, `/metrics` and a
+//! status page at `/`. It only reads shared state; nothing here can change what DNS answers.
+//!
+//! axum serves it: routing, query parsing and content types are exactly what it is for, and
+//! hyper (which reqwest already brings in) does the HTTP.
+
+mod metrics;
+mod page;
+mod status;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::daemon::Core;
+
+type Shared = Arc<Core>;
+
+/// Serves until `shutdown` is cancelled.
+pub async fn serve(listener: tokio::net::TcpListener, core: Shared, shutdown: CancellationToken) {
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status_json))
+        .route("/lookup", get(lookup))
+        .route("/metrics", get(metrics_text))
+        .with_state(core);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+    {
+        warn!(error = %e, "monitoring endpoint stopped");
+    }
+}
+
+async fn healthz(State(core): State<Shared>) -> Response {
+    if core.dns_running.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "DNS listeners stopped\n").into_response()
+    }
+}
+
+async fn build_status(core: &Core) -> status::Status {
+    let table = core.table.load_full();
+    core.with_health(|_, st| status::build(core, &table, Some(st)))
+        .await
+        .unwrap_or_else(|| status::build(core, &table, None))
+}
+
+async fn readyz(State(core): State<Shared>) -> Response {
+    let table = core.table.load_full();
+    let waiting = core
+        .with_health(|cfg, st| status::waiting_for(cfg, Some(st)))
+        .await
+        .unwrap_or_else(|| status::waiting_for(&table.config, None));
+    if waiting.is_empty() && core.dns_running.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let body = format!("not ready: waiting for {}\n", waiting.join("; "));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn status_json(State(core): State<Shared>) -> Response {
+    axum::Json(build_status(&core).await).into_response()
+}
+
+async fn index(State(core): State<Shared>) -> Response {
+    Html(page::render(&build_status(&core).await)).into_response()
+}
+
+async fn lookup(State(core): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(ip) = q.get("ip") else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "usage: /lookup?ip=ADDR[&name=HOST]\n",
+        )
+            .into_response();
+    };
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("`{ip}` is not an IP address\n"),
+        )
+            .into_response();
+    };
+    let table = core.table.load_full();
+    let name = q.get("name").cloned();
+    let states = core
+        .with_health(|cfg, st| status::mirror_states(cfg, Some(st)))
+        .await
+        .unwrap_or_else(|| status::mirror_states(&table.config, None));
+    // Explaining may re-read the geo database from disk: keep it off the async workers.
+    let res = tokio::task::spawn_blocking(move || {
+        status::lookup(&core, &table, &states, ip, name.as_deref())
+    })
+    .await;
+    match res {
+        Ok(Ok(l)) => axum::Json(l).into_response(),
+        Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn metrics_text(State(core): State<Shared>) -> Response {
+    let table = core.table.load_full();
+    let hc = core.health_counters().await;
+    let text = core
+        .with_health(|_, st| metrics::render(&core, &table, Some(st), hc.as_deref()))
+        .await
+        .unwrap_or_else(|| metrics::render(&core, &table, None, None));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
