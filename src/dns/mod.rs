@@ -113,22 +113,14 @@ impl Stats {
     /// Every non-zero query counter as (transport, qtype, rcode, count).
     pub fn queries(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
         let mut out = Vec::new();
+        let qnames = QTYPES.iter().map(|q| q.1).chain(["other", "none"]);
+        let rnames: Vec<&'static str> = RCODES.iter().map(|r| r.1).chain(["other"]).collect();
         for (t, tname) in [(0, "udp"), (1, "tcp")] {
-            for q in 0..N_QTYPES {
-                let qname = match q {
-                    QTYPE_OTHER => "other",
-                    QTYPE_NONE => "none",
-                    _ => QTYPES[q].1,
-                };
-                for r in 0..N_RCODES {
+            for (q, qname) in qnames.clone().enumerate() {
+                for (r, rname) in rnames.iter().enumerate() {
                     let v = self.queries[(t * N_QTYPES + q) * N_RCODES + r].load(Relaxed);
                     if v > 0 {
-                        out.push((
-                            tname,
-                            qname,
-                            RCODES.get(r).map(|x| x.1).unwrap_or("other"),
-                            v,
-                        ));
+                        out.push((tname, qname, *rname, v));
                     }
                 }
             }

@@ -250,7 +250,14 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                             .and_then(|h| h.last_latency)
                             .map(|d| d.as_secs_f64() * 1000.0),
                         verified_versions,
-                        lag_seconds: if state == MirrorState::Down { 0.0 } else { lag },
+                        lag_seconds: if m.base_url.is_none()
+                            || m.drained
+                            || state == MirrorState::Down
+                        {
+                            0.0
+                        } else {
+                            lag
+                        },
                         last_error: h.and_then(|h| h.last_error.clone()),
                     }
                 })
