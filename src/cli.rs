@@ -37,6 +37,9 @@ enum Command {
     Serve {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// UDP worker threads per listen address (overrides `[server] udp-workers`).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Load config, zones and geo data as `serve` would; print `ok` or every problem.
     Check {
@@ -218,11 +221,21 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config } => {
+        Command::Serve { config, threads } => {
             init_logging(cli.log_format);
-            let loaded = match load_or_report(&config) {
+            let loaded = match crate::config::Config::load(&config).and_then(|mut c| {
+                if let Some(t) = threads {
+                    c.server.udp_workers = t.clamp(1, 256);
+                }
+                Loaded::from_config(c)
+            }) {
                 Ok(l) => l,
-                Err(code) => return code,
+                Err(problems) => {
+                    for p in &problems.0 {
+                        eprintln!("error: {p}");
+                    }
+                    return ExitCode::from(1);
+                }
             };
             tracing::info!(
                 geo = %loaded.geo.describe(),

@@ -71,7 +71,7 @@ impl Server {
     /// Binds every listener and starts answering from `loaded`.
     pub async fn start(mut loaded: Loaded) -> std::io::Result<Server> {
         let cfg = loaded.config.clone();
-        let listeners = Listeners::bind(&cfg.server.dns_listen, cfg.server.udp_recv_buffer)?;
+        let listeners = Listeners::bind(&cfg.server.dns_listen, cfg.server.udp_recv_buffer, cfg.server.udp_workers)?;
         let http_listener = match cfg.server.http_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)

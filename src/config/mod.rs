@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub udp_recv_buffer: usize,
     /// The monitoring endpoint; None when turned off.
     pub http_listen: Option<SocketAddr>,
+    /// UDP worker threads per listen address.
+    pub udp_workers: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -215,6 +217,7 @@ impl Validator<'_> {
             tcp_max_connections,
             udp_recv_buffer,
             http_listen,
+            udp_workers,
         } = raw.into_inner();
         let mut listen = Vec::new();
         for a in dns_listen.get_ref() {
@@ -291,7 +294,17 @@ impl Validator<'_> {
                 }
             }
         };
+        let udp_workers = match udp_workers {
+            Some(w) if *w.get_ref() == 0 || *w.get_ref() > 256 => {
+                self.err(&w, "server.udp-workers", "must be between 1 and 256");
+                1
+            }
+            Some(w) => *w.get_ref(),
+            // available_parallelism honours CPU affinity, so `taskset -c 0` means one worker.
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
         ServerConfig {
+            udp_workers,
             http_listen,
             dns_listen: listen,
             zones: zone_files,

@@ -91,6 +91,9 @@ pub struct RawServer {
     /// Concurrent TCP connections across all listeners (default 1024).
     #[serde(default)]
     pub tcp_max_connections: Option<Spanned<usize>>,
+    /// UDP worker threads (one SO_REUSEPORT socket each) per listen address (default: CPUs).
+    #[serde(default)]
+    pub udp_workers: Option<Spanned<usize>>,
     /// The monitoring endpoint (default "127.0.0.1:9153"; "" turns it off).
     #[serde(default)]
     pub http_listen: Option<Spanned<String>>,

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::Stats;
 pub use super::Transport;
-use super::message::{Flags, OptOut, Owner, Rr, Sections, write_error, write_response};
+use super::message::{Flags, OptOut, Owner, Rr, RrList, Sections, write_error, write_response};
 use super::wire::{self, Query, Reject};
 use crate::routing::RoutingTable;
 use crate::zone::{Lookup, RRset, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_SOA, Zone};
@@ -110,7 +110,7 @@ fn refused() -> (Flags, u8) {
     )
 }
 
-fn push_set<'t>(to: &mut Vec<Rr<'t>>, owner: Owner<'t>, set: &'t RRset) {
+fn push_set<'t>(to: &mut RrList<'t>, owner: Owner<'t>, set: &'t RRset) {
     to.extend(set.rdatas.iter().map(|d| Rr {
         owner,
         rtype: set.rtype,

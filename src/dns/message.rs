@@ -25,12 +25,15 @@ pub struct Rr<'a> {
     pub rdata: &'a [u8],
 }
 
+/// Records of one section; up to 8 without touching the heap.
+pub type RrList<'a> = smallvec::SmallVec<[Rr<'a>; 8]>;
+
 /// The records of a response, by section.
 #[derive(Debug, Default)]
 pub struct Sections<'a> {
-    pub answer: Vec<Rr<'a>>,
-    pub authority: Vec<Rr<'a>>,
-    pub additional: Vec<Rr<'a>>,
+    pub answer: RrList<'a>,
+    pub authority: RrList<'a>,
+    pub additional: RrList<'a>,
     /// The additional section holds glue without which a referral is useless.
     pub glue_required: bool,
 }

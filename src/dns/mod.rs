@@ -6,6 +6,7 @@
 pub mod answer;
 pub mod message;
 pub mod server;
+pub mod udp;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

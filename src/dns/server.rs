@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,6 +36,8 @@ fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> io::Result<StdUdpSocket> 
         s.set_only_v6(true)?;
     }
     s.set_reuse_address(true)?;
+    // One socket per UDP worker on the same address; the kernel spreads queries over them.
+    s.set_reuse_port(true)?;
     // Bursts of queries overflow the default buffer (about 200 KiB) and are dropped silently.
     if let Err(e) = s.set_recv_buffer_size(recv_buffer) {
         warn!(%addr, error = %e, "cannot raise the UDP receive buffer");
@@ -58,8 +60,9 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<StdTcpListener> {
 }
 
 impl Listeners {
-    /// Binds UDP and TCP on every address. Port 0 picks one free port for both.
-    pub fn bind(addrs: &[SocketAddr], recv_buffer: usize) -> io::Result<Listeners> {
+    /// Binds UDP (`udp_per_addr` sockets with SO_REUSEPORT) and TCP on every address. Port 0
+    /// picks one free port for all of them.
+    pub fn bind(addrs: &[SocketAddr], recv_buffer: usize, udp_per_addr: usize) -> io::Result<Listeners> {
         let mut l = Listeners {
             udp: Vec::new(),
             tcp: Vec::new(),
@@ -68,8 +71,7 @@ impl Listeners {
         for &addr in addrs {
             let mut tries = 0;
             let (udp, tcp, bound) = loop {
-                let udp = udp_socket(addr, recv_buffer)
-                    .map_err(|e| io::Error::new(e.kind(), format!("UDP {addr}: {e}")))?;
+                let udp = udp_socket(addr, recv_buffer).map_err(|e| io::Error::new(e.kind(), format!("UDP {addr}: {e}")))?;
                 let bound = udp.local_addr()?;
                 match tcp_listener(bound) {
                     Ok(tcp) => break (udp, tcp, bound),
@@ -82,6 +84,9 @@ impl Listeners {
                 }
             };
             l.udp.push(udp);
+            for _ in 1..udp_per_addr.max(1) {
+                l.udp.push(udp_socket(bound, recv_buffer).map_err(|e| io::Error::new(e.kind(), format!("UDP {bound}: {e}")))?);
+            }
             l.tcp.push(tcp);
             l.addrs.push(bound);
         }
@@ -110,14 +115,15 @@ pub async fn run(
 ) -> io::Result<()> {
     let tracker = TaskTracker::new();
     let conns = Arc::new(Semaphore::new(limits.max_connections));
-    for s in listeners.udp {
-        let sock = UdpSocket::from_std(s)?;
-        tracker.spawn(udp_loop(
-            sock,
-            table.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        ));
+    // UDP: one OS thread per socket (see `udp`), stopped through a flag they poll.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (n, s) in listeners.udp.into_iter().enumerate() {
+        let (table, stats, stop) = (table.clone(), stats.clone(), stop.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("udp-{n}"))
+            .spawn(move || super::udp::worker(s, table, stats, stop))?;
+        workers.push(h);
     }
     for l in listeners.tcp {
         let l = TcpListener::from_std(l)?;
@@ -132,41 +138,17 @@ pub async fn run(
         ));
     }
     shutdown.cancelled().await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     tracker.close();
     tracker.wait().await;
-    Ok(())
-}
-
-async fn udp_loop(
-    sock: UdpSocket,
-    table: Arc<ArcSwap<RoutingTable>>,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
-) {
-    let mut buf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let (n, src) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    debug!(error = %e, "UDP receive failed");
-                    continue;
-                }
-            },
-        };
-        let started = Instant::now();
-        let answered = {
-            let t = table.load();
-            handle(&t, &buf[..n], src.ip(), Transport::Udp, &mut out, &stats)
-        };
-        stats.latency.observe(started.elapsed());
-        debug!(%src, query_bytes = n, answer_bytes = out.len(), answered, "udp query");
-        if answered && let Err(e) = sock.send_to(&out, src).await {
-            debug!(%src, error = %e, "UDP send failed");
+    // Workers notice the flag within one receive timeout.
+    let _ = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
         }
-    }
+    })
+    .await;
+    Ok(())
 }
 
 async fn tcp_accept(
