@@ -301,7 +301,9 @@ impl Validator<'_> {
             }
             Some(w) => *w.get_ref(),
             // available_parallelism honours CPU affinity, so `taskset -c 0` means one worker.
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         };
         ServerConfig {
             udp_workers,

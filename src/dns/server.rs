@@ -62,7 +62,11 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<StdTcpListener> {
 impl Listeners {
     /// Binds UDP (`udp_per_addr` sockets with SO_REUSEPORT) and TCP on every address. Port 0
     /// picks one free port for all of them.
-    pub fn bind(addrs: &[SocketAddr], recv_buffer: usize, udp_per_addr: usize) -> io::Result<Listeners> {
+    pub fn bind(
+        addrs: &[SocketAddr],
+        recv_buffer: usize,
+        udp_per_addr: usize,
+    ) -> io::Result<Listeners> {
         let mut l = Listeners {
             udp: Vec::new(),
             tcp: Vec::new(),
@@ -71,7 +75,8 @@ impl Listeners {
         for &addr in addrs {
             let mut tries = 0;
             let (udp, tcp, bound) = loop {
-                let udp = udp_socket(addr, recv_buffer).map_err(|e| io::Error::new(e.kind(), format!("UDP {addr}: {e}")))?;
+                let udp = udp_socket(addr, recv_buffer)
+                    .map_err(|e| io::Error::new(e.kind(), format!("UDP {addr}: {e}")))?;
                 let bound = udp.local_addr()?;
                 match tcp_listener(bound) {
                     Ok(tcp) => break (udp, tcp, bound),
@@ -85,7 +90,10 @@ impl Listeners {
             };
             l.udp.push(udp);
             for _ in 1..udp_per_addr.max(1) {
-                l.udp.push(udp_socket(bound, recv_buffer).map_err(|e| io::Error::new(e.kind(), format!("UDP {bound}: {e}")))?);
+                l.udp.push(
+                    udp_socket(bound, recv_buffer)
+                        .map_err(|e| io::Error::new(e.kind(), format!("UDP {bound}: {e}")))?,
+                );
             }
             l.tcp.push(tcp);
             l.addrs.push(bound);

@@ -30,12 +30,16 @@ fn source_ip(sa: &libc::sockaddr_storage) -> Option<IpAddr> {
     match sa.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
-            let sin = unsafe { &*(sa as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+            let sin =
+                unsafe { &*(sa as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
         }
         libc::AF_INET6 => {
             // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
-            let sin6 = unsafe { &*(sa as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
+            let sin6 =
+                unsafe { &*(sa as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
             Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
         }
         _ => None,
@@ -43,8 +47,16 @@ fn source_ip(sa: &libc::sockaddr_storage) -> Option<IpAddr> {
 }
 
 /// Runs one worker until `stop` is set. Blocking: call it on its own thread.
-pub fn worker(sock: UdpSocket, table: Arc<ArcSwap<RoutingTable>>, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
-    if let Err(e) = sock.set_nonblocking(false).and_then(|_| sock.set_read_timeout(Some(POLL))) {
+pub fn worker(
+    sock: UdpSocket,
+    table: Arc<ArcSwap<RoutingTable>>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) {
+    if let Err(e) = sock
+        .set_nonblocking(false)
+        .and_then(|_| sock.set_read_timeout(Some(POLL)))
+    {
         debug!(error = %e, "cannot set the UDP socket to blocking with a timeout");
         return;
     }
@@ -74,7 +86,13 @@ pub fn worker(sock: UdpSocket, table: Arc<ArcSwap<RoutingTable>>, stats: Arc<Sta
         }
         // SAFETY: every header points at live buffers of the stated sizes for the whole call.
         let n = unsafe {
-            libc::recvmmsg(fd, in_hdr.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                in_hdr.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
         };
         if n <= 0 {
             // Timeout (EAGAIN), signal (EINTR) or a transient error: look at `stop`, go on.
@@ -89,10 +107,19 @@ pub fn worker(sock: UdpSocket, table: Arc<ArcSwap<RoutingTable>>, stats: Arc<Sta
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let Some(src) = source_ip(&addrs[i]) else { continue };
+                let Some(src) = source_ip(&addrs[i]) else {
+                    continue;
+                };
                 let len = in_hdr[i].msg_len as usize;
                 let started = Instant::now();
-                let answered = handle(&t, &inbuf[i][..len], src, Transport::Udp, &mut outbuf[m], &stats);
+                let answered = handle(
+                    &t,
+                    &inbuf[i][..len],
+                    src,
+                    Transport::Udp,
+                    &mut outbuf[m],
+                    &stats,
+                );
                 stats.latency.observe(started.elapsed());
                 if !answered {
                     continue;
@@ -114,7 +141,14 @@ pub fn worker(sock: UdpSocket, table: Arc<ArcSwap<RoutingTable>>, stats: Arc<Sta
         let mut sent = 0;
         while sent < m {
             // SAFETY: headers [sent, m) point at live answer buffers and peer addresses.
-            let r = unsafe { libc::sendmmsg(fd, out_hdr[sent..].as_mut_ptr(), (m - sent) as libc::c_uint, 0) };
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    out_hdr[sent..].as_mut_ptr(),
+                    (m - sent) as libc::c_uint,
+                    0,
+                )
+            };
             if r <= 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::Interrupted {

@@ -9,6 +9,8 @@ pub mod name;
 mod parse;
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::{RData, RecordType};
@@ -60,7 +62,7 @@ pub struct Zone {
     pub serial: u32,
     /// TTL for negative answers: min(SOA TTL, SOA MINIMUM) per RFC 2308.
     pub negative_ttl: u32,
-    nodes: HashMap<Name, Node>,
+    nodes: FxHashMap<Name, Node>,
 }
 
 /// What a name resolves to inside its zone.
@@ -211,7 +213,7 @@ fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Ve
             )
         }
     };
-    let mut nodes: HashMap<Name, Node> = HashMap::new();
+    let mut nodes: FxHashMap<Name, Node> = FxHashMap::default();
     // (owner, type) -> line of the first record, for conflict messages.
     let mut first_line: HashMap<(Name, u16), usize> = HashMap::new();
     for r in &records {
@@ -326,7 +328,7 @@ fn add_ancestors(zone: &mut Zone, wire: &[u8]) {
 #[derive(Debug, Clone, Default)]
 pub struct ZoneSet {
     zones: Vec<Zone>,
-    by_origin: HashMap<Name, usize>,
+    by_origin: FxHashMap<Name, usize>,
 }
 
 impl ZoneSet {

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# mirrordns side by side with gdnsd on the shared harness's geo job (../shared/bench): five
+# mirrors by continent/country table, 1200 ECS /24s from every continent, server pinned to
+# CPU 0, load generator on CPU 1, loopback only, every run time-bounded. Prints the harness's
+# tables with ratios to gdnsd (QPS, QPS per server core, latency at a fixed rate, RSS, scopes).
+#   ROUNDS=3 (alternating rounds)   THREADS=1 (server threads)   SECONDS_RUN=10
+# The harness fetches GeoLite2-City from a package registry at run time (never committed) and
+# installs gdnsd and dnsperf with apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HARNESS="${HARNESS:-$(cd ../shared/bench && pwd)}"
+# The harness's mkqueries.py needs Debian's python3 (with python3-maxminddb), not a pyenv one.
+export PATH="/usr/bin:$PATH"
+cargo build --release --quiet
+export MIRRORDNS_SRC="$PWD" MIRRORDNS_BIN="$PWD/target/release/mirrordns"
+export MIRRORDNS_ARGS="--threads ${THREADS:-1}"
+SERVERS="gdnsd mirrordns" ROUNDS="${ROUNDS:-3}" bash "$HARNESS/run-all.sh"
