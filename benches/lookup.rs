@@ -83,5 +83,66 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(lookup, benches);
+/// A config with 200 mirrors around the globe and 2000 client networks placed by overrides,
+/// with policy "nearest": thousands of distinct candidate orders.
+fn many_mirrors() -> Loaded {
+    let dir = std::env::temp_dir().join(format!("mirrordns-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("z.zone"),
+        "$ORIGIN example.com.\n$TTL 60\n@ SOA ns1 h 1 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.53\n",
+    )
+    .expect("zone");
+    let mut x: u64 = 0x243F_6A88_85A3_08D3;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut cfg =
+        String::from("[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"z.zone\"]\n\n[geo]\n");
+    for i in 0..2000u32 {
+        let lat = (next() % 140) as f64 - 70.0;
+        let lon = (next() % 360) as f64 - 180.0;
+        cfg.push_str(&format!(
+            "[[geo.override]]\nnetwork = \"{}.{}.0.0/16\"\nlocation = {{ lat = {lat}, lon = {lon} }}\n",
+            1 + i / 256,
+            i % 256
+        ));
+    }
+    let names: Vec<String> = (0..200).map(|i| format!("\"m{i}\"")).collect();
+    cfg.push_str(&format!(
+        "[[service]]\nname = \"downloads.example.com\"\nanswers = 2\nmirrors = [{}]\n",
+        names.join(", ")
+    ));
+    for i in 0..200u32 {
+        let lat = (next() % 140) as f64 - 70.0;
+        let lon = (next() % 360) as f64 - 180.0;
+        cfg.push_str(&format!(
+            "[[mirror]]\nname = \"m{i}\"\nipv4 = [\"198.51.100.{i}\"]\nlocation = {{ lat = {lat}, lon = {lon} }}\n"
+        ));
+    }
+    std::fs::write(dir.join("c.toml"), cfg).expect("config");
+    Loaded::from_file(&dir.join("c.toml")).expect("bench config loads")
+}
+
+fn swaps(c: &mut Criterion) {
+    use mirrordns::routing::{self, Eligibility, HealthSnapshot};
+    let loaded = many_mirrors();
+    let mut health = HealthSnapshot::static_config(&loaded.config);
+    // A third of the mirrors down, as after a health change.
+    for m in 0..200 {
+        if m % 3 == 0 {
+            health.services[0][m] = Eligibility::Out;
+        }
+    }
+    let lists = loaded.inputs.maps[0].lists.len();
+    c.bench_function(
+        &format!("routing table build, 200 mirrors, {lists} candidate orders"),
+        |b| b.iter(|| black_box(routing::build(&loaded.inputs, &health, 2))),
+    );
+}
+
+criterion_group!(lookup, benches, swaps);
 criterion_main!(lookup);
