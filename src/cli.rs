@@ -71,6 +71,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running server to reload config, zones and geo data (as SIGHUP does), through
+    /// its monitoring endpoint on loopback; prints the result, or every problem if rejected.
+    Reload {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Run the server on the shipped config with a loopback origin and three mirrors (one
     /// good, one corrupted, one lagging) to show what mirrordns does.
     Demo {
@@ -111,6 +117,27 @@ fn init_logging_quiet(format: LogFormat) {
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
+    }
+}
+
+/// `[server] http-listen` of a config file (default 127.0.0.1:9153; None when turned off).
+fn http_listen_of(path: &std::path::Path) -> Result<Option<std::net::SocketAddr>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let t: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    match t.get("server").and_then(|s| s.get("http-listen")) {
+        None => Ok(Some(([127, 0, 0, 1], 9153).into())),
+        Some(toml::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(toml::Value::String(s)) => s.parse().map(Some).map_err(|_| {
+            format!(
+                "{}: `server.http-listen`: `{s}` is not an address with port",
+                path.display()
+            )
+        }),
+        Some(_) => Err(format!(
+            "{}: `server.http-listen` must be a string",
+            path.display()
+        )),
     }
 }
 
@@ -206,6 +233,68 @@ pub fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::Reload { config } => {
+            // Only the endpoint's address is read here: the server itself loads and checks the
+            // whole config, and reports every problem back if it rejects it.
+            let addr = match http_listen_of(&config) {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    eprintln!(
+                        "error: {}: `server.http-listen` is off; send SIGHUP to the server instead",
+                        config.display()
+                    );
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut addr = addr;
+            // A wildcard listen address is reached through loopback.
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    [127, 0, 0, 1].into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            rt.block_on(async {
+                crate::health::http::install_crypto();
+                let client = match reqwest::Client::builder()
+                    .no_proxy()
+                    .timeout(std::time::Duration::from_secs(120))
+                    .build()
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                match client.post(format!("http://{addr}/reload")).send().await {
+                    Ok(r) => {
+                        let ok = r.status().is_success();
+                        let body = r.text().await.unwrap_or_default();
+                        if ok {
+                            print!("{body}");
+                            ExitCode::SUCCESS
+                        } else {
+                            eprint!("{body}");
+                            ExitCode::from(1)
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot reach the server at http://{addr}/: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            })
         }
         Command::Demo { config } => {
             init_logging(cli.log_format);

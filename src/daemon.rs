@@ -129,6 +129,7 @@ impl Server {
             dns_core.dns_running.store(false, Ordering::Relaxed);
             r
         });
+        tokio::spawn(watch_files(core.clone(), shutdown.clone()));
         let http_shutdown = CancellationToken::new();
         let http = http_listener
             .map(|l| tokio::spawn(crate::http::serve(l, core.clone(), http_shutdown.clone())));
@@ -297,6 +298,62 @@ impl Core {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_else(|e| e.into_inner().clone())
+    }
+}
+
+/// How often watched files are looked at.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// (size, modification time, inode) of every watched file: the geo database (unless
+/// `[geo] watch = false`) and, with `[server] watch-zones`, the zone files.
+fn fingerprint(cfg: &crate::config::Config) -> Vec<Option<(u64, SystemTime, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<&Path> = Vec::new();
+    if cfg.geo.watch
+        && let Some((db, _)) = &cfg.geo.database
+    {
+        files.push(db);
+    }
+    if cfg.server.watch_zones {
+        files.extend(cfg.server.zones.iter().map(|(p, _)| p.as_path()));
+    }
+    files
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p).ok().map(|m| {
+                (
+                    m.len(),
+                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    m.ino(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Reloads when a watched file changes: geoipupdate renames a new database into place, an
+/// editor or deploy tool rewrites a zone. A change that does not load is rejected like any
+/// reload (and not retried until the files change again).
+async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
+    let mut last = fingerprint(&core.table.load().config);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        let cfg = core.table.load().config.clone();
+        let now = fingerprint(&cfg);
+        if now == last {
+            continue;
+        }
+        info!("a watched file changed: reloading");
+        if let Err(p) = core.reload().await {
+            for problem in &p.0 {
+                error!(%problem, "reload rejected; still serving the previous state");
+            }
+        }
+        // The reload may have changed which files are watched.
+        last = fingerprint(&core.table.load().config);
     }
 }
 

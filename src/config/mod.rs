@@ -55,6 +55,7 @@ pub struct ServerConfig {
     pub http_listen: Option<SocketAddr>,
     /// UDP worker threads per listen address.
     pub udp_workers: usize,
+    pub watch_zones: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -62,6 +63,8 @@ pub struct GeoConfig {
     /// MaxMind DB file and the config line that named it.
     pub database: Option<(PathBuf, usize)>,
     pub overrides: Vec<Override>,
+    /// Reload when the database file changes.
+    pub watch: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +221,7 @@ impl Validator<'_> {
             udp_recv_buffer,
             http_listen,
             udp_workers,
+            watch_zones,
         } = raw.into_inner();
         let mut listen = Vec::new();
         for a in dns_listen.get_ref() {
@@ -306,6 +310,7 @@ impl Validator<'_> {
                 .unwrap_or(1),
         };
         ServerConfig {
+            watch_zones: watch_zones.unwrap_or(false),
             udp_workers,
             http_listen,
             dns_listen: listen,
@@ -321,6 +326,7 @@ impl Validator<'_> {
         let raw::RawGeo {
             database,
             overrides,
+            watch,
         } = raw;
         let database = database.map(|d| (self.resolve(d.get_ref()), self.line(&d)));
         let mut out = Vec::new();
@@ -341,6 +347,7 @@ impl Validator<'_> {
         GeoConfig {
             database,
             overrides: out,
+            watch: watch.unwrap_or(true),
         }
     }
 

@@ -91,6 +91,9 @@ pub struct RawServer {
     /// Concurrent TCP connections across all listeners (default 1024).
     #[serde(default)]
     pub tcp_max_connections: Option<Spanned<usize>>,
+    /// Reload by itself when a zone file changes (default false).
+    #[serde(default)]
+    pub watch_zones: Option<bool>,
     /// UDP worker threads (one SO_REUSEPORT socket each) per listen address (default: CPUs).
     #[serde(default)]
     pub udp_workers: Option<Spanned<usize>>,
@@ -110,6 +113,9 @@ pub struct RawGeo {
     pub database: Option<Spanned<String>>,
     #[serde(default, rename = "override")]
     pub overrides: Vec<Spanned<RawOverride>>,
+    /// Reload by itself when the database file is replaced (default true).
+    #[serde(default)]
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -34,7 +34,9 @@ pub async fn serve(listener: tokio::net::TcpListener, core: Shared, shutdown: Ca
         .route("/status", get(status_json))
         .route("/lookup", get(lookup))
         .route("/metrics", get(metrics_text))
+        .route("/reload", axum::routing::post(reload))
         .with_state(core);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -110,6 +112,33 @@ async fn lookup(State(core): State<Shared>, Query(q): Query<HashMap<String, Stri
         Ok(Ok(l)) => axum::Json(l).into_response(),
         Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// `POST /reload` (used by `mirrordns reload`): the same as SIGHUP. Only from loopback, so
+/// that exposing the endpoint on a management network does not hand out reloads.
+async fn reload(
+    State(core): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return (
+            StatusCode::FORBIDDEN,
+            "reload is only accepted from loopback\n",
+        )
+            .into_response();
+    }
+    match core.reload().await {
+        Ok(generation) => (
+            StatusCode::OK,
+            format!("reloaded: routing table generation {generation}\n"),
+        )
+            .into_response(),
+        Err(p) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload rejected; still serving the previous state:\n{p}\n"),
+        )
+            .into_response(),
     }
 }
 
