@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::diag::{Problem, Problems};
 use crate::geo::GeoSource;
-use crate::routing::{self, AnswerCounters, ContinentMap, HealthSnapshot, Inputs, RoutingTable};
+use crate::routing::{self, AnswerCounters, HealthSnapshot, Inputs, RoutingTable};
 use crate::zone::{Name, ZoneSet};
 
 /// A fully loaded, consistent set of inputs.
@@ -94,7 +94,6 @@ impl Loaded {
             .iter()
             .map(|s| Arc::new(routing::compile_client_map(s, &config, &locations)))
             .collect();
-        let continents = Arc::new(ContinentMap::from_locations(&locations));
         let answer_counts = Arc::new(AnswerCounters::new(
             config.services.len(),
             config.mirrors.len(),
@@ -106,7 +105,6 @@ impl Loaded {
                 config,
                 zones: Arc::new(zones),
                 maps,
-                continents,
                 answer_counts,
             }),
             geo,

@@ -39,8 +39,15 @@ pub struct ClientMap {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientHit {
     pub list: u32,
+    /// Index into [`CONTINENTS`] (for answer metrics).
+    pub continent: usize,
     pub scope: u8,
 }
+
+/// Values in a client map: the candidate list id, with the continent index in the top bits so
+/// that one lookup answers both.
+const CONTINENT_SHIFT: u32 = 28;
+const LIST_MASK: u32 = (1 << CONTINENT_SHIFT) - 1;
 
 impl ClientMap {
     #[inline]
@@ -49,7 +56,11 @@ impl ClientMap {
             IpAddr::V4(a) => self.v4.lookup(geo::v4_key(a)),
             IpAddr::V6(a) => self.v6.lookup(geo::v6_key(a)),
         };
-        ClientHit { list: value, scope }
+        ClientHit {
+            list: value & LIST_MASK,
+            continent: (value >> CONTINENT_SHIFT) as usize,
+            scope,
+        }
     }
 
     /// Ranges in the IPv4 and IPv6 tables after merging.
@@ -116,10 +127,15 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
             if id as u32 == UNKNOWN {
                 l.unknown = true;
             }
-            *index.entry(l.clone()).or_insert_with(|| {
+            let list = *index.entry(l.clone()).or_insert_with(|| {
                 lists.push(l);
                 (lists.len() - 1) as u32
-            })
+            });
+            let continent = loc
+                .continent
+                .and_then(|c| CONTINENTS.iter().position(|x| *x == c.as_str()))
+                .unwrap_or(CONTINENTS.len() - 1) as u32;
+            list.min(LIST_MASK) | (continent << CONTINENT_SHIFT)
         })
         .collect();
     ClientMap {
@@ -226,7 +242,6 @@ pub struct RoutingTable {
     pub config: Arc<Config>,
     pub zones: Arc<ZoneSet>,
     pub services: Vec<ServiceRoute>,
-    pub continents: Arc<ContinentMap>,
     pub answer_counts: Arc<AnswerCounters>,
 }
 
@@ -237,45 +252,11 @@ pub struct Inputs {
     pub zones: Arc<ZoneSet>,
     /// One per service, in config order.
     pub maps: Vec<Arc<ClientMap>>,
-    pub continents: Arc<ContinentMap>,
     pub answer_counts: Arc<AnswerCounters>,
-}
-
-/// Client address -> continent index (for answer metrics), shared by all services.
-#[derive(Debug)]
-pub struct ContinentMap {
-    v4: PrefixTable<u32>,
-    v6: PrefixTable<u128>,
 }
 
 /// Continent label values, by index; the last is for unknown locations.
 pub const CONTINENTS: [&str; 8] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA", "unknown"];
-
-impl ContinentMap {
-    pub fn from_locations(locs: &LocationMap) -> Self {
-        let index: Vec<u32> = locs
-            .locations
-            .iter()
-            .map(|l| {
-                l.continent
-                    .and_then(|c| CONTINENTS.iter().position(|x| *x == c.as_str()))
-                    .unwrap_or(CONTINENTS.len() - 1) as u32
-            })
-            .collect();
-        ContinentMap {
-            v4: locs.v4.map_values(|id| index[id as usize]),
-            v6: locs.v6.map_values(|id| index[id as usize]),
-        }
-    }
-
-    #[inline]
-    pub fn lookup(&self, ip: IpAddr) -> usize {
-        (match geo::canonical(ip) {
-            IpAddr::V4(a) => self.v4.lookup(geo::v4_key(a)).value,
-            IpAddr::V6(a) => self.v6.lookup(geo::v6_key(a)).value,
-        }) as usize
-    }
-}
 
 /// Answers served, by service, mirror (or the origin) and client continent.
 #[derive(Debug)]
@@ -410,7 +391,6 @@ pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> Routi
         config,
         zones,
         maps,
-        continents,
         answer_counts,
     } = inputs;
     let services = config
@@ -443,7 +423,6 @@ pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> Routi
         config: config.clone(),
         zones: zones.clone(),
         services,
-        continents: continents.clone(),
         answer_counts: answer_counts.clone(),
     }
 }

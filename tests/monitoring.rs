@@ -294,7 +294,8 @@ async fn metrics_move_with_real_queries_and_probes() {
         ),
         5.0
     );
-    assert!(delta("mirrordns_dns_query_duration_seconds_count") >= 7.0);
+    // UDP times one query in 16, TCP every query.
+    assert!(delta("mirrordns_dns_query_duration_seconds_count") >= 1.0);
     assert_eq!(
         after["mirrordns_mirror_state{mirror=\"eu-west\",state=\"mismatch\"}"],
         1.0

@@ -246,7 +246,7 @@ fn resolve<'t>(
                         if s.answer.len() == before {
                             push_soa(s, zone);
                         } else {
-                            let cont = table.continents.lookup(client);
+                            let cont = hit.continent;
                             let v6 = s.answer[before].rtype == TYPE_AAAA;
                             let (served, mirrors) = if v6 {
                                 (!ans.aaaa.is_empty(), &ans.aaaa_mirrors)

@@ -69,6 +69,7 @@ pub fn worker(
     let mut in_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
     let mut out_iov: [libc::iovec; BATCH] = unsafe { zeroed() };
     let mut out_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    let mut sampled: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         for i in 0..BATCH {
             in_iov[i] = libc::iovec {
@@ -111,7 +112,9 @@ pub fn worker(
                     continue;
                 };
                 let len = in_hdr[i].msg_len as usize;
-                let started = Instant::now();
+                // Time one query in 16: the histogram's shape without two clock reads per query.
+                sampled = sampled.wrapping_add(1);
+                let started = sampled.is_multiple_of(16).then(Instant::now);
                 let answered = handle(
                     &t,
                     &inbuf[i][..len],
@@ -120,7 +123,9 @@ pub fn worker(
                     &mut outbuf[m],
                     &stats,
                 );
-                stats.latency.observe(started.elapsed());
+                if let Some(s) = started {
+                    stats.latency.observe(s.elapsed());
+                }
                 if !answered {
                     continue;
                 }
