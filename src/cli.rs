@@ -45,6 +45,10 @@ enum Command {
     Check {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Also show what a reload would change compared with the running server (asked
+        /// through its monitoring endpoint).
+        #[arg(long)]
+        diff: bool,
     },
     /// Explain the answer for a client at IP (as if its subnet came in ECS).
     Lookup {
@@ -153,7 +157,46 @@ fn load_or_report(config: &std::path::Path) -> Result<Loaded, ExitCode> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match load_or_report(&config) {
+        Command::Check { config, diff } => match load_or_report(&config) {
+            Ok(loaded) if diff => {
+                let addr = match http_listen_of(&config) {
+                    Ok(Some(mut a)) => {
+                        if a.ip().is_unspecified() {
+                            a.set_ip(if a.is_ipv4() {
+                                [127, 0, 0, 1].into()
+                            } else {
+                                std::net::Ipv6Addr::LOCALHOST.into()
+                            });
+                        }
+                        a
+                    }
+                    Ok(None) => {
+                        eprintln!(
+                            "error: `server.http-listen` is off: --diff asks the running server through it"
+                        );
+                        return ExitCode::from(2);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let rt = match runtime() {
+                    Ok(rt) => rt,
+                    Err(code) => return code,
+                };
+                match rt.block_on(crate::diff::diff(&loaded, addr)) {
+                    Ok(report) => {
+                        println!("ok");
+                        print!("{report}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot compare with the running server: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
             Ok(_) => {
                 println!("ok");
                 ExitCode::SUCCESS

@@ -14,6 +14,7 @@
 //! - [`demo`]: `mirrordns demo` and the loopback file server it (and the tests) use.
 //! - [`http`]: the monitoring endpoint (health, readiness, status JSON, metrics, status page).
 //! - [`explain`]: "why this answer" for a client address.
+//! - [`diff`]: `check --diff`, a reload's effect compared with the running server.
 //! - [`cli`]: the `mirrordns` command line.
 
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod diag;
+pub mod diff;
 pub mod dns;
 pub mod explain;
 pub mod geo;

@@ -267,3 +267,55 @@ fn mirrordns_reload_command() {
     assert_eq!(rt.block_on(london(ts.addr)), ["192.0.2.111"]);
     rt.block_on(ts.server.shutdown());
 }
+
+#[test]
+fn check_diff_shows_what_a_reload_would_change() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = config("192.0.2.11", "").replace(
+        "http-listen = \"127.0.0.1:0\"",
+        &format!("http-listen = \"127.0.0.1:{port}\""),
+    );
+    let ts = rt.block_on(start(&cfg, ZONE, Some(london_db())));
+    let path = ts.config_path();
+    // The next config: eu-west moves, a network is placed in Tokyo, the zone's serial rises.
+    let next = cfg.replace("192.0.2.11", "192.0.2.111").replace(
+        "[geo]\ndatabase = \"geo.mmdb\"",
+        "[geo]\ndatabase = \"geo.mmdb\"\n[[geo.override]]\nnetwork = \"8.8.8.0/24\"\nlocation = { lat = 35.7, lon = 139.7 }",
+    );
+    std::fs::write(&path, &next).unwrap();
+    std::fs::write(
+        ts.dir.path().join("example.com.zone"),
+        ZONE.replace("2026112701", "2026112702"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args(["check", "--diff", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("~ mirror eu-west: addresses"), "{text}");
+    assert!(
+        text.contains("~ zone example.com.: serial 2026112701 -> 2026112702"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "~ downloads.example.com for 8.8.8.0: [us-east, eu-west, ap-northeast] -> [ap-northeast"
+        ),
+        "{text}"
+    );
+    // Nothing was applied: the server still answers from the old state.
+    assert_eq!(rt.block_on(london(ts.addr)), ["192.0.2.11"]);
+    rt.block_on(ts.server.shutdown());
+}

@@ -31,6 +31,15 @@ pub struct Status {
     pub routing: RoutingView,
     pub dns: DnsView,
     pub services: Vec<ServiceView>,
+    pub zones: Vec<ZoneView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ZoneView {
+    pub origin: String,
+    pub serial: u32,
+    pub file: String,
+    pub records: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +75,8 @@ pub struct ServiceView {
     pub policy: &'static str,
     pub ttl: u32,
     pub answers: usize,
+    /// Manifest paths every routable mirror must hold.
+    pub required_releases: Vec<String>,
     pub fallback: &'static str,
     /// The fallback answering now because no mirror is routable, else null.
     pub fallback_in_force: Option<&'static str>,
@@ -94,6 +105,8 @@ pub struct ReleaseView {
 #[derive(Debug, Serialize)]
 pub struct MirrorView {
     pub name: String,
+    pub ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
     pub state: &'static str,
     /// Whether this service routes to it now.
     pub routable: bool,
@@ -241,6 +254,8 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                         .unwrap_or(0.0);
                     MirrorView {
                         name: m.name.clone(),
+                        ipv4: m.ipv4.iter().map(|a| a.to_string()).collect(),
+                        ipv6: m.ipv6.iter().map(|a| a.to_string()).collect(),
                         state: state.as_str(),
                         routable: route.eligibility.get(i) == Some(&Eligibility::Routable),
                         reason,
@@ -270,6 +285,7 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                 },
                 ttl: s.ttl,
                 answers: s.answers,
+                required_releases: s.releases.clone(),
                 fallback: s.fallback.as_str(),
                 fallback_in_force: match route.mode {
                     Mode::Mirrors => None,
@@ -307,6 +323,17 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
             queries: core.stats.total(),
         },
         services,
+        zones: table
+            .zones
+            .zones()
+            .iter()
+            .map(|z| ZoneView {
+                origin: z.origin.to_string(),
+                serial: z.serial,
+                file: z.file.display().to_string(),
+                records: z.record_count(),
+            })
+            .collect(),
     }
 }
 
