@@ -98,6 +98,7 @@ impl Server {
         let limits = TcpLimits {
             idle_timeout: cfg.server.tcp_idle_timeout,
             max_connections: cfg.server.tcp_max_connections,
+            max_per_client: cfg.server.tcp_max_per_client,
         };
         let generation = Arc::new(AtomicU64::new(1));
         let health = start_health(&loaded, None, &table, &generation, &metrics)

@@ -184,3 +184,47 @@ async fn shutdown_releases_the_ports() {
     std::net::UdpSocket::bind(addr).expect("UDP port free after shutdown");
     std::net::TcpListener::bind(addr).expect("TCP port free after shutdown");
 }
+
+/// Slowloris: stalled TCP connections from one address cannot take the server's TCP away from
+/// other clients, and UDP keeps answering; stalled connections are closed after the idle time.
+#[tokio::test]
+async fn stalled_tcp_connections_from_one_client_do_not_starve_others() {
+    let cfg = config().replace(
+        "zones = [",
+        "tcp-max-per-client = 8\ntcp-idle-timeout = \"1s\"\nzones = [",
+    );
+    let ts = start(&cfg, ZONE, None).await;
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    // Bounded: 30 connections that send nothing (or half a length prefix).
+    let mut stalled = Vec::new();
+    for i in 0..30 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind((attacker, 0).into()).unwrap();
+        let mut s = sock.connect(ts.addr).await.unwrap();
+        if i % 2 == 0 {
+            use tokio::io::AsyncWriteExt;
+            let _ = s.write_all(&[0]).await;
+        }
+        stalled.push(s);
+    }
+    let q = query("www.example.com.", RecordType::A, None, None);
+    // Another client still gets TCP answers, and UDP is unaffected.
+    assert_eq!(addrs(&tcp(ts.addr, &q).await), ["192.0.2.100"]);
+    assert_eq!(addrs(&udp(ts.addr, &q).await), ["192.0.2.100"]);
+    // Beyond its 8 connections, the attacker's are closed at once; the first 8 after the idle time.
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut closed = 0;
+    for s in &mut stalled {
+        let mut b = [0u8; 1];
+        // Closed: end of stream, or a reset when the half-sent prefix was never read.
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_secs(3), s.read(&mut b)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 30, "every stalled connection is closed");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    ts.server.shutdown().await;
+}

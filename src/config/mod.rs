@@ -50,6 +50,7 @@ pub struct ServerConfig {
     pub udp_payload_max: u16,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
+    pub tcp_max_per_client: usize,
     pub udp_recv_buffer: usize,
     /// The monitoring endpoint; None when turned off.
     pub http_listen: Option<SocketAddr>,
@@ -218,6 +219,7 @@ impl Validator<'_> {
             udp_payload_max,
             tcp_idle_timeout,
             tcp_max_connections,
+            tcp_max_per_client,
             udp_recv_buffer,
             http_listen,
             udp_workers,
@@ -298,6 +300,14 @@ impl Validator<'_> {
                 }
             }
         };
+        let tcp_max_per_client = match tcp_max_per_client {
+            Some(s) if *s.get_ref() == 0 => {
+                self.err(&s, "server.tcp-max-per-client", "must be at least 1");
+                1
+            }
+            Some(s) => *s.get_ref(),
+            None => 16,
+        };
         let udp_workers = match udp_workers {
             Some(w) if *w.get_ref() == 0 || *w.get_ref() > 256 => {
                 self.err(&w, "server.udp-workers", "must be between 1 and 256");
@@ -310,6 +320,7 @@ impl Validator<'_> {
                 .unwrap_or(1),
         };
         ServerConfig {
+            tcp_max_per_client,
             watch_zones: watch_zones.unwrap_or(false),
             udp_workers,
             http_listen,

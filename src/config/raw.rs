@@ -100,6 +100,9 @@ pub struct RawServer {
     /// The monitoring endpoint (default "127.0.0.1:9153"; "" turns it off).
     #[serde(default)]
     pub http_listen: Option<Spanned<String>>,
+    /// Concurrent TCP connections from one client address (default 16).
+    #[serde(default)]
+    pub tcp_max_per_client: Option<Spanned<usize>>,
     /// UDP receive buffer size requested per socket, bytes (default 8 MiB).
     #[serde(default)]
     pub udp_recv_buffer: Option<Spanned<usize>>,

@@ -111,6 +111,34 @@ impl Listeners {
 pub struct TcpLimits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Concurrent connections from one client address.
+    pub max_per_client: usize,
+}
+
+/// Connections open per client address; an entry leaves when its last connection closes.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerClient {
+    fn try_add(&self, ip: std::net::IpAddr, max: usize) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn remove(&self, ip: std::net::IpAddr) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then waits for in-flight TCP answers.
@@ -168,6 +196,7 @@ async fn tcp_accept(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let per_client = Arc::new(PerClient::default());
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -185,9 +214,20 @@ async fn tcp_accept(
             debug!(%peer, "TCP connection limit reached, closing");
             continue;
         };
-        let (table, stats, shutdown) = (table.clone(), stats.clone(), shutdown.clone());
+        // One client (a slowloris, or a broken resolver) cannot take every connection.
+        if !per_client.try_add(peer.ip(), limits.max_per_client) {
+            debug!(%peer, "TCP per-client connection limit reached, closing");
+            continue;
+        }
+        let (table, stats, shutdown, per_client) = (
+            table.clone(),
+            stats.clone(),
+            shutdown.clone(),
+            per_client.clone(),
+        );
         tracker.spawn(async move {
             tcp_conn(stream, peer, table, stats, limits.idle_timeout, shutdown).await;
+            per_client.remove(peer.ip());
             drop(permit);
         });
     }
