@@ -124,8 +124,23 @@ fn init_logging_quiet(format: LogFormat) {
     }
 }
 
-/// `[server] http-listen` of a config file (default 127.0.0.1:9153; None when turned off).
+/// Where to reach the running server's endpoint: `[server] http-listen` of a config file
+/// (default 127.0.0.1:9153; a wildcard address through loopback; None when turned off).
 fn http_listen_of(path: &std::path::Path) -> Result<Option<std::net::SocketAddr>, String> {
+    let addr = http_listen_raw(path)?;
+    Ok(addr.map(|mut a| {
+        if a.ip().is_unspecified() {
+            a.set_ip(if a.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        a
+    }))
+}
+
+fn http_listen_raw(path: &std::path::Path) -> Result<Option<std::net::SocketAddr>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let t: toml::Table =
         toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
@@ -160,16 +175,7 @@ pub fn main() -> ExitCode {
         Command::Check { config, diff } => match load_or_report(&config) {
             Ok(loaded) if diff => {
                 let addr = match http_listen_of(&config) {
-                    Ok(Some(mut a)) => {
-                        if a.ip().is_unspecified() {
-                            a.set_ip(if a.is_ipv4() {
-                                [127, 0, 0, 1].into()
-                            } else {
-                                std::net::Ipv6Addr::LOCALHOST.into()
-                            });
-                        }
-                        a
-                    }
+                    Ok(Some(a)) => a,
                     Ok(None) => {
                         eprintln!(
                             "error: `server.http-listen` is off: --diff asks the running server through it"
@@ -294,15 +300,6 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut addr = addr;
-            // A wildcard listen address is reached through loopback.
-            if addr.ip().is_unspecified() {
-                addr.set_ip(if addr.is_ipv4() {
-                    [127, 0, 0, 1].into()
-                } else {
-                    std::net::Ipv6Addr::LOCALHOST.into()
-                });
-            }
             let rt = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,
@@ -341,17 +338,7 @@ pub fn main() -> ExitCode {
         }
         Command::Demo { config } => {
             init_logging(cli.log_format);
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            match rt.block_on(crate::demo::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+            run_to_exit(crate::demo::run(config))
         }
         Command::Serve { config, threads } => {
             init_logging(cli.log_format);
@@ -375,17 +362,22 @@ pub fn main() -> ExitCode {
                 "loaded {}",
                 config.display()
             );
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            match rt.block_on(crate::daemon::serve(loaded)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+            run_to_exit(crate::daemon::serve(loaded))
+        }
+    }
+}
+
+/// Runs a long-lived command on a fresh runtime; an error is printed and exits 1.
+fn run_to_exit(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

@@ -212,12 +212,7 @@ pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
                 .filter(|&i| !cfg.mirrors[i].drained)
                 .map(|i| {
                     let h = &st.mirrors[i];
-                    let reason = h
-                        .mismatch
-                        .as_ref()
-                        .map(|m| m.reason.clone())
-                        .or_else(|| h.last_error.clone())
-                        .unwrap_or_default();
+                    let reason = h.reason();
                     format!(
                         "  {:<13} {:<10} {}",
                         cfg.mirrors[i].name,

@@ -588,12 +588,7 @@ async fn coordinator(sh: Arc<Shared>, publish: Publisher) {
                 let s = state::mirror_state(cfg, &st, i);
                 if shown.get(&i) != Some(&s) {
                     let h = &st.mirrors[i];
-                    let reason = h
-                        .mismatch
-                        .as_ref()
-                        .map(|m| m.reason.clone())
-                        .or_else(|| h.last_error.clone())
-                        .unwrap_or_default();
+                    let reason = h.reason();
                     info!(mirror = %cfg.mirrors[i].name, state = s.as_str(), %reason, "mirror state");
                     shown.insert(i, s);
                 }

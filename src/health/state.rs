@@ -79,6 +79,16 @@ pub struct MirrorHealth {
 }
 
 impl MirrorHealth {
+    /// Why the mirror is not ready, as an operator reads it: the mismatch found, else the
+    /// last error (empty when there is none).
+    pub fn reason(&self) -> String {
+        self.mismatch
+            .as_ref()
+            .map(|m| m.reason.clone())
+            .or_else(|| self.last_error.clone())
+            .unwrap_or_default()
+    }
+
     /// Applies one liveness result with hysteresis; returns the new liveness if it changed.
     /// The very first result decides at once, so a cold start does not wait `rise` rounds.
     pub fn record_probe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {

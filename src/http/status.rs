@@ -135,12 +135,7 @@ pub fn mirror_state(cfg: &Config, st: Option<&HealthState>, i: usize) -> (Mirror
                 MirrorState::Ready => String::new(),
                 MirrorState::Drained => "drained in config".into(),
                 MirrorState::Unknown => "not probed yet".into(),
-                _ => h
-                    .mismatch
-                    .as_ref()
-                    .map(|m| m.reason.clone())
-                    .or_else(|| h.last_error.clone())
-                    .unwrap_or_default(),
+                _ => h.reason(),
             };
             (s, reason)
         }
