@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::admin::AdminState;
 use crate::diag::{Problem, Problems};
 use crate::dns::Stats;
 use crate::dns::server::{self, Listeners, TcpLimits};
@@ -55,6 +56,11 @@ pub struct Core {
     health: Mutex<Option<Health>>,
     geo: std::sync::Mutex<Arc<GeoSource>>,
     config_info: std::sync::Mutex<ConfigInfo>,
+    /// On-call actions in force, and the last rejected admin-state file.
+    pub admin: Arc<ArcSwap<AdminState>>,
+    pub admin_error: std::sync::Mutex<Option<(SystemTime, String)>>,
+    /// For configs without probes: how to publish again when the admin state changes.
+    static_publish: std::sync::Mutex<Option<(Publisher, routing::HealthSnapshot)>>,
 }
 
 /// A server that is answering queries.
@@ -101,8 +107,11 @@ impl Server {
             max_per_client: cfg.server.tcp_max_per_client,
         };
         let generation = Arc::new(AtomicU64::new(1));
-        let health = start_health(&loaded, None, &table, &generation, &metrics)
-            .map_err(std::io::Error::other)?;
+        let (admin_state, admin_err) = load_admin(&cfg);
+        let admin = Arc::new(ArcSwap::from_pointee(admin_state.unwrap_or_default()));
+        let (health, static_publish) =
+            start_health(&loaded, None, &table, &generation, &metrics, &admin)
+                .map_err(std::io::Error::other)?;
         // The compiled tables are all the DNS path needs; explanations re-open the database.
         loaded.geo.release_database();
         release_free_memory();
@@ -122,6 +131,9 @@ impl Server {
                 loaded_at: SystemTime::now(),
                 last_error: None,
             }),
+            admin,
+            admin_error: std::sync::Mutex::new(admin_err.map(|e| (SystemTime::now(), e))),
+            static_publish: std::sync::Mutex::new(static_publish),
         });
         let dns_core = core.clone();
         let dns_run = server::run(listeners, table, stats, limits, shutdown.clone());
@@ -240,14 +252,28 @@ impl Core {
             None => None,
         };
         let carried_ref = carried.as_ref().map(|(c, s)| (c.as_ref(), s));
+        // The admin state is checked against the new config (mirror names may have changed).
+        let (admin_state, admin_err) = load_admin(&loaded.config);
+        if let Some(a) = admin_state {
+            self.admin.store(Arc::new(a));
+        }
+        if let Ok(mut e) = self.admin_error.lock() {
+            *e = admin_err.map(|e| (SystemTime::now(), e));
+        }
         match start_health(
             &loaded,
             carried_ref,
             &self.table,
             &self.generation,
             &self.metrics,
+            &self.admin,
         ) {
-            Ok(h) => *health = h,
+            Ok((h, stat)) => {
+                *health = h;
+                if let Ok(mut sp) = self.static_publish.lock() {
+                    *sp = stat;
+                }
+            }
             Err(e) => {
                 // Only an HTTP client that cannot be built gets here (the CA file is checked at
                 // load). Never publish unprobed mirrors: keep the last table.
@@ -302,8 +328,19 @@ impl Core {
     }
 }
 
-/// How often watched files are looked at.
-const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the admin-state file is looked at; zone and geo files every second tick.
+const ADMIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn fingerprint_of(p: &Path) -> Option<(u64, SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| {
+        (
+            m.len(),
+            m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            m.ino(),
+        )
+    })
+}
 
 /// (size, modification time, inode) of every watched file: the geo database (unless
 /// `[geo] watch = false`) and, with `[server] watch-zones`, the zone files.
@@ -337,12 +374,46 @@ fn fingerprint(cfg: &crate::config::Config) -> Vec<Option<(u64, SystemTime, u64)
 /// reload (and not retried until the files change again).
 async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
     let mut last = fingerprint(&core.table.load().config);
+    let admin_print =
+        |cfg: &crate::config::Config| cfg.server.admin_state.as_ref().map(|p| fingerprint_of(p));
+    let mut last_admin = admin_print(&core.table.load().config);
+    let mut last_active = core.admin.load().counts(SystemTime::now());
+    let mut tick: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(WATCH_EVERY) => {}
+            _ = tokio::time::sleep(ADMIN_EVERY) => {}
         }
+        // The admin state: applied without a reload, within a second of a change or expiry.
         let cfg = core.table.load().config.clone();
+        let now_admin = admin_print(&cfg);
+        if now_admin != last_admin {
+            last_admin = now_admin;
+            let (state, err) = load_admin(&cfg);
+            if let Some(a) = state {
+                info!(
+                    entries = a.mirrors.len() + a.blocks.len(),
+                    "admin state applied"
+                );
+                core.admin.store(Arc::new(a));
+            }
+            if let Ok(mut e) = core.admin_error.lock() {
+                *e = err.map(|e| (SystemTime::now(), e));
+            }
+            core.republish_admin().await;
+            last_active = core.admin.load().counts(SystemTime::now());
+        } else {
+            let active = core.admin.load().counts(SystemTime::now());
+            if active != last_active {
+                info!("an admin entry expired");
+                last_active = active;
+                core.republish_admin().await;
+            }
+        }
+        tick += 1;
+        if !tick.is_multiple_of(2) {
+            continue;
+        }
         let now = fingerprint(&cfg);
         if now == last {
             continue;
@@ -374,13 +445,24 @@ fn publisher(
     table: &Arc<ArcSwap<RoutingTable>>,
     generation: &Arc<AtomicU64>,
     metrics: &Arc<ServerMetrics>,
+    admin: &Arc<ArcSwap<AdminState>>,
 ) -> Publisher {
     let inputs = loaded.inputs.clone();
-    let (table, generation, metrics) = (table.clone(), generation.clone(), metrics.clone());
+    let (table, generation, metrics, admin) = (
+        table.clone(),
+        generation.clone(),
+        metrics.clone(),
+        admin.clone(),
+    );
     Arc::new(move |snap| {
         let started = Instant::now();
+        // On-call drains and force-ups override what the probes say.
+        let mut snap = snap.clone();
+        admin
+            .load()
+            .apply(&inputs.config, &mut snap, SystemTime::now());
         let g = generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let t = routing::build(&inputs, snap, g);
+        let t = routing::build(&inputs, &snap, g);
         metrics.build.observe(started.elapsed());
         table.store(Arc::new(t));
         metrics.swaps.fetch_add(1, Ordering::Relaxed);
@@ -388,20 +470,61 @@ fn publisher(
 }
 
 /// Starts the prober if the config has anything to probe; otherwise publishes the static table.
+type StaticPublish = Option<(Publisher, routing::HealthSnapshot)>;
+
 fn start_health(
     loaded: &Loaded,
     carried: Option<(&crate::config::Config, &health::state::HealthState)>,
     table: &Arc<ArcSwap<RoutingTable>>,
     generation: &Arc<AtomicU64>,
     metrics: &Arc<ServerMetrics>,
-) -> Result<Option<Health>, String> {
-    let publish = publisher(loaded, table, generation, metrics);
+    admin: &Arc<ArcSwap<AdminState>>,
+) -> Result<(Option<Health>, StaticPublish), String> {
+    let publish = publisher(loaded, table, generation, metrics, admin);
     if !loaded.config.has_probes() {
-        publish(&routing::HealthSnapshot::static_config(&loaded.config));
-        return Ok(None);
+        let snap = routing::HealthSnapshot::static_config(&loaded.config);
+        publish(&snap);
+        return Ok((None, Some((publish, snap))));
     }
-    let state = health::initial_state(&loaded.config, carried);
-    Health::start(loaded.config.clone(), state, publish).map(Some)
+    let mut state = health::initial_state(&loaded.config, carried);
+    state.admin = admin.load_full();
+    Health::start(loaded.config.clone(), state, publish).map(|h| (Some(h), None))
+}
+
+/// Reads the admin-state file named by the config: the state (None if rejected) and the
+/// error text.
+fn load_admin(cfg: &crate::config::Config) -> (Option<AdminState>, Option<String>) {
+    let Some(path) = &cfg.server.admin_state else {
+        return (Some(AdminState::default()), None);
+    };
+    match crate::admin::load(path, cfg) {
+        Ok(a) => (Some(a), None),
+        Err(p) => {
+            for problem in &p.0 {
+                error!(%problem, "admin state rejected; the previous one stays in force");
+            }
+            (None, Some(p.to_string()))
+        }
+    }
+}
+
+impl Core {
+    /// Puts the admin state in force again (after the file changed or an entry expired).
+    async fn republish_admin(&self) {
+        let admin = self.admin.load_full();
+        if let Some(h) = self.health.lock().await.as_ref() {
+            h.set_admin(admin);
+            return;
+        }
+        let sp = self
+            .static_publish
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or(None);
+        if let Some((publish, snap)) = sp {
+            publish(&snap);
+        }
+    }
 }
 
 /// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads.

@@ -8,6 +8,7 @@
 //! - [`load`]: the one loading path shared by `serve`, `check`, `lookup` and reload.
 //! - [`manifest`]: release manifests (JSON or SHA256SUMS, optional minisign signature).
 //! - [`health`]: liveness probes and byte-exact verification of mirrors -> health snapshots.
+//! - [`admin`]: on-call actions from the watched admin-state file (drain, force-up, block).
 //! - [`routing`]: config + client maps + health snapshot -> the immutable [`routing::RoutingTable`].
 //! - [`dns`]: query bytes + routing table -> response bytes, and the UDP/TCP listeners.
 //! - [`daemon`]: the running server, its published table, reload and shutdown.
@@ -17,6 +18,7 @@
 //! - [`diff`]: `check --diff`, a reload's effect compared with the running server.
 //! - [`cli`]: the `mirrordns` command line.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     /// UDP worker threads per listen address.
     pub udp_workers: usize,
     pub watch_zones: bool,
+    /// The admin-state file, if any.
+    pub admin_state: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -224,6 +226,7 @@ impl Validator<'_> {
             http_listen,
             udp_workers,
             watch_zones,
+            admin_state,
         } = raw.into_inner();
         let mut listen = Vec::new();
         for a in dns_listen.get_ref() {
@@ -320,6 +323,7 @@ impl Validator<'_> {
                 .unwrap_or(1),
         };
         ServerConfig {
+            admin_state: admin_state.map(|a| self.resolve(a.get_ref())),
             tcp_max_per_client,
             watch_zones: watch_zones.unwrap_or(false),
             udp_workers,

@@ -91,6 +91,9 @@ pub struct RawServer {
     /// Concurrent TCP connections across all listeners (default 1024).
     #[serde(default)]
     pub tcp_max_connections: Option<Spanned<usize>>,
+    /// On-call actions (drain, force-up, block) applied without a reload; watched.
+    #[serde(default)]
+    pub admin_state: Option<Spanned<String>>,
     /// Reload by itself when a zone file changes (default false).
     #[serde(default)]
     pub watch_zones: Option<bool>,

@@ -90,6 +90,8 @@ impl HealthCounters {
 pub struct Health {
     config: Arc<Config>,
     state: Arc<Mutex<HealthState>>,
+    /// Wakes the coordinator (shared with the tasks).
+    nudge: Arc<Notify>,
     pub counters: Arc<HealthCounters>,
     token: CancellationToken,
     tasks: TaskTracker,
@@ -98,7 +100,7 @@ pub struct Health {
 struct Shared {
     config: Arc<Config>,
     state: Arc<Mutex<HealthState>>,
-    notify: Notify,
+    notify: Arc<Notify>,
     origin_fetched: Notify,
     downloads: Arc<Semaphore>,
     counters: Arc<HealthCounters>,
@@ -160,7 +162,7 @@ impl Health {
         let shared = Arc::new(Shared {
             config: config.clone(),
             state: Arc::new(Mutex::new(state)),
-            notify: Notify::new(),
+            notify: Arc::new(Notify::new()),
             origin_fetched: Notify::new(),
             downloads: Arc::new(Semaphore::new(config.health.max_downloads)),
             counters: counters.clone(),
@@ -195,6 +197,7 @@ impl Health {
         Ok(Health {
             config,
             state: shared.state.clone(),
+            nudge: shared.notify.clone(),
             counters,
             token,
             tasks,
@@ -208,6 +211,12 @@ impl Health {
         self.tasks.wait().await;
         let st = std::mem::take(&mut *lock(&self.state));
         (self.config, st)
+    }
+
+    /// Puts new admin state in force (from the watched file, or on expiry).
+    pub fn set_admin(&self, admin: Arc<crate::admin::AdminState>) {
+        lock(&self.state).admin = admin;
+        self.nudge.notify_one();
     }
 
     /// Reads the state under the lock.
@@ -573,6 +582,7 @@ async fn integrity(sh: &Shared, i: usize, ep: &http::Endpoint) {
 async fn coordinator(sh: Arc<Shared>, publish: Publisher) {
     let cfg = &sh.config;
     let mut last: Option<HealthSnapshot> = None;
+    let mut last_admin: Option<Arc<crate::admin::AdminState>> = None;
     let mut shown: HashMap<usize, MirrorState> = HashMap::new();
     loop {
         tokio::select! {
@@ -582,7 +592,7 @@ async fn coordinator(sh: Arc<Shared>, publish: Publisher) {
         // Debounce: a burst of changes becomes one swap.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let now = SystemTime::now();
-        let (snap, file) = {
+        let (snap, file, admin) = {
             let mut st = lock(&sh.state);
             for i in 0..cfg.mirrors.len() {
                 let s = state::mirror_state(cfg, &st, i);
@@ -600,11 +610,15 @@ async fn coordinator(sh: Arc<Shared>, publish: Publisher) {
                 .state_file
                 .as_ref()
                 .map(|p| (p.clone(), StateFile::from_state(cfg, &st, now)));
-            (snap, file)
+            (snap, file, st.admin.clone())
         };
-        if last.as_ref() != Some(&snap) {
+        // A new admin state changes answers (the publisher applies drains and force-ups)
+        // even when the probes' view did not change.
+        let admin_changed = !last_admin.as_ref().is_some_and(|a| Arc::ptr_eq(a, &admin));
+        if last.as_ref() != Some(&snap) || admin_changed {
             publish(&snap);
             last = Some(snap);
+            last_admin = Some(admin);
         }
         if let Some((path, f)) = file
             && let Err(e) = f.write(&path)

@@ -142,6 +142,18 @@ pub struct HealthState {
     pub origin_done: bool,
     /// Seeded from a state file or a previous prober (so routing is meaningful at once).
     pub restored: bool,
+    /// On-call actions in force (blocked versions are not required).
+    pub admin: Arc<crate::admin::AdminState>,
+}
+
+impl HealthState {
+    /// Whether the current content of `release` is blocked by the admin state.
+    pub fn blocked(&self, release: &str, now: SystemTime) -> bool {
+        self.releases
+            .get(release)
+            .and_then(|r| r.current.as_ref())
+            .is_some_and(|m| self.admin.is_blocked(&m.version, now))
+    }
 }
 
 /// Digests a mirror must hold: the current content of every release of every service that
@@ -197,6 +209,10 @@ pub fn eligibility(
         return Eligibility::Out;
     }
     for r in &service.releases {
+        if state.blocked(r, now) {
+            // Withdrawn by on-call: mirrors need not hold it.
+            continue;
+        }
         let Some(rel) = state.releases.get(r) else {
             return Eligibility::Live;
         };

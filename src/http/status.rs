@@ -32,6 +32,31 @@ pub struct Status {
     pub dns: DnsView,
     pub services: Vec<ServiceView>,
     pub zones: Vec<ZoneView>,
+    pub admin: AdminView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdminView {
+    pub path: Option<String>,
+    /// Every entry in the file, with its expiry; `in_force` tells which apply now.
+    pub mirrors: Vec<AdminMirrorView>,
+    pub blocks: Vec<AdminBlockView>,
+    /// The last rejected admin-state file (the previous one stays in force).
+    pub error: Option<ReloadError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdminMirrorView {
+    #[serde(flatten)]
+    pub entry: crate::admin::MirrorEntry,
+    pub in_force: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdminBlockView {
+    #[serde(flatten)]
+    pub entry: crate::admin::BlockEntry,
+    pub in_force: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -295,7 +320,41 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
             }
         })
         .collect();
+    let admin = core.admin.load();
+    let admin_view = AdminView {
+        path: cfg
+            .server
+            .admin_state
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        mirrors: admin
+            .mirrors
+            .iter()
+            .map(|e| AdminMirrorView {
+                in_force: e.until.is_none_or(|u| now < u),
+                entry: e.clone(),
+            })
+            .collect(),
+        blocks: admin
+            .blocks
+            .iter()
+            .map(|e| AdminBlockView {
+                in_force: e.until.is_none_or(|u| now < u),
+                entry: e.clone(),
+            })
+            .collect(),
+        error: core
+            .admin_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .map(|(at, error)| ReloadError {
+                at: time(at),
+                error,
+            }),
+    };
     Status {
+        admin: admin_view,
         version: env!("CARGO_PKG_VERSION"),
         started_at: time(core.started_at),
         ready: waiting.is_empty(),
