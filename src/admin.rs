@@ -12,6 +12,11 @@
 //! version = "v1.9.0"               # a release version: mirrors need not hold it, no readiness waited for
 //! until = "2026-11-28T12:00:00Z"
 //! reason = "bad build"
+//!
+//! [[pin]]
+//! service = "downloads.example.com"
+//! release = "tool/v1.8.2/manifest.json"   # require this manifest instead of the service's `releases`
+//! until = "2026-11-28T12:00:00Z"
 //! ```
 //!
 //! A file with any problem is rejected whole (every problem named with its line) and the
@@ -58,11 +63,21 @@ fn ser_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok,
     }
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct PinEntry {
+    pub service: String,
+    pub release: String,
+    #[serde(serialize_with = "ser_time")]
+    pub until: Option<SystemTime>,
+    pub reason: Option<String>,
+}
+
 /// The admin state in force.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AdminState {
     pub mirrors: Vec<MirrorEntry>,
     pub blocks: Vec<BlockEntry>,
+    pub pins: Vec<PinEntry>,
 }
 
 fn live(until: Option<SystemTime>, now: SystemTime) -> bool {
@@ -86,8 +101,17 @@ impl AdminState {
             .any(|b| b.version == version && live(b.until, now))
     }
 
-    /// Entries in force now, by kind: (drain, force-up, block).
-    pub fn counts(&self, now: SystemTime) -> (usize, usize, usize) {
+    /// The manifest a service is pinned to now, if any.
+    pub fn pinned(&self, service: &str, now: SystemTime) -> Option<&str> {
+        self.pins
+            .iter()
+            .rev()
+            .find(|p| p.service == service && live(p.until, now))
+            .map(|p| p.release.as_str())
+    }
+
+    /// Entries in force now, by kind: (drain, force-up, block, pin).
+    pub fn counts(&self, now: SystemTime) -> (usize, usize, usize, usize) {
         let m = |a| {
             self.mirrors
                 .iter()
@@ -98,6 +122,7 @@ impl AdminState {
             m(Action::Drain),
             m(Action::ForceUp),
             self.blocks.iter().filter(|b| live(b.until, now)).count(),
+            self.pins.iter().filter(|p| live(p.until, now)).count(),
         )
     }
 
@@ -130,6 +155,19 @@ struct RawAdmin {
     mirror: Vec<Spanned<RawMirror>>,
     #[serde(default)]
     block: Vec<Spanned<RawBlock>>,
+    #[serde(default)]
+    pin: Vec<Spanned<RawPin>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPin {
+    service: Spanned<String>,
+    release: Spanned<String>,
+    #[serde(default)]
+    until: Option<Spanned<String>>,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +287,40 @@ pub fn load(path: &Path, config: &Config) -> Result<AdminState, Problems> {
             version: b.version.get_ref().clone(),
             until: u,
             reason: b.reason.clone(),
+        });
+    }
+    for p in &raw.pin {
+        let p = p.get_ref();
+        let service = p
+            .service
+            .get_ref()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if !config.services.iter().any(|s| s.name == service) {
+            err(
+                &mut problems,
+                p.service.span(),
+                "pin.service",
+                format!("service `{service}` is not in the config"),
+            );
+        }
+        if !crate::config::is_safe_relative_path(p.release.get_ref()) {
+            err(
+                &mut problems,
+                p.release.span(),
+                "pin.release",
+                format!(
+                    "`{}` is not a manifest path relative to [origin] base-url",
+                    p.release.get_ref()
+                ),
+            );
+        }
+        let u = until(&mut problems, &p.until, "pin.until");
+        state.pins.push(PinEntry {
+            service,
+            release: p.release.get_ref().clone(),
+            until: u,
+            reason: p.reason.clone(),
         });
     }
     if problems.is_empty() {

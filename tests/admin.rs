@@ -155,3 +155,47 @@ async fn block_withdraws_a_release_and_force_up_overrides_probes() {
     wait_for(ts.addr, "192.0.2.1", 10).await;
     ts.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pin_keeps_a_service_on_a_release_while_mirrors_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    release::write(&dir.path().join("origin"), "tool/v1.9.0", "v1.9.0");
+    release::write(&dir.path().join("origin"), "tool/v2.0.0", "v2.0.0");
+    // eu-west has only the previous release so far.
+    release::write(&dir.path().join("eu"), "tool/v1.9.0", "v1.9.0");
+    let origin = FileServer::start(&dir.path().join("origin")).await.unwrap();
+    let eu = FileServer::start(&dir.path().join("eu")).await.unwrap();
+    let cfg = config(
+        "releases = [\"tool/v2.0.0/manifest.json\"]\nfallback = \"origin\"",
+        &format!(
+            "[origin]\nbase-url = \"{}\"\nipv4 = [\"192.0.2.1\"]\n[health]\ninterval = \"100ms\"\n",
+            origin.url()
+        ),
+    )
+    .replace(
+        "name = \"eu-west\"\nipv4",
+        &format!("name = \"eu-west\"\nbase-url = \"{}\"\nipv4", eu.url()),
+    )
+    .replace(
+        "mirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]",
+        "mirrors = [\"eu-west\"]",
+    );
+    let ts = start(&cfg, ZONE, None).await;
+    wait_for(ts.addr, "192.0.2.1", 10).await;
+    // Pin the service to v1.9.0: eu-west holds it, so it serves again.
+    std::fs::write(
+        ts.dir.path().join("admin.toml"),
+        "[[pin]]\nservice = \"downloads.example.com\"\nrelease = \"tool/v1.9.0/manifest.json\"\n",
+    )
+    .unwrap();
+    wait_for(ts.addr, "192.0.2.11", 10).await;
+    let st = status(&ts).await;
+    assert_eq!(
+        st["services"][0]["required_releases"],
+        serde_json::json!(["tool/v1.9.0/manifest.json"])
+    );
+    // Unpinned: v2.0.0 is required again and eu-west lacks it.
+    std::fs::write(ts.dir.path().join("admin.toml"), "").unwrap();
+    wait_for(ts.addr, "192.0.2.1", 10).await;
+    ts.server.shutdown().await;
+}

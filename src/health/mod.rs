@@ -240,10 +240,18 @@ async fn pause(token: &CancellationToken, d: Duration) -> bool {
 
 async fn origin_task(sh: Arc<Shared>, client: http::Endpoint) {
     let cfg = &sh.config;
-    let mut releases: Vec<&String> = cfg.services.iter().flat_map(|s| &s.releases).collect();
-    releases.sort();
-    releases.dedup();
     loop {
+        // Configured releases plus any on-call pins, looked at again every round.
+        let mut releases: Vec<String> = {
+            let st = lock(&sh.state);
+            let now = SystemTime::now();
+            cfg.services
+                .iter()
+                .flat_map(|s| st.releases_of(s, now).into_iter().chain(s.releases.clone()))
+                .collect()
+        };
+        releases.sort();
+        releases.dedup();
         for r in &releases {
             let res = tokio::select! {
                 _ = sh.token.cancelled() => return,
@@ -656,7 +664,7 @@ fn readiness(cfg: &Config, st: &mut HealthState, now: SystemTime) {
                     && cfg
                         .services
                         .iter()
-                        .any(|s| s.mirrors.contains(&i) && s.releases.contains(&r))
+                        .any(|s| s.mirrors.contains(&i) && st.releases_of(s, now).contains(&r))
             })
             .collect();
         if needed

@@ -147,6 +147,14 @@ pub struct HealthState {
 }
 
 impl HealthState {
+    /// The manifests a service requires now: its pin if on-call set one, else `releases`.
+    pub fn releases_of(&self, service: &crate::config::Service, now: SystemTime) -> Vec<String> {
+        match self.admin.pinned(&service.name, now) {
+            Some(p) => vec![p.to_string()],
+            None => service.releases.clone(),
+        }
+    }
+
     /// Whether the current content of `release` is blocked by the admin state.
     pub fn blocked(&self, release: &str, now: SystemTime) -> bool {
         self.releases
@@ -165,18 +173,19 @@ pub fn required_digests(
 ) -> Vec<(String, Option<Digest>)> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
+    let now = SystemTime::now();
     for s in config
         .services
         .iter()
         .filter(|s| s.mirrors.contains(&mirror))
     {
-        for r in &s.releases {
-            if seen.insert(r.clone()) {
-                out.push((
-                    r.clone(),
-                    state.releases.get(r).and_then(|x| x.current_digest()),
-                ));
+        // On-call pins replace a service's releases; blocked versions are not required.
+        for r in state.releases_of(s, now) {
+            if state.blocked(&r, now) || !seen.insert(r.clone()) {
+                continue;
             }
+            let digest = state.releases.get(&r).and_then(|x| x.current_digest());
+            out.push((r, digest));
         }
     }
     out
@@ -208,7 +217,7 @@ pub fn eligibility(
     if h.mismatch.is_some() {
         return Eligibility::Out;
     }
-    for r in &service.releases {
+    for r in &state.releases_of(service, now) {
         if state.blocked(r, now) {
             // Withdrawn by on-call: mirrors need not hold it.
             continue;

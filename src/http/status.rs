@@ -41,6 +41,7 @@ pub struct AdminView {
     /// Every entry in the file, with its expiry; `in_force` tells which apply now.
     pub mirrors: Vec<AdminMirrorView>,
     pub blocks: Vec<AdminBlockView>,
+    pub pins: Vec<AdminPinView>,
     /// The last rejected admin-state file (the previous one stays in force).
     pub error: Option<ReloadError>,
 }
@@ -49,6 +50,13 @@ pub struct AdminView {
 pub struct AdminMirrorView {
     #[serde(flatten)]
     pub entry: crate::admin::MirrorEntry,
+    pub in_force: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdminPinView {
+    #[serde(flatten)]
+    pub entry: crate::admin::PinEntry,
     pub in_force: bool,
 }
 
@@ -243,6 +251,10 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
         .enumerate()
         .map(|(si, s)| {
             let route = &table.services[si];
+            // The releases required now: an on-call pin replaces the configured ones.
+            let effective = st
+                .map(|st| st.releases_of(s, now))
+                .unwrap_or_else(|| s.releases.clone());
             let mirrors = s
                 .mirrors
                 .iter()
@@ -266,7 +278,7 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                         .unwrap_or_default();
                     let lag = st
                         .map(|st| {
-                            s.releases
+                            effective
                                 .iter()
                                 .map(|r| lag_seconds(st, i, r, now))
                                 .fold(0.0, f64::max)
@@ -305,17 +317,13 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                 },
                 ttl: s.ttl,
                 answers: s.answers,
-                required_releases: s.releases.clone(),
+                required_releases: effective.clone(),
                 fallback: s.fallback.as_str(),
                 fallback_in_force: match route.mode {
                     Mode::Mirrors => None,
                     Mode::Fallback(f) => Some(f.as_str()),
                 },
-                releases: s
-                    .releases
-                    .iter()
-                    .map(|r| release_view(st, r, now))
-                    .collect(),
+                releases: effective.iter().map(|r| release_view(st, r, now)).collect(),
                 mirrors,
             }
         })
@@ -339,6 +347,14 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
             .blocks
             .iter()
             .map(|e| AdminBlockView {
+                in_force: e.until.is_none_or(|u| now < u),
+                entry: e.clone(),
+            })
+            .collect(),
+        pins: admin
+            .pins
+            .iter()
+            .map(|e| AdminPinView {
                 in_force: e.until.is_none_or(|u| now < u),
                 entry: e.clone(),
             })
