@@ -557,3 +557,35 @@ fn verify_exit_codes() {
     let (code, _) = run(&["--mirror", "nope"]);
     assert_eq!(code, Some(2));
 }
+
+#[tokio::test]
+async fn probe_state_survives_a_reload_and_removed_mirrors_leave_at_once() {
+    let s = Setup::new().await;
+    let cfg = s.config(MANIFEST, "", "");
+    let (server, addr) = s.start(&cfg).await;
+    wait_for(addr, &[EU], 10).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !state_of(&server, "us-east").await.starts_with("ready") {
+        assert!(Instant::now() < deadline, "us-east never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // From now on every probe would take 3 s: after the reload, answers can only come from
+    // the carried-over state.
+    s.eu.set(|k| k.delay = Some(Duration::from_secs(3)));
+    s.us.set(|k| k.delay = Some(Duration::from_secs(3)));
+    server.reload().await.expect("same config reloads");
+    assert_eq!(london(addr).await.1, [EU], "verified state carried over");
+    // eu-west removed from the config: it leaves every answer at the swap.
+    let path = s.path("mirrordns.toml");
+    std::fs::write(
+        &path,
+        cfg.replace(
+            "mirrors = [\"eu-west\", \"us-east\"]",
+            "mirrors = [\"us-east\"]",
+        ),
+    )
+    .unwrap();
+    server.reload().await.expect("reloads");
+    assert_eq!(london(addr).await.1, [US]);
+    server.shutdown().await;
+}
