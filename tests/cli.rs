@@ -243,3 +243,84 @@ fn serve_answers_dig_and_stops_on_sigterm() {
     }
     std::net::UdpSocket::bind(("127.0.0.1", port)).expect("port free again");
 }
+
+/// The README's first command: `mirrordns demo` shows only the good mirror getting traffic.
+#[test]
+fn demo_routes_every_client_to_the_one_good_mirror() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/mirrordns.toml"
+    ))
+    .unwrap();
+    let config = shipped
+        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9153", "127.0.0.1:0")
+        .replace(
+            "../zones/example.com.zone",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),
+        );
+    let path = dir.path().join("mirrordns.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args(["demo", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The demo prints its summary once the first probe round is done.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !text.contains("Ctrl-C stops the demo") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        text.push_str(&line);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo did not start: {text}"
+        );
+    }
+    assert!(text.contains("eu-west       ready"), "{text}");
+    assert!(text.contains("us-east       mismatch"), "{text}");
+    assert!(text.contains("ap-northeast  lagging"), "{text}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    for subnet in ["81.2.69.0", "8.8.8.0", "1.0.16.0"] {
+        let q = query(
+            "downloads.example.com.",
+            hickory_proto::rr::RecordType::A,
+            Some(1232),
+            Some((subnet, 24)),
+        );
+        let m = rt.block_on(udp(addr, &q));
+        assert_eq!(
+            addrs(&m),
+            ["192.0.2.11"],
+            "client {subnet}: the demo's printed promise"
+        );
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "demo exit status {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo did not stop on SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

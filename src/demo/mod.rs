@@ -206,6 +206,8 @@ pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The coordinator publishes a debounced moment after the state changes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let states = server
         .with_health(|cfg, st| {
             (0..cfg.mirrors.len())
