@@ -152,6 +152,20 @@ async fn state_of(server: &Server, name: &str) -> String {
         .unwrap()
 }
 
+/// Polls until a mirror's "state reason" satisfies `ok` (answers can move before the slower
+/// mirror's verification has finished), or panics with what it saw.
+async fn wait_state(server: &Server, name: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = state_of(server, name).await;
+        if ok(&st) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{name}: {st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 const MANIFEST: &str = "tool/v1.8.2/manifest.json";
 const EU: &str = "192.0.2.11";
 const US: &str = "192.0.2.10";
@@ -166,11 +180,10 @@ async fn good_mirrors_are_routed_and_a_corrupted_byte_never_is() {
         .await;
     // eu-west is nearer but holds a wrong byte: London gets us-east.
     wait_for(addr, &[US], 10).await;
-    let st = state_of(&server, "eu-west").await;
-    assert!(
-        st.starts_with("mismatch tool-linux-amd64.tar.gz: sha256 mismatch: expected "),
-        "{st}"
-    );
+    wait_state(&server, "eu-west", |st| {
+        st.starts_with("mismatch tool-linux-amd64.tar.gz: sha256 mismatch: expected ")
+    })
+    .await;
     assert!(server.with_health(|_, _| ()).await.is_some());
     // Even with fallback = "live" and us-east gone, the mismatched mirror is never served.
     s.us.set(|k| k.status = Some(503));
@@ -194,8 +207,10 @@ async fn missing_sidecar_404_and_a_probe_address_with_host_header() {
     std::fs::remove_file(s.path("eu/tool/v1.8.2/tool-linux-amd64.tar.gz.sig")).unwrap();
     let (server, addr) = s.start(&s.config(MANIFEST, "", "")).await;
     wait_for(addr, &[US], 10).await;
-    let st = state_of(&server, "eu-west").await;
-    assert!(st.contains("tool-linux-amd64.tar.gz.sig: HTTP 404"), "{st}");
+    wait_state(&server, "eu-west", |st| {
+        st.contains("tool-linux-amd64.tar.gz.sig: HTTP 404")
+    })
+    .await;
     // The sidecar arrives: eu-west (probed through its probe-address) becomes routable.
     std::fs::copy(
         s.path("origin/tool/v1.8.2/tool-linux-amd64.tar.gz.sig"),
@@ -405,11 +420,10 @@ async fn sha256sums_manifests_take_sizes_from_the_origin() {
     release::corrupt(&s.path("eu/tool/v1.8.2/tool-windows-amd64.zip"));
     let (server, addr) = s.start(&s.config("tool/v1.8.2/SHA256SUMS", "", "")).await;
     wait_for(addr, &[US], 10).await;
-    assert!(
-        state_of(&server, "eu-west")
-            .await
-            .starts_with("mismatch tool-windows-amd64.zip: sha256 mismatch")
-    );
+    wait_state(&server, "eu-west", |st| {
+        st.starts_with("mismatch tool-windows-amd64.zip: sha256 mismatch")
+    })
+    .await;
     server.shutdown().await;
 }
 

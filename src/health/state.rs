@@ -286,10 +286,8 @@ pub fn mirror_state(config: &Config, state: &HealthState, m: usize) -> MirrorSta
     if missing.is_empty() {
         return MirrorState::Ready;
     }
-    if h.verifying {
-        return MirrorState::Verifying;
-    }
-    // Lagging: it holds an earlier content of a release it now lacks.
+    // Lagging (even while it is being checked again): it holds an earlier content of a
+    // release it now lacks, or it was found without the current one.
     let lagging = missing.iter().any(|(r, _)| {
         state
             .releases
