@@ -124,6 +124,27 @@ fn init_logging_quiet(format: LogFormat) {
     }
 }
 
+/// The running server's endpoint address, or the exit code after saying why there is none.
+fn endpoint_or_exit(
+    config: &std::path::Path,
+    instead: &str,
+) -> Result<std::net::SocketAddr, ExitCode> {
+    match http_listen_of(config) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => {
+            eprintln!(
+                "error: {}: `server.http-listen` is off; {instead}",
+                config.display()
+            );
+            Err(ExitCode::from(2))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// Where to reach the running server's endpoint: `[server] http-listen` of a config file
 /// (default 127.0.0.1:9153; a wildcard address through loopback; None when turned off).
 fn http_listen_of(path: &std::path::Path) -> Result<Option<std::net::SocketAddr>, String> {
@@ -174,19 +195,11 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, diff } => match load_or_report(&config) {
             Ok(loaded) if diff => {
-                let addr = match http_listen_of(&config) {
-                    Ok(Some(a)) => a,
-                    Ok(None) => {
-                        eprintln!(
-                            "error: `server.http-listen` is off: --diff asks the running server through it"
-                        );
-                        return ExitCode::from(2);
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
+                let addr =
+                    match endpoint_or_exit(&config, "--diff asks the running server through it") {
+                        Ok(a) => a,
+                        Err(code) => return code,
+                    };
                 let rt = match runtime() {
                     Ok(rt) => rt,
                     Err(code) => return code,
@@ -286,19 +299,9 @@ pub fn main() -> ExitCode {
         Command::Reload { config } => {
             // Only the endpoint's address is read here: the server itself loads and checks the
             // whole config, and reports every problem back if it rejects it.
-            let addr = match http_listen_of(&config) {
-                Ok(Some(a)) => a,
-                Ok(None) => {
-                    eprintln!(
-                        "error: {}: `server.http-listen` is off; send SIGHUP to the server instead",
-                        config.display()
-                    );
-                    return ExitCode::from(2);
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+            let addr = match endpoint_or_exit(&config, "send SIGHUP to the server instead") {
+                Ok(a) => a,
+                Err(code) => return code,
             };
             let rt = match runtime() {
                 Ok(rt) => rt,

@@ -161,6 +161,46 @@ fn lookup_json_explains_the_answer() {
     assert!(err.contains("no service named"), "{err}");
 }
 
+/// The shipped config with DNS on `port`, the endpoint on an ephemeral port and an absolute
+/// zone path, written into `dir`.
+fn shipped_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/mirrordns.toml"
+    ))
+    .unwrap();
+    let config = shipped
+        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9153", "127.0.0.1:0")
+        .replace(
+            "../zones/example.com.zone",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),
+        );
+    let path = dir.join("mirrordns.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Sends `signal` and asserts the process exits 0 within `secs`.
+fn stop_cleanly(child: &mut std::process::Child, signal: &str, secs: u64) {
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status} after {signal}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop within {secs} s of {signal}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The README's first steps, as an operator runs them: `mirrordns serve`, `dig` with two client
 /// subnets gets two mirrors, SIGTERM stops the server cleanly.
 #[test]
@@ -179,20 +219,7 @@ fn serve_answers_dig_and_stops_on_sigterm() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/mirrordns.toml"
-    ))
-    .unwrap();
-    let config = shipped
-        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9153", "127.0.0.1:0")
-        .replace(
-            "../zones/example.com.zone",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),
-        );
-    let path = dir.path().join("mirrordns.toml");
-    std::fs::write(&path, config).unwrap();
+    let path = shipped_config(dir.path(), port);
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
         .args(["serve", "--config", path.to_str().unwrap()])
         .stderr(std::process::Stdio::null())
@@ -225,22 +252,7 @@ fn serve_answers_dig_and_stops_on_sigterm() {
     let tokyo = dig("1.0.16.0/24");
     assert_eq!(london, "192.0.2.11");
     assert_eq!(tokyo, "192.0.2.14");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server did not stop within 5 s of SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    stop_cleanly(&mut child, "-TERM", 5);
     std::net::UdpSocket::bind(("127.0.0.1", port)).expect("port free again");
 }
 
@@ -253,20 +265,7 @@ fn demo_routes_every_client_to_the_one_good_mirror() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/mirrordns.toml"
-    ))
-    .unwrap();
-    let config = shipped
-        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9153", "127.0.0.1:0")
-        .replace(
-            "../zones/example.com.zone",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),
-        );
-    let path = dir.path().join("mirrordns.toml");
-    std::fs::write(&path, config).unwrap();
+    let path = shipped_config(dir.path(), port);
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
         .args(["demo", "--config", path.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
@@ -307,20 +306,5 @@ fn demo_routes_every_client_to_the_one_good_mirror() {
             "client {subnet}: the demo's printed promise"
         );
     }
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "demo exit status {status}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "demo did not stop on SIGINT"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    stop_cleanly(&mut child, "-INT", 10);
 }
