@@ -99,10 +99,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-fn init_logging(format: LogFormat) {
-    // hickory logs at info for things we report ourselves; keep it quiet.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=warn"));
+/// `default` is the filter when RUST_LOG is unset.
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -112,17 +111,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// For the server: hickory logs at info for things we report ourselves, so it stays quiet.
+const SERVER_LOG: &str = "info,hickory_proto=warn";
 /// For one-shot commands: warnings and errors only, so the report stays readable.
-fn init_logging_quiet(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => b.init(),
-        LogFormat::Json => b.json().init(),
-    }
-}
+const ONESHOT_LOG: &str = "warn";
 
 /// The running server's endpoint address, or the exit code after saying why there is none.
 fn endpoint_or_exit(
@@ -259,7 +251,7 @@ pub fn main() -> ExitCode {
             mirror,
             json,
         } => {
-            init_logging_quiet(cli.log_format);
+            init_logging(cli.log_format, ONESHOT_LOG);
             let loaded = match load_or_report(&config) {
                 Ok(l) => l,
                 Err(code) => return code,
@@ -340,11 +332,11 @@ pub fn main() -> ExitCode {
             })
         }
         Command::Demo { config } => {
-            init_logging(cli.log_format);
+            init_logging(cli.log_format, SERVER_LOG);
             run_to_exit(crate::demo::run(config))
         }
         Command::Serve { config, threads } => {
-            init_logging(cli.log_format);
+            init_logging(cli.log_format, SERVER_LOG);
             let loaded = match crate::config::Config::load(&config).and_then(|mut c| {
                 if let Some(t) = threads {
                     c.server.udp_workers = t.clamp(1, 256);

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::release;
 use common::*;
-use hickory_proto::rr::RecordType;
 use mirrordns::demo::files::FileServer;
 
 fn config(extra_service: &str, origin_and_health: &str) -> String {
@@ -22,21 +21,6 @@ mirrors = ["us-east", "eu-west", "ap-northeast"]
 {extra_service}
 {MIRRORS}"#,
         server_section()
-    )
-}
-
-async fn london(addr: std::net::SocketAddr) -> Vec<String> {
-    addrs(
-        &udp(
-            addr,
-            &query(
-                "downloads.example.com.",
-                RecordType::A,
-                Some(1232),
-                Some(("81.2.69.0", 24)),
-            ),
-        )
-        .await,
     )
 }
 

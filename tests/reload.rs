@@ -34,21 +34,6 @@ fn tokyo_db() -> Vec<u8> {
     build(&[("81.2.64.0/19", place("AS", "JP", 35.7, 139.7))])
 }
 
-async fn london(addr: std::net::SocketAddr) -> Vec<String> {
-    addrs(
-        &udp(
-            addr,
-            &query(
-                "downloads.example.com.",
-                RecordType::A,
-                Some(1232),
-                Some(("81.2.69.0", 24)),
-            ),
-        )
-        .await,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_reloads_under_load_lose_nothing() {
     let ts = start(&config("192.0.2.11", ""), ZONE, Some(london_db())).await;
@@ -220,9 +205,9 @@ async fn replaced_geo_database_and_edited_zones_reload_by_themselves() {
     assert_eq!(london(ts.addr).await, ["192.0.2.11"]);
 }
 
-#[test]
-fn mirrordns_reload_command() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+/// A London-database server whose monitoring endpoint is on a known port, so that the
+/// binary's `reload` and `check --diff` can find it from the config file.
+async fn start_with_endpoint_port() -> (String, TestServer) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -232,7 +217,14 @@ fn mirrordns_reload_command() {
         "http-listen = \"127.0.0.1:0\"",
         &format!("http-listen = \"127.0.0.1:{port}\""),
     );
-    let ts = rt.block_on(start(&cfg, ZONE, Some(london_db())));
+    let ts = start(&cfg, ZONE, Some(london_db())).await;
+    (cfg, ts)
+}
+
+#[test]
+fn mirrordns_reload_command() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (cfg, ts) = rt.block_on(start_with_endpoint_port());
     let path = ts.config_path();
     let run = || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrordns"))
@@ -271,16 +263,7 @@ fn mirrordns_reload_command() {
 #[test]
 fn check_diff_shows_what_a_reload_would_change() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = config("192.0.2.11", "").replace(
-        "http-listen = \"127.0.0.1:0\"",
-        &format!("http-listen = \"127.0.0.1:{port}\""),
-    );
-    let ts = rt.block_on(start(&cfg, ZONE, Some(london_db())));
+    let (cfg, ts) = rt.block_on(start_with_endpoint_port());
     let path = ts.config_path();
     // The next config: eu-west moves, a network is placed in Tokyo, the zone's serial rises.
     let next = cfg.replace("192.0.2.11", "192.0.2.111").replace(

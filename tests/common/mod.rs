@@ -223,3 +223,15 @@ pub fn raw_query(name: &str, qtype: u16, options: &[(u16, Vec<u8>)]) -> Vec<u8> 
 pub fn rcode(resp: &[u8]) -> u8 {
     resp[3] & 0x0F
 }
+
+/// The A answer for `downloads.example.com` to a client in 81.2.69.0/24 (via ECS), the
+/// "London" client most tests place with an override or database entry.
+pub async fn london(addr: SocketAddr) -> Vec<String> {
+    let q = query(
+        "downloads.example.com.",
+        hickory_proto::rr::RecordType::A,
+        Some(1232),
+        Some(("81.2.69.0", 24)),
+    );
+    addrs(&udp(addr, &q).await)
+}
