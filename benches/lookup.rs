@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mirrordns::dns::Stats;
 use mirrordns::dns::answer::{Transport, handle};
+use mirrordns::dns::{Guard, Stats};
 use mirrordns::geo::prefix::{PrefixTable, Span};
 use mirrordns::load::Loaded;
 
@@ -54,12 +54,21 @@ fn benches(c: &mut Criterion) {
     let loaded = Loaded::from_file(&cfg).expect("shipped config loads");
     let rt = loaded.table(1);
     let stats = Stats::default();
+    let guard = Guard::default();
     let q = ecs_query();
     let src = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut out = Vec::with_capacity(512);
     c.bench_function("geo query with ECS, bytes to response", |b| {
         b.iter(|| {
-            handle(&rt, black_box(&q), src, Transport::Udp, &mut out, &stats);
+            handle(
+                &rt,
+                black_box(&q),
+                src,
+                Transport::Udp,
+                &mut out,
+                &stats,
+                &guard,
+            );
             black_box(out.len())
         })
     });
@@ -77,6 +86,7 @@ fn benches(c: &mut Criterion) {
                 Transport::Udp,
                 &mut out,
                 &stats,
+                &guard,
             );
             black_box(out.len())
         })

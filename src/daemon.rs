@@ -16,8 +16,8 @@ use tracing::{error, info};
 
 use crate::admin::AdminState;
 use crate::diag::{Problem, Problems};
-use crate::dns::Stats;
 use crate::dns::server::{self, Listeners, TcpLimits};
+use crate::dns::{Guard, Stats};
 use crate::geo::GeoSource;
 use crate::health::{self, Health, Publisher};
 use crate::load::Loaded;
@@ -136,7 +136,12 @@ impl Server {
             static_publish: std::sync::Mutex::new(static_publish),
         });
         let dns_core = core.clone();
-        let dns_run = server::run(listeners, table, stats, limits, shutdown.clone());
+        let shared = server::Shared {
+            table,
+            stats,
+            guard: Arc::new(Guard::new(cfg.rate_limit.table_size)),
+        };
+        let dns_run = server::run(listeners, shared, limits, shutdown.clone());
         let dns = tokio::spawn(async move {
             let r = dns_run.await;
             dns_core.dns_running.store(false, Ordering::Relaxed);

@@ -233,6 +233,15 @@ pub struct ServiceRoute {
     pub answers: Vec<Answer>,
 }
 
+impl ServiceRoute {
+    /// The answer for clients of unknown location: what a zone transfer carries for the
+    /// service, since a secondary cannot answer by location.
+    pub fn default_answer(&self) -> Option<&Answer> {
+        let i = self.map.lists.iter().position(|l| l.unknown)?;
+        self.answers.get(i)
+    }
+}
+
 /// Everything the DNS path reads, swapped as one value.
 #[derive(Debug)]
 pub struct RoutingTable {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::mmdb::{build, place};
 use common::*;
-use mirrordns::dns::Stats;
 use mirrordns::dns::answer::{Transport, handle};
+use mirrordns::dns::{Guard, Stats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config() -> String {
@@ -25,6 +25,9 @@ location = {{ lat = 35.7, lon = 139.7, country = "JP", continent = "AS" }}
 name = "downloads.example.com"
 answers = 2
 mirrors = ["us-east", "eu-west", "ap-south", "sa-east", "ap-northeast"]
+# The in-process answers must make the same cookies as the server.
+[cookies]
+secret = "000102030405060708090a0b0c0d0e0f"
 {MIRRORS}"#,
         server_section()
     )
@@ -127,15 +130,32 @@ async fn udp_and_tcp_answer_exactly_what_the_answer_function_does() {
     let ts = start(&config(), ZONE, Some(db)).await;
     let table = ts.server.table().load_full();
     let stats = Stats::default();
+    let guard = Guard::default();
     let udp_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let src: IpAddr = "127.0.0.1".parse().unwrap();
     let mut tcp = tokio::net::TcpStream::connect(ts.addr).await.unwrap();
     let (mut answered, mut dropped) = (0, 0);
     for q in queries() {
         let mut want_udp = Vec::new();
-        let udp_answers = handle(&table, &q, src, Transport::Udp, &mut want_udp, &stats);
+        let udp_answers = handle(
+            &table,
+            &q,
+            src,
+            Transport::Udp,
+            &mut want_udp,
+            &stats,
+            &guard,
+        );
         let mut want_tcp = Vec::new();
-        let tcp_answers = handle(&table, &q, src, Transport::Tcp, &mut want_tcp, &stats);
+        let tcp_answers = handle(
+            &table,
+            &q,
+            src,
+            Transport::Tcp,
+            &mut want_tcp,
+            &stats,
+            &guard,
+        );
         assert_eq!(
             udp_answers, tcp_answers,
             "answer or not must not depend on the transport: {q:?}"

@@ -6,6 +6,7 @@
 //! Checks that need the zones (is a service inside a zone?) happen in `crate::load`.
 
 mod health;
+mod protect;
 mod raw;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +31,9 @@ pub struct Config {
     pub mirrors: Vec<Mirror>,
     pub origin: Option<Origin>,
     pub health: HealthConfig,
+    pub rate_limit: RateLimit,
+    pub cookies: Cookies,
+    pub transfer: Transfer,
 }
 
 impl Config {
@@ -41,6 +45,7 @@ impl Config {
 }
 
 pub use health::{Fallback, HealthConfig, Origin, is_safe_relative_path};
+pub use protect::{Cookies, RateLimit, Transfer, TsigAlgorithm, TsigKey};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -196,6 +201,9 @@ impl Validator<'_> {
             mirrors,
             origin,
             health,
+            rate_limit,
+            cookies,
+            transfer,
         } = raw;
         let server = self.server(server);
         let geo = geo.map(|g| self.geo(g)).unwrap_or_default();
@@ -203,7 +211,13 @@ impl Validator<'_> {
         let health = self.health(health);
         let mirrors = self.mirrors(mirrors);
         let services = self.services(services, &mirrors, origin.as_ref());
+        let rate_limit = self.rate_limit(rate_limit);
+        let cookies = self.cookies(cookies);
+        let transfer = self.transfer(transfer);
         Config {
+            rate_limit,
+            cookies,
+            transfer,
             path: self.path.to_path_buf(),
             server,
             geo,

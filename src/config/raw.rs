@@ -23,6 +23,61 @@ pub struct RawConfig {
     pub origin: Option<Spanned<RawOrigin>>,
     #[serde(default)]
     pub health: Option<Spanned<RawHealth>>,
+    #[serde(default)]
+    pub rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    pub cookies: Option<RawCookies>,
+    #[serde(default)]
+    pub transfer: Option<RawTransfer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRateLimit {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Identical responses per second to one client network (default 100).
+    #[serde(default)]
+    pub responses_per_second: Option<Spanned<u32>>,
+    /// Every n-th limited response is sent truncated instead of dropped (default 2).
+    #[serde(default)]
+    pub slip: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub ipv4_prefix: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub ipv6_prefix: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub table_size: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub exempt: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCookies {
+    /// 32 hex digits; default: random per process.
+    #[serde(default)]
+    pub secret: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTransfer {
+    /// Client networks allowed to transfer zones (default: none).
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub tsig: Option<Spanned<RawTsig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTsig {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub algorithm: Option<Spanned<String>>,
+    /// base64, as `tsig-keygen` and `openssl rand -base64 32` print it.
+    pub secret: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

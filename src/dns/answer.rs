@@ -7,15 +7,15 @@
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::Stats;
 pub use super::Transport;
 use super::message::{Flags, OptOut, Owner, Rr, RrList, Sections, write_error, write_response};
+use super::rrl::{Kind, Verdict};
 use super::wire::{self, Query, Reject};
+use super::{Guard, Stats};
+use super::{cookie, transfer};
 use crate::routing::RoutingTable;
 use crate::zone::{Lookup, RRset, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_SOA, Zone};
 
-const TYPE_IXFR: u16 = 251;
-const TYPE_AXFR: u16 = 252;
 const TYPE_ANY: u16 = 255;
 /// CNAME hops followed inside a zone before giving up (a loop, or an absurd chain).
 const MAX_CNAME_HOPS: usize = 8;
@@ -28,6 +28,7 @@ pub fn handle(
     transport: Transport,
     out: &mut Vec<u8>,
     stats: &Stats,
+    guard: &Guard,
 ) -> bool {
     let payload = table.config.server.udp_payload_max;
     let q = match wire::parse(pkt) {
@@ -47,17 +48,44 @@ pub fn handle(
                 stats.malformed.fetch_add(1, Relaxed);
             }
             stats.count(transport, None, rcode);
-            let opt = edns.then_some(OptOut { payload, ecs: None });
+            let verdict = limit(
+                table,
+                guard,
+                stats,
+                src,
+                transport,
+                false,
+                Kind::Error,
+                &[],
+                0,
+            );
+            if verdict == Verdict::Drop {
+                return false;
+            }
+            let opt = edns.then_some(OptOut {
+                payload,
+                ecs: None,
+                cookie: None,
+            });
             write_error(out, pkt, id, flags, rcode, question, opt.as_ref());
+            if verdict == Verdict::Slip {
+                // An error response holds no records already: setting TC is all a slip needs.
+                out[2] |= 0x02;
+            }
             return true;
         }
     };
     let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    let (cookie, cookie_ok) = cookie_reply(table, guard, stats, &q, src);
     if let Some(e) = q.edns
         && e.version != 0
     {
         stats.count(transport, Some(q.qtype), wire::RCODE_BADVERS);
-        let opt = OptOut { payload, ecs: None };
+        let opt = OptOut {
+            payload,
+            ecs: None,
+            cookie,
+        };
         write_error(
             out,
             pkt,
@@ -69,7 +97,7 @@ pub fn handle(
         );
         return true;
     }
-    let limit = match (transport, q.edns) {
+    let limit_bytes = match (transport, q.edns) {
         (Transport::Tcp, _) => 65535,
         (Transport::Udp, Some(e)) => e.udp_payload.clamp(512, payload.max(512)) as usize,
         (Transport::Udp, None) => 512,
@@ -92,12 +120,113 @@ pub fn handle(
     let opt = q.edns.map(|e| OptOut {
         payload,
         ecs: e.ecs.map(|ecs| (ecs, scope)),
+        cookie,
     });
     stats.count(transport, Some(q.qtype), flags.rcode);
-    if write_response(out, &q, req_flags, flags, &sections, opt.as_ref(), limit) {
-        stats.truncated.fetch_add(1, Relaxed);
+    let (kind, name) = rate_key(&q, flags, &sections);
+    let verdict = limit(
+        table, guard, stats, src, transport, cookie_ok, kind, name, q.qtype,
+    );
+    match verdict {
+        Verdict::Drop => return false,
+        // A truncated answer carries no records, only the header, question and OPT (with our
+        // cookie, so that a resolver that speaks cookies is exempt from then on).
+        Verdict::Slip => {
+            write_response(out, &q, req_flags, flags, &sections, opt.as_ref(), 0);
+        }
+        Verdict::Send => {
+            if write_response(
+                out,
+                &q,
+                req_flags,
+                flags,
+                &sections,
+                opt.as_ref(),
+                limit_bytes,
+            ) {
+                stats.truncated.fetch_add(1, Relaxed);
+            }
+        }
     }
     true
+}
+
+/// The cookie to return (client cookie + a fresh server cookie) and whether the query's server
+/// cookie was one of ours.
+fn cookie_reply(
+    table: &RoutingTable,
+    guard: &Guard,
+    stats: &Stats,
+    q: &Query<'_>,
+    src: IpAddr,
+) -> (Option<[u8; 24]>, bool) {
+    let Some(c) = q.edns.and_then(|e| e.cookie) else {
+        return (None, false);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0);
+    let secret = guard.cookie_secret(&table.config);
+    let ok = cookie::is_valid(secret, &c, src, now);
+    if ok {
+        stats.cookies_valid.fetch_add(1, Relaxed);
+    } else {
+        stats.cookies_new.fetch_add(1, Relaxed);
+    }
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&c.client);
+    b[8..].copy_from_slice(&cookie::make(secret, &c.client, src, now));
+    (Some(b), ok)
+}
+
+/// What the response says and the name it is counted under: the query name for answers, the
+/// zone for negative answers (so that random names share one allowance), the delegation for
+/// referrals, nothing for errors.
+fn rate_key<'a>(q: &'a Query<'_>, flags: Flags, s: &Sections<'a>) -> (Kind, &'a [u8]) {
+    let first_authority = || match s.authority.first().map(|r| r.owner) {
+        Some(Owner::Name(n)) => n,
+        _ => q.qname(),
+    };
+    match flags.rcode {
+        wire::RCODE_NOERROR if !s.answer.is_empty() => (Kind::Answer, q.qname()),
+        wire::RCODE_NOERROR if !flags.aa && !s.authority.is_empty() => {
+            (Kind::Referral, first_authority())
+        }
+        wire::RCODE_NOERROR => (Kind::NoData, first_authority()),
+        wire::RCODE_NXDOMAIN => (Kind::NxDomain, first_authority()),
+        _ => (Kind::Error, &[]),
+    }
+}
+
+/// Response rate limiting for UDP; TCP, exempt networks and valid cookies always pass.
+#[allow(clippy::too_many_arguments)]
+fn limit(
+    table: &RoutingTable,
+    guard: &Guard,
+    stats: &Stats,
+    src: IpAddr,
+    transport: Transport,
+    cookie_ok: bool,
+    kind: Kind,
+    name: &[u8],
+    qtype: u16,
+) -> Verdict {
+    let rl = &table.config.rate_limit;
+    if transport == Transport::Tcp
+        || !rl.enabled
+        || cookie_ok
+        || rl.exempt.iter().any(|n| n.contains(&src))
+    {
+        return Verdict::Send;
+    }
+    let v = guard.rrl.check(rl, src, kind, name, qtype);
+    match v {
+        Verdict::Drop => stats.rrl_dropped.fetch_add(1, Relaxed),
+        Verdict::Slip => stats.rrl_slipped.fetch_add(1, Relaxed),
+        Verdict::Send => 0,
+    };
+    v
 }
 
 fn refused() -> (Flags, u8) {
@@ -164,7 +293,11 @@ fn resolve<'t>(
         return refused();
     }
     match q.qtype {
-        TYPE_AXFR | TYPE_IXFR => return refused(),
+        // Transfers go over TCP through `transfer::serve`; one reaching here is refused.
+        transfer::TYPE_AXFR | wire::TYPE_IXFR => {
+            stats.transfers_refused.fetch_add(1, Relaxed);
+            return refused();
+        }
         wire::TYPE_OPT => {
             return (
                 Flags {

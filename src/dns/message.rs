@@ -62,6 +62,8 @@ pub struct OptOut {
     pub payload: u16,
     /// The client's ECS option with the scope we answer for.
     pub ecs: Option<(Ecs, u8)>,
+    /// The client's cookie followed by our server cookie (RFC 7873).
+    pub cookie: Option<[u8; 24]>,
 }
 
 fn put16(out: &mut Vec<u8>, v: u16) {
@@ -97,7 +99,7 @@ fn is_boundary(name: &[u8], at: usize) -> bool {
     o == at
 }
 
-fn put_rr(out: &mut Vec<u8>, rr: &Rr<'_>, qname: &[u8]) {
+pub(super) fn put_rr(out: &mut Vec<u8>, rr: &Rr<'_>, qname: &[u8]) {
     match rr.owner {
         Owner::QName => put16(out, 0xC00C),
         Owner::Name(n) => put_name(out, n, qname),
@@ -116,22 +118,27 @@ fn put_opt(out: &mut Vec<u8>, opt: &OptOut, rcode: u16) {
     // Extended rcode (upper 8 bits of 12), version 0, no flags.
     out.push((rcode >> 4) as u8);
     out.extend_from_slice(&[0, 0, 0]);
-    match opt.ecs {
-        None => put16(out, 0),
-        Some((ecs, scope)) => {
-            let n = (ecs.source_prefix as usize).div_ceil(8);
-            put16(out, (8 + n) as u16);
-            put16(out, super::wire::OPTION_ECS);
-            put16(out, (4 + n) as u16);
-            put16(out, ecs.family);
-            out.push(ecs.source_prefix);
-            out.push(scope);
-            match ecs.addr {
-                std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
-                std::net::IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
-            }
+    let rdlen_at = out.len();
+    put16(out, 0);
+    if let Some((ecs, scope)) = opt.ecs {
+        let n = (ecs.source_prefix as usize).div_ceil(8);
+        put16(out, super::wire::OPTION_ECS);
+        put16(out, (4 + n) as u16);
+        put16(out, ecs.family);
+        out.push(ecs.source_prefix);
+        out.push(scope);
+        match ecs.addr {
+            std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
+            std::net::IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
         }
     }
+    if let Some(c) = &opt.cookie {
+        put16(out, super::wire::OPTION_COOKIE);
+        put16(out, c.len() as u16);
+        out.extend_from_slice(c);
+    }
+    let rdlen = (out.len() - rdlen_at - 2) as u16;
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
 }
 
 /// Writes the header for a response to a query with this id and these request flags.

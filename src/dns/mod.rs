@@ -4,8 +4,12 @@
 //! `server` only move bytes and never decide anything about the answer.
 
 pub mod answer;
+pub mod cookie;
 pub mod message;
+pub mod rrl;
 pub mod server;
+pub mod transfer;
+pub mod tsig;
 pub mod udp;
 pub mod wire;
 
@@ -73,6 +77,16 @@ pub struct Stats {
     pub malformed: AtomicU64,
     /// Packets not answered at all (shorter than a header, or responses).
     pub dropped: AtomicU64,
+    /// Responses withheld by rate limiting, and those sent truncated instead (slipped).
+    pub rrl_dropped: AtomicU64,
+    pub rrl_slipped: AtomicU64,
+    /// Queries with a server cookie we made (exempt from rate limiting), and with a client
+    /// cookie only or a stale or foreign server cookie (answered with a fresh one).
+    pub cookies_valid: AtomicU64,
+    pub cookies_new: AtomicU64,
+    /// Zone transfers sent, and refused (not allowed, or TSIG missing or wrong).
+    pub transfers: AtomicU64,
+    pub transfers_refused: AtomicU64,
     /// Time spent in the answer logic per query.
     pub latency: Histogram,
 }
@@ -88,6 +102,12 @@ impl Default for Stats {
             truncated: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            rrl_dropped: AtomicU64::new(0),
+            rrl_slipped: AtomicU64::new(0),
+            cookies_valid: AtomicU64::new(0),
+            cookies_new: AtomicU64::new(0),
+            transfers: AtomicU64::new(0),
+            transfers_refused: AtomicU64::new(0),
             latency: Histogram::new(DNS_BUCKETS),
         }
     }
@@ -132,5 +152,54 @@ impl Stats {
     /// All answered queries.
     pub fn total(&self) -> u64 {
         self.queries.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+/// Protection state that outlives reloads, shared by every listener: the rate limiter's table
+/// and the cookie secret used when the config sets none.
+pub struct Guard {
+    pub rrl: rrl::Rrl,
+    random_secret: [u8; 16],
+}
+
+impl Guard {
+    /// `table_size` is read once: the rate limiter's table is not resized by a reload.
+    pub fn new(table_size: usize) -> Guard {
+        let mut secret = [0u8; 16];
+        let mut key = [0u8; 16];
+        if getrandom::fill(&mut secret)
+            .and_then(|_| getrandom::fill(&mut key))
+            .is_err()
+        {
+            // No OS randomness (a broken sandbox): cookies and RRL keys still work, only less
+            // unpredictable, so say so rather than refuse to answer.
+            tracing::warn!("no OS randomness: cookie and rate-limit keys derived from the clock");
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                ^ u128::from(std::process::id());
+            secret = t.to_le_bytes();
+            key = t.rotate_left(64).to_le_bytes();
+        }
+        Guard {
+            rrl: rrl::Rrl::new(table_size, key),
+            random_secret: secret,
+        }
+    }
+
+    /// The cookie secret: the configured one, or this process's random one.
+    pub fn cookie_secret<'a>(&'a self, config: &'a crate::config::Config) -> &'a [u8; 16] {
+        config
+            .cookies
+            .secret
+            .as_ref()
+            .unwrap_or(&self.random_secret)
+    }
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard::new(crate::config::RateLimit::default().table_size)
     }
 }

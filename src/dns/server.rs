@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::Stats;
 use super::answer::{Transport, handle};
+use super::{Guard, Stats, transfer};
 use crate::routing::RoutingTable;
 
 /// Bound sockets, before any task runs: binding happens first so that errors (port in use,
@@ -141,11 +141,18 @@ impl PerClient {
     }
 }
 
+/// What every listener reads: the current routing table, the counters, the protection state.
+#[derive(Clone)]
+pub struct Shared {
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub stats: Arc<Stats>,
+    pub guard: Arc<Guard>,
+}
+
 /// Serves until `shutdown` is cancelled, then waits for in-flight TCP answers.
 pub async fn run(
     listeners: Listeners,
-    table: Arc<ArcSwap<RoutingTable>>,
-    stats: Arc<Stats>,
+    shared: Shared,
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -155,18 +162,17 @@ pub async fn run(
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     for (n, s) in listeners.udp.into_iter().enumerate() {
-        let (table, stats, stop) = (table.clone(), stats.clone(), stop.clone());
+        let (sh, stop) = (shared.clone(), stop.clone());
         let h = std::thread::Builder::new()
             .name(format!("udp-{n}"))
-            .spawn(move || super::udp::worker(s, table, stats, stop))?;
+            .spawn(move || super::udp::worker(s, sh.table, sh.stats, sh.guard, stop))?;
         workers.push(h);
     }
     for l in listeners.tcp {
         let l = TcpListener::from_std(l)?;
         tracker.spawn(tcp_accept(
             l,
-            table.clone(),
-            stats.clone(),
+            shared.clone(),
             limits,
             conns.clone(),
             tracker.clone(),
@@ -189,8 +195,7 @@ pub async fn run(
 
 async fn tcp_accept(
     listener: TcpListener,
-    table: Arc<ArcSwap<RoutingTable>>,
-    stats: Arc<Stats>,
+    shared: Shared,
     limits: TcpLimits,
     conns: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -219,14 +224,9 @@ async fn tcp_accept(
             debug!(%peer, "TCP per-client connection limit reached, closing");
             continue;
         }
-        let (table, stats, shutdown, per_client) = (
-            table.clone(),
-            stats.clone(),
-            shutdown.clone(),
-            per_client.clone(),
-        );
+        let (shared, shutdown, per_client) = (shared.clone(), shutdown.clone(), per_client.clone());
         tracker.spawn(async move {
-            tcp_conn(stream, peer, table, stats, limits.idle_timeout, shutdown).await;
+            tcp_conn(stream, peer, shared, limits.idle_timeout, shutdown).await;
             per_client.remove(peer.ip());
             drop(permit);
         });
@@ -236,8 +236,7 @@ async fn tcp_accept(
 async fn tcp_conn(
     mut stream: TcpStream,
     peer: SocketAddr,
-    table: Arc<ArcSwap<RoutingTable>>,
-    stats: Arc<Stats>,
+    shared: Shared,
     idle: Duration,
     shutdown: CancellationToken,
 ) {
@@ -261,18 +260,40 @@ async fn tcp_conn(
             break;
         }
         let started = Instant::now();
-        let answered = {
-            let t = table.load();
-            handle(&t, &buf, peer.ip(), Transport::Tcp, &mut out, &stats)
+        let (messages, answered) = {
+            let t = shared.table.load();
+            match transfer::serve(&t, &buf, peer.ip(), &shared.stats) {
+                Some(m) => (m, true),
+                None => {
+                    let a = handle(
+                        &t,
+                        &buf,
+                        peer.ip(),
+                        Transport::Tcp,
+                        &mut out,
+                        &shared.stats,
+                        &shared.guard,
+                    );
+                    (Vec::new(), a)
+                }
+            }
         };
-        stats.latency.observe(started.elapsed());
+        shared.stats.latency.observe(started.elapsed());
         debug!(%peer, query_bytes = buf.len(), answer_bytes = out.len(), answered, "tcp query");
         if !answered {
             continue;
         }
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&out);
+        // A transfer is several messages; anything else is the one answer in `out`.
+        let msgs = if messages.is_empty() {
+            std::slice::from_ref(&out)
+        } else {
+            &messages[..]
+        };
+        let mut framed = Vec::with_capacity(msgs.iter().map(|m| m.len() + 2).sum());
+        for m in msgs {
+            framed.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            framed.extend_from_slice(m);
+        }
         if !matches!(
             tokio::time::timeout(idle, stream.write_all(&framed)).await,
             Ok(Ok(_))

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tracing::debug;
 
-use super::Stats;
 use super::answer::{Transport, handle};
+use super::{Guard, Stats};
 use crate::routing::RoutingTable;
 
 /// Datagrams per system call.
@@ -51,6 +51,7 @@ pub fn worker(
     sock: UdpSocket,
     table: Arc<ArcSwap<RoutingTable>>,
     stats: Arc<Stats>,
+    guard: Arc<Guard>,
     stop: Arc<AtomicBool>,
 ) {
     if let Err(e) = sock
@@ -122,6 +123,7 @@ pub fn worker(
                     Transport::Udp,
                     &mut outbuf[m],
                     &stats,
+                    &guard,
                 );
                 if let Some(s) = started {
                     stats.latency.observe(s.elapsed());

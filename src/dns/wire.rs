@@ -6,9 +6,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub use super::cookie::Cookie;
+
 pub const OPCODE_QUERY: u8 = 0;
 pub const TYPE_OPT: u16 = 41;
 pub const OPTION_ECS: u16 = 8;
+pub const OPTION_COOKIE: u16 = 10;
+pub const TYPE_TSIG: u16 = 250;
+pub const TYPE_IXFR: u16 = 251;
 pub const CLASS_IN: u16 = 1;
 
 pub const RCODE_NOERROR: u16 = 0;
@@ -34,6 +39,7 @@ pub struct Edns {
     pub udp_payload: u16,
     pub version: u8,
     pub ecs: Option<Ecs>,
+    pub cookie: Option<Cookie>,
 }
 
 /// A parsed query. Borrowed bytes point into the packet.
@@ -51,6 +57,8 @@ pub struct Query<'a> {
     pub qtype: u16,
     pub qclass: u16,
     pub edns: Option<Edns>,
+    /// Offset of the TSIG record, which RFC 8945 requires to be the last one.
+    pub tsig: Option<usize>,
 }
 
 impl Query<'_> {
@@ -206,13 +214,17 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
     let Some((qend, qname_len, qtype, qclass)) = question else {
         return Err(err(RCODE_FORMERR, None));
     };
-    if ancount != 0 || nscount != 0 {
+    // IXFR carries the client's SOA in the authority section (RFC 1995 3); nothing else may.
+    if ancount != 0 || nscount > u16::from(qtype == TYPE_IXFR) {
         return Err(err(RCODE_FORMERR, Some(qend - 12)));
     }
-    // Additional section: find the OPT record; anything else (e.g. TSIG) is skipped for now.
+    // Additional section: the OPT record, and a TSIG record (checked by the transfer code).
     let mut at = qend;
     let mut edns: Option<Edns> = None;
-    for _ in 0..arcount {
+    let mut tsig = None;
+    let records = u32::from(nscount) + u32::from(arcount);
+    for i in 0..records {
+        let rr_start = at;
         let Some((name_end, is_root)) = skip_name(pkt, at) else {
             return Err(err(RCODE_FORMERR, Some(qend - 12)));
         };
@@ -230,6 +242,17 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
             return Err(err(RCODE_FORMERR, Some(qend - 12)));
         };
         at = rdata_start + rdlen as usize;
+        if i < u32::from(nscount) {
+            continue;
+        }
+        if rtype == TYPE_TSIG {
+            // RFC 8945 5.1: a TSIG anywhere but last makes the message malformed.
+            if i + 1 != records {
+                return Err(err(RCODE_FORMERR, Some(qend - 12)));
+            }
+            tsig = Some(rr_start);
+            continue;
+        }
         if rtype != TYPE_OPT {
             continue;
         }
@@ -239,6 +262,7 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
         }
         let version = (ttl_hi & 0xFF) as u8;
         let mut ecs = None;
+        let mut cookie = None;
         let mut o = 0;
         while o < rdata.len() {
             let (Some(code), Some(len)) = (be16(rdata, o), be16(rdata, o + 2)) else {
@@ -259,19 +283,22 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
                     edns: true,
                 });
             };
-            if code == OPTION_ECS {
-                match (ecs.is_some(), parse_ecs(data)) {
-                    (false, Some(e)) => ecs = Some(e),
-                    _ => {
-                        return Err(Reject::Error {
-                            id,
-                            rcode: RCODE_FORMERR,
-                            flags,
-                            question: Some(qend - 12),
-                            edns: true,
-                        });
-                    }
+            let ok = match code {
+                OPTION_ECS => ecs.is_none() && parse_ecs(data).map(|e| ecs = Some(e)).is_some(),
+                // RFC 7873 5.2.2: a cookie of a length it does not allow is FORMERR.
+                OPTION_COOKIE => {
+                    cookie.is_none() && Cookie::parse(data).map(|c| cookie = Some(c)).is_some()
                 }
+                _ => true,
+            };
+            if !ok {
+                return Err(Reject::Error {
+                    id,
+                    rcode: RCODE_FORMERR,
+                    flags,
+                    question: Some(qend - 12),
+                    edns: true,
+                });
             }
             o += 4 + len as usize;
         }
@@ -279,6 +306,7 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
             udp_payload: class,
             version,
             ecs,
+            cookie,
         });
     }
     Ok(Query {
@@ -292,6 +320,7 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
         qtype,
         qclass,
         edns,
+        tsig,
     })
 }
 

@@ -102,9 +102,41 @@ pub fn render(
             "Packets not answered (too short, or responses).",
             &s.dropped,
         ),
+        (
+            "mirrordns_dns_cookies_valid_total",
+            "Queries with a valid server cookie (exempt from rate limiting).",
+            &s.cookies_valid,
+        ),
+        (
+            "mirrordns_dns_cookies_new_total",
+            "Queries with a client cookie only, or a stale or foreign server cookie.",
+            &s.cookies_new,
+        ),
+        (
+            "mirrordns_dns_transfers_total",
+            "Zone transfers sent.",
+            &s.transfers,
+        ),
+        (
+            "mirrordns_dns_transfers_refused_total",
+            "Zone transfer requests refused (not allowed, unsigned or wrongly signed).",
+            &s.transfers_refused,
+        ),
     ] {
         e.family(name, "counter", help);
         e.sample(name, &[], v.load(Relaxed) as f64);
+    }
+    e.family(
+        "mirrordns_dns_rrl_total",
+        "counter",
+        "UDP responses withheld by response rate limiting: dropped, or sent truncated (slipped).",
+    );
+    for (action, v) in [("dropped", &s.rrl_dropped), ("slipped", &s.rrl_slipped)] {
+        e.sample(
+            "mirrordns_dns_rrl_total",
+            &[("action", action)],
+            v.load(Relaxed) as f64,
+        );
     }
     e.family(
         "mirrordns_dns_query_duration_seconds",

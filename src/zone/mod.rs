@@ -101,6 +101,13 @@ impl Zone {
         self.nodes.get(name)
     }
 
+    /// Every node, the apex first and the rest in a stable order (for zone transfers).
+    pub fn nodes(&self) -> Vec<(&Name, &Node)> {
+        let mut v: Vec<_> = self.nodes.iter().collect();
+        v.sort_by(|a, b| (a.0 != &self.origin, a.0.wire()).cmp(&(b.0 != &self.origin, b.0.wire())));
+        v
+    }
+
     pub fn record_count(&self) -> usize {
         self.nodes
             .values()

@@ -1,0 +1,257 @@
+//! The abuse-protection parts of the config: `[rate-limit]` (RRL), `[cookies]` (RFC 7873
+//! server cookies) and `[transfer]` (who may AXFR/IXFR, and the TSIG key they must sign with).
+
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::{Validator, parse_network, raw};
+
+/// Response rate limiting as Knot and BIND do it: identical responses to one client network
+/// are limited per second, and every `slip`-th limited response is sent truncated (TC) so that
+/// a real client behind a spoofed flood retries over TCP.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    pub enabled: bool,
+    pub responses_per_second: u32,
+    /// 0: drop every limited response; 1: truncate every one; n: truncate one in n.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Buckets in the table (a power of two); more means fewer unrelated flows share one.
+    pub table_size: usize,
+    /// Client networks never limited (e.g. your own resolvers or monitoring); loopback by
+    /// default.
+    pub exempt: Vec<IpNet>,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            enabled: true,
+            // Conservative: a caching resolver asks for the same answer a few times per TTL, so
+            // 100 identical answers a second to one /24 only happens under a flood.
+            responses_per_second: 100,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 1 << 16,
+            // Loopback cannot be spoofed from off the host (the kernel drops such packets),
+            // and a resolver on the same host must never be limited.
+            exempt: vec![
+                IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
+                IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Cookies {
+    /// Server secret (16 bytes). None: a random one per process, so cookies do not survive a
+    /// restart; set it (the same on every server of an anycast group) when they should.
+    pub secret: Option<[u8; 16]>,
+}
+
+/// TSIG algorithms we sign and verify with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsigAlgorithm {
+    HmacSha256,
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    /// The algorithm's name as it appears in a TSIG record (RFC 8945 6).
+    pub fn name(self) -> &'static str {
+        match self {
+            TsigAlgorithm::HmacSha256 => "hmac-sha256",
+            TsigAlgorithm::HmacSha512 => "hmac-sha512",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TsigKey {
+    /// Key name, lower-case, without the trailing dot.
+    pub name: String,
+    pub algorithm: TsigAlgorithm,
+    pub secret: Vec<u8>,
+}
+
+/// Zone transfers: refused for everyone unless listed.
+#[derive(Debug, Clone, Default)]
+pub struct Transfer {
+    pub allow: Vec<IpNet>,
+    /// When set, an allowed client must also sign with this key.
+    pub tsig: Option<TsigKey>,
+}
+
+impl Validator<'_> {
+    fn networks(&mut self, list: Vec<Spanned<String>>, key: &str) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for n in list {
+            match parse_network(n.get_ref()) {
+                Ok(net) => out.push(net),
+                Err(e) => self.err(&n, key, e),
+            }
+        }
+        out
+    }
+
+    pub(super) fn rate_limit(&mut self, raw: Option<raw::RawRateLimit>) -> RateLimit {
+        let d = RateLimit::default();
+        let Some(raw) = raw else {
+            return d;
+        };
+        let mut rps = d.responses_per_second;
+        if let Some(r) = raw.responses_per_second {
+            if *r.get_ref() == 0 || *r.get_ref() > 1_000_000 {
+                self.err(
+                    &r,
+                    "rate-limit.responses-per-second",
+                    "must be between 1 and 1000000 (turn limiting off with enabled = false)",
+                );
+            } else {
+                rps = *r.get_ref();
+            }
+        }
+        let mut prefix = |v: Option<Spanned<u8>>, max: u8, key: &str, default: u8| match v {
+            Some(p) if *p.get_ref() == 0 || *p.get_ref() > max => {
+                self.err(&p, key, format!("must be between 1 and {max}"));
+                default
+            }
+            Some(p) => *p.get_ref(),
+            None => default,
+        };
+        let ipv4_prefix = prefix(raw.ipv4_prefix, 32, "rate-limit.ipv4-prefix", d.ipv4_prefix);
+        let ipv6_prefix = prefix(
+            raw.ipv6_prefix,
+            128,
+            "rate-limit.ipv6-prefix",
+            d.ipv6_prefix,
+        );
+        let mut table_size = d.table_size;
+        if let Some(t) = raw.table_size {
+            let v = *t.get_ref();
+            if !(1024..=1 << 24).contains(&v) || !v.is_power_of_two() {
+                self.err(
+                    &t,
+                    "rate-limit.table-size",
+                    "must be a power of two between 1024 and 16777216",
+                );
+            } else {
+                table_size = v;
+            }
+        }
+        RateLimit {
+            enabled: raw.enabled.unwrap_or(true),
+            responses_per_second: rps,
+            slip: raw.slip.map(|s| s.into_inner()).unwrap_or(d.slip),
+            ipv4_prefix,
+            ipv6_prefix,
+            table_size,
+            exempt: match raw.exempt {
+                Some(list) => self.networks(list, "rate-limit.exempt"),
+                None => d.exempt,
+            },
+        }
+    }
+
+    pub(super) fn cookies(&mut self, raw: Option<raw::RawCookies>) -> Cookies {
+        let Some(s) = raw.and_then(|r| r.secret) else {
+            return Cookies::default();
+        };
+        match hex16(s.get_ref()) {
+            Some(k) => Cookies { secret: Some(k) },
+            None => {
+                self.err(
+                    &s,
+                    "cookies.secret",
+                    "expected 32 hexadecimal digits (16 bytes), e.g. from `openssl rand -hex 16`",
+                );
+                Cookies::default()
+            }
+        }
+    }
+
+    pub(super) fn transfer(&mut self, raw: Option<raw::RawTransfer>) -> Transfer {
+        let Some(raw) = raw else {
+            return Transfer::default();
+        };
+        let allow = self.networks(raw.allow, "transfer.allow");
+        let tsig = raw.tsig.and_then(|k| self.tsig_key(k));
+        Transfer { allow, tsig }
+    }
+
+    fn tsig_key(&mut self, raw: Spanned<raw::RawTsig>) -> Option<TsigKey> {
+        let k = raw.get_ref();
+        let name = k.name.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        let mut ok = true;
+        if name.is_empty() || crate::zone::Name::from_text(&name).is_none() {
+            self.err(
+                &k.name,
+                "transfer.tsig.name",
+                "expected a domain name such as \"xfr-key\"",
+            );
+            ok = false;
+        }
+        let algorithm = match &k.algorithm {
+            None => TsigAlgorithm::HmacSha256,
+            Some(a) if a.get_ref() == "hmac-sha256" => TsigAlgorithm::HmacSha256,
+            Some(a) if a.get_ref() == "hmac-sha512" => TsigAlgorithm::HmacSha512,
+            Some(a) => {
+                self.err(
+                    a,
+                    "transfer.tsig.algorithm",
+                    format!(
+                        "`{}` is not supported: expected \"hmac-sha256\" or \"hmac-sha512\"",
+                        a.get_ref()
+                    ),
+                );
+                ok = false;
+                TsigAlgorithm::HmacSha256
+            }
+        };
+        use base64::Engine;
+        let secret = match base64::engine::general_purpose::STANDARD.decode(k.secret.get_ref()) {
+            Ok(s) if s.len() >= 16 => s,
+            Ok(_) => {
+                self.err(
+                    &k.secret,
+                    "transfer.tsig.secret",
+                    "is shorter than 16 bytes: use e.g. `openssl rand -base64 32`",
+                );
+                ok = false;
+                Vec::new()
+            }
+            Err(_) => {
+                self.err(
+                    &k.secret,
+                    "transfer.tsig.secret",
+                    "is not base64: use e.g. `openssl rand -base64 32`",
+                );
+                ok = false;
+                Vec::new()
+            }
+        };
+        ok.then_some(TsigKey {
+            name,
+            algorithm,
+            secret,
+        })
+    }
+}
+
+fn hex16(s: &str) -> Option<[u8; 16]> {
+    let s = s.trim();
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}

@@ -1,0 +1,178 @@
+//! Zone transfers (AXFR, and IXFR answered with the whole zone as RFC 1995 4 allows), over TCP
+//! only, to clients in `[transfer] allow` that sign with the configured TSIG key if one is set.
+//! Everyone else gets REFUSED (or NOTAUTH with the TSIG error, RFC 8945 5.2).
+//!
+//! A geo service name cannot be transferred as such: a secondary has no routing table. It is
+//! sent with the answer for clients of unknown location (the service's default order), so that
+//! a secondary answers with a working mirror rather than NXDOMAIN.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::message::{Flags, Owner, Rr, put_header, put_rr};
+use super::tsig::{self, Failure, Signer};
+use super::wire;
+use super::{Stats, Transport};
+use crate::routing::RoutingTable;
+use crate::zone::{TYPE_A, TYPE_AAAA, TYPE_SOA, Zone};
+
+use super::wire::TYPE_IXFR;
+pub const TYPE_AXFR: u16 = 252;
+
+/// Start a new message once one holds this many bytes (well under the 64 KiB TCP limit).
+const MESSAGE_TARGET: usize = 16 * 1024;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Answers `pkt` if it is a transfer request from an allowed client: every message of the
+/// response, in order. Returns None for any other packet (answered by `answer::handle`).
+pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Option<Vec<Vec<u8>>> {
+    let q = wire::parse(pkt).ok()?;
+    if q.qtype != TYPE_AXFR && q.qtype != TYPE_IXFR {
+        return None;
+    }
+    let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    let cfg = &table.config.transfer;
+    let refuse = |rcode: u16| {
+        stats.transfers_refused.fetch_add(1, Relaxed);
+        stats.count(Transport::Tcp, Some(q.qtype), rcode);
+        let mut out = Vec::new();
+        put_header(
+            &mut out,
+            q.id,
+            req_flags,
+            Flags { aa: false, rcode },
+            false,
+            [1, 0, 0, 0],
+        );
+        out.extend_from_slice(q.question);
+        out
+    };
+    let src = crate::geo::canonical(src);
+    let zone = table
+        .zones
+        .find(q.qname())
+        .filter(|z| z.origin.wire() == q.qname());
+    // Not ours to transfer, or not allowed: `answer::handle` refuses it like any transport.
+    let (Some(zone), true) = (zone, cfg.allow.iter().any(|n| n.contains(&src))) else {
+        return None;
+    };
+    let now = now();
+    let mut signer = match (&cfg.tsig, q.tsig) {
+        (None, _) => None,
+        // A key is required and the request is unsigned.
+        (Some(_), None) => return Some(vec![refuse(wire::RCODE_REFUSED)]),
+        (Some(key), Some(at)) => {
+            let Some(rec) = tsig::parse(pkt, at) else {
+                stats.malformed.fetch_add(1, Relaxed);
+                return Some(vec![refuse(wire::RCODE_FORMERR)]);
+            };
+            match tsig::verify(pkt, at, &rec, key, now) {
+                Ok(()) => Some(Signer::new(key, rec.mac, now)),
+                Err(f) => {
+                    let mut out = refuse(tsig::RCODE_NOTAUTH);
+                    match f {
+                        Failure::BadKey => tsig::append_unsigned(&mut out, key, now, tsig::BADKEY),
+                        Failure::BadSig => tsig::append_unsigned(&mut out, key, now, tsig::BADSIG),
+                        Failure::BadTime => {
+                            // Signed, with our clock in Other Data so the client can tell.
+                            let mut s = Signer::new(key, rec.mac, rec.time_signed);
+                            s.sign(&mut out, tsig::BADTIME, &now.to_be_bytes()[2..]);
+                        }
+                    }
+                    return Some(vec![out]);
+                }
+            }
+        }
+    };
+    stats.transfers.fetch_add(1, Relaxed);
+    stats.count(Transport::Tcp, Some(q.qtype), wire::RCODE_NOERROR);
+    let mut messages = Vec::new();
+    let records = zone_records(table, zone);
+    let mut out = Vec::new();
+    let mut count = 0u16;
+    let flush = |out: &mut Vec<u8>,
+                 count: u16,
+                 messages: &mut Vec<Vec<u8>>,
+                 signer: &mut Option<Signer>| {
+        out[6..8].copy_from_slice(&count.to_be_bytes());
+        if let Some(s) = signer {
+            s.sign(out, 0, &[]);
+        }
+        messages.push(std::mem::take(out));
+    };
+    for rr in &records {
+        if out.is_empty() {
+            let flags = Flags {
+                aa: true,
+                rcode: wire::RCODE_NOERROR,
+            };
+            // Every message repeats the question (RFC 5936 2.2 allows it), so that owner names
+            // can point into it.
+            put_header(&mut out, q.id, req_flags, flags, false, [1, 0, 0, 0]);
+            out.extend_from_slice(q.question);
+        }
+        put_rr(&mut out, rr, q.qname());
+        count += 1;
+        if out.len() >= MESSAGE_TARGET {
+            flush(&mut out, count, &mut messages, &mut signer);
+            count = 0;
+        }
+    }
+    if !out.is_empty() {
+        flush(&mut out, count, &mut messages, &mut signer);
+    }
+    Some(messages)
+}
+
+/// The zone's records in transfer order: SOA, everything else, SOA again (RFC 5936 2.2).
+fn zone_records<'t>(table: &'t RoutingTable, zone: &'t Zone) -> Vec<Rr<'t>> {
+    let origin = zone.origin.wire();
+    let soa = zone.soa();
+    let soa_rr = Rr {
+        owner: Owner::Name(origin),
+        rtype: TYPE_SOA,
+        ttl: soa.ttl,
+        rdata: &soa.rdatas[0],
+    };
+    let mut v = vec![soa_rr];
+    for (name, node) in zone.nodes() {
+        for set in node
+            .rrsets
+            .iter()
+            .filter(|s| s.rtype != TYPE_SOA || name != &zone.origin)
+        {
+            v.extend(set.rdatas.iter().map(|d| Rr {
+                owner: Owner::Name(name.wire()),
+                rtype: set.rtype,
+                ttl: set.ttl,
+                rdata: d,
+            }));
+        }
+        let Some(route) = node.service.and_then(|i| table.services.get(i)) else {
+            continue;
+        };
+        if let Some(ans) = route.default_answer().filter(|a| !a.servfail) {
+            let owner = Owner::Name(name.wire());
+            v.extend(ans.a.iter().map(|a| Rr {
+                owner,
+                rtype: TYPE_A,
+                ttl: route.ttl,
+                rdata: a,
+            }));
+            v.extend(ans.aaaa.iter().map(|a| Rr {
+                owner,
+                rtype: TYPE_AAAA,
+                ttl: route.ttl,
+                rdata: a,
+            }));
+        }
+    }
+    v.push(soa_rr);
+    v
+}
