@@ -1,0 +1,323 @@
+//! Abuse protection over real sockets: response rate limiting under a bounded loopback flood,
+//! DNS cookies (checked with dig as the peer), and zone transfers with an allow-list and TSIG
+//! (dig verifies our signatures on every message).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `extra` is TOML appended after the service (e.g. `[rate-limit]`, `[transfer]`).
+fn config(extra: &str) -> String {
+    format!(
+        "{}[[geo.override]]\nnetwork = \"81.2.69.0/24\"\nlocation = {{ lat = 51.5, lon = -0.13, country = \"GB\", continent = \"EU\" }}\n\
+         [[service]]\nname = \"downloads.example.com\"\nmirrors = [\"us-east\", \"eu-west\"]\n\
+         [service.regions]\ndefault = [\"us-east\"]\n{extra}\n{MIRRORS}",
+        server_section()
+    )
+}
+
+async fn metrics_text(ts: &TestServer) -> String {
+    mirrordns::health::http::install_crypto();
+    let url = format!("http://{}/metrics", ts.server.http_addr().unwrap());
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+fn metric(text: &str, key: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {key}"))
+}
+
+/// The bytes of the COOKIE option (code 10) in a raw response, if any.
+fn cookie_option(resp: &[u8]) -> Option<Vec<u8>> {
+    let m = hickory_proto::op::Message::from_vec(resp).ok()?;
+    match m
+        .edns
+        .as_ref()?
+        .option(hickory_proto::rr::rdata::opt::EdnsCode::Cookie)?
+    {
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(_, data) => Some(data.clone()),
+        _ => None,
+    }
+}
+
+/// Sends `n` copies of `q` in bursts of 50 and collects every answer: (full, truncated).
+async fn flood(addr: SocketAddr, q: &[u8], n: usize) -> (usize, usize) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (mut full, mut tc) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..n / 50 {
+        for _ in 0..50 {
+            sock.send_to(q, addr).await.unwrap();
+        }
+        // Drain what came back; a short quiet gap means the burst is done.
+        while let Ok(Ok(len)) =
+            tokio::time::timeout(Duration::from_millis(30), sock.recv(&mut buf)).await
+        {
+            let m = hickory_proto::op::Message::from_vec(&buf[..len]).unwrap();
+            if m.metadata.truncation {
+                assert!(m.answers.is_empty(), "a slipped answer carries no records");
+                tc += 1;
+            } else {
+                assert_eq!(addrs(&m), ["192.0.2.11"]);
+                full += 1;
+            }
+        }
+    }
+    (full, tc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limiting_drops_and_slips_a_flood_but_not_tcp_or_cookie_clients() {
+    let ts = start(
+        &config("[rate-limit]\nresponses-per-second = 20\nslip = 2\nexempt = []\n"),
+        ZONE,
+        None,
+    )
+    .await;
+    let q = query(
+        "downloads.example.com.",
+        hickory_proto::rr::RecordType::A,
+        Some(1232),
+        Some(("81.2.69.0", 24)),
+    );
+    let started = Instant::now();
+    let (full, tc) = flood(ts.addr, &q, 2000).await;
+    let secs = started.elapsed().as_secs_f64();
+    let text = metrics_text(&ts).await;
+    let dropped = metric(&text, "mirrordns_dns_rrl_total{action=\"dropped\"}") as usize;
+    let slipped = metric(&text, "mirrordns_dns_rrl_total{action=\"slipped\"}") as usize;
+    println!(
+        "flood of 2000 in {secs:.2} s: {full} answered, {tc} truncated (slip), {dropped} dropped"
+    );
+    // One second's burst plus the refill at 20/s while the flood lasted.
+    assert!(full >= 20, "{full}");
+    assert!(
+        full as f64 <= 20.0 + 20.0 * secs + 2.0,
+        "{full} in {secs} s"
+    );
+    // Every query is accounted for, and half the limited ones slipped.
+    assert_eq!(full + dropped + slipped, 2000);
+    assert_eq!(slipped, tc, "every slip reached the client");
+    assert!(slipped.abs_diff(dropped) <= 1, "{slipped} vs {dropped}");
+
+    // Still limited for this flow, yet TCP is answered in full...
+    let m = tcp(ts.addr, &q).await;
+    assert_eq!(addrs(&m), ["192.0.2.11"]);
+    // ...and so is another name from the same network.
+    let www = query(
+        "www.example.com.",
+        hickory_proto::rr::RecordType::A,
+        None,
+        None,
+    );
+    assert_eq!(addrs(&udp(ts.addr, &www).await), ["192.0.2.100"]);
+
+    // A resolver that speaks cookies: the first answer hands out a server cookie; returned, it
+    // exempts the client, so a burst above the limit is answered in full.
+    let client_cookie = vec![1, 2, 3, 4, 5, 6, 7, 8];
+    let first = raw_query(
+        "downloads.example.com",
+        1,
+        &[
+            (8, vec![0, 1, 24, 0, 81, 2, 69]),
+            (10, client_cookie.clone()),
+        ],
+    );
+    let mut cookie = None;
+    for _ in 0..20 {
+        // This flow is limited too, so ask until an answer (full or slipped) brings a cookie.
+        if let Some(r) = udp_raw(ts.addr, &first).await {
+            cookie = cookie_option(&r);
+            break;
+        }
+    }
+    let cookie = cookie.expect("an answer with our cookie");
+    assert_eq!(cookie.len(), 24);
+    assert_eq!(
+        cookie[..8],
+        client_cookie[..],
+        "the client cookie comes back"
+    );
+    let with_cookie = raw_query(
+        "downloads.example.com",
+        1,
+        &[(8, vec![0, 1, 24, 0, 81, 2, 69]), (10, cookie)],
+    );
+    let (full, tc) = flood(ts.addr, &with_cookie, 200).await;
+    assert_eq!(
+        (full, tc),
+        (200, 0),
+        "a client with a valid cookie is not limited"
+    );
+    let text = metrics_text(&ts).await;
+    assert!(metric(&text, "mirrordns_dns_cookies_valid_total") >= 200.0);
+}
+
+fn dig(args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(args)
+        .output()
+        .expect("dig is installed (dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_gets_and_returns_a_server_cookie() {
+    let ts = start(&config(""), ZONE, None).await;
+    let port = ts.addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        dig(&[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "+cookie",
+            "+norec",
+            "www.example.com",
+            "A",
+        ])
+    })
+    .await
+    .unwrap();
+    // dig checks that our answer echoes its client cookie and says "good".
+    let line = out
+        .lines()
+        .find(|l| l.contains("COOKIE:"))
+        .unwrap_or_else(|| panic!("no cookie in:\n{out}"));
+    assert!(line.contains("(good)"), "{line}");
+    let hex = line.split_whitespace().nth(2).unwrap().to_string();
+    assert_eq!(hex.len(), 48, "client (8) and server (16) cookie: {line}");
+    let port = ts.addr.port().to_string();
+    let again = tokio::task::spawn_blocking(move || {
+        dig(&[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            &format!("+cookie={hex}"),
+            "+norec",
+            "www.example.com",
+            "A",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(again.contains("192.0.2.100"), "{again}");
+    let text = metrics_text(&ts).await;
+    assert_eq!(metric(&text, "mirrordns_dns_cookies_valid_total"), 1.0);
+    assert_eq!(metric(&text, "mirrordns_dns_cookies_new_total"), 1.0);
+}
+
+const KEY: &str = "3q2+7wAAAAAREiIzRFVmd4iZqrvM3e7/AAAAAAAAAAA=";
+
+fn transfer_config(allow: &str, tsig: bool) -> String {
+    let mut t = format!("[transfer]\nallow = [{allow}]\n");
+    if tsig {
+        t.push_str(&format!(
+            "[transfer.tsig]\nname = \"xfr-key\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{KEY}\"\n"
+        ));
+    }
+    config(&t)
+}
+
+async fn axfr(ts: &TestServer, extra: &[&str]) -> String {
+    let port = ts.addr.port().to_string();
+    let mut args: Vec<String> = vec!["@127.0.0.1".into(), "-p".into(), port];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        dig(&a)
+    })
+    .await
+    .unwrap()
+}
+
+/// Zone records in dig's transfer output (no comments, no TSIG records).
+fn records(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty() && !l.contains("\tTSIG\t"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_need_the_allow_list_and_the_key() {
+    // Not listed: refused, over TCP and UDP alike.
+    let ts = start(&transfer_config("\"192.0.2.0/24\"", false), ZONE, None).await;
+    let out = axfr(&ts, &["axfr", "example.com"]).await;
+    assert!(out.contains("Transfer failed"), "{out}");
+    assert!(records(&out).is_empty(), "{out}");
+    drop(ts);
+
+    // Listed, no key configured: the whole zone, SOA first and last, with the service's
+    // default answer for a secondary.
+    let ts = start(&transfer_config("\"127.0.0.0/8\"", false), ZONE, None).await;
+    let out = axfr(&ts, &["axfr", "example.com"]).await;
+    let rr = records(&out);
+    assert!(rr.first().unwrap().contains("SOA"), "{out}");
+    assert!(rr.last().unwrap().contains("SOA"), "{out}");
+    // 22 records in the zone file, the SOA again, and the service's A and AAAA records.
+    assert_eq!(rr.len(), 25, "{out}");
+    assert!(
+        rr.iter()
+            .any(|l| l.starts_with("downloads.example.com.") && l.ends_with("192.0.2.10")),
+        "{out}"
+    );
+    // A zone we do not serve is refused.
+    let out = axfr(&ts, &["axfr", "example.org"]).await;
+    assert!(out.contains("Transfer failed"), "{out}");
+    drop(ts);
+
+    // With a key: unsigned and wrongly signed requests get nothing; the right key gets the zone,
+    // and dig checks our signature on every message. A zone of some 3000 records needs several.
+    let mut big = ZONE.to_string();
+    for i in 0..3000 {
+        big.push_str(&format!("host{i} A 10.0.{}.{}\n", i / 250, i % 250));
+    }
+    let ts = start(&transfer_config("\"127.0.0.1\"", true), &big, None).await;
+    let out = axfr(&ts, &["axfr", "example.com"]).await;
+    assert!(out.contains("Transfer failed"), "{out}");
+    let wrong = "hmac-sha256:xfr-key:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let out = axfr(&ts, &["-y", wrong, "axfr", "example.com"]).await;
+    assert!(out.contains("BADSIG") && !out.contains("SOA"), "{out}");
+    let right = format!("hmac-sha256:xfr-key:{KEY}");
+    let out = axfr(&ts, &["-y", &right, "axfr", "example.com"]).await;
+    // dig prints one TSIG record per message it verified, and complains about any it could not.
+    assert!(
+        !out.contains("failure") && !out.contains("Couldn't"),
+        "{out}"
+    );
+    assert_eq!(
+        records(&out).len(),
+        3025,
+        "{}",
+        &out[out.len().saturating_sub(2000)..]
+    );
+    let msgs: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix(";; XFR size: "))
+        .and_then(|l| {
+            l.split("messages ")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no XFR size line:\n{}", &out[out.len() - 500..]));
+    assert!(msgs > 1, "{msgs} messages");
+    assert_eq!(
+        out.matches("\tTSIG\t").count(),
+        msgs,
+        "every message is signed"
+    );
+    // IXFR gets the whole zone too (RFC 1995 4).
+    let out = axfr(&ts, &["-y", &right, "ixfr=2026010101", "example.com"]).await;
+    assert_eq!(records(&out).len(), 3025);
+    let text = metrics_text(&ts).await;
+    assert_eq!(metric(&text, "mirrordns_dns_transfers_total"), 2.0);
+    assert_eq!(metric(&text, "mirrordns_dns_transfers_refused_total"), 2.0);
+}
