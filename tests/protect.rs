@@ -321,3 +321,87 @@ async fn transfers_need_the_allow_list_and_the_key() {
     assert_eq!(metric(&text, "mirrordns_dns_transfers_total"), 2.0);
     assert_eq!(metric(&text, "mirrordns_dns_transfers_refused_total"), 2.0);
 }
+
+/// A header with these counts, then `rest`.
+fn packet(qd: u16, ar: u16, rest: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x77, 0x01, 0x00, 0x00];
+    for c in [qd, 0, 0, ar] {
+        p.extend_from_slice(&c.to_be_bytes());
+    }
+    p.extend_from_slice(rest);
+    p
+}
+
+/// The question `www.example.com A IN`.
+const WWW_Q: &[u8] = b"\x03www\x07example\x03com\x00\x00\x01\x00\x01";
+/// An empty OPT record.
+const OPT: &[u8] = &[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0];
+
+#[tokio::test]
+async fn odd_queries_get_the_right_rcode_and_are_counted() {
+    let ts = start(&config(""), ZONE, None).await;
+    let mut long_name = Vec::new();
+    for _ in 0..5 {
+        long_name.push(63);
+        long_name.extend_from_slice(&[b'a'; 63]);
+    }
+    long_name.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let tsig_then_opt = [
+        WWW_Q,
+        b"\x01k\x00\x00\xfa\x00\xff\x00\x00\x00\x00\x00\x00",
+        OPT,
+    ]
+    .concat();
+    let cases: Vec<(&str, Vec<u8>, u8)> = vec![
+        ("no question", packet(0, 0, &[]), 1),
+        (
+            "class CH",
+            packet(1, 0, b"\x07version\x04bind\x00\x00\x10\x00\x03"),
+            5,
+        ),
+        (
+            "two OPT records",
+            packet(1, 2, &[WWW_Q, OPT, OPT].concat()),
+            1,
+        ),
+        (
+            "OPT cut short",
+            packet(1, 1, &[WWW_Q, &OPT[..9]].concat()),
+            1,
+        ),
+        (
+            "OPT owned by a name, not the root",
+            packet(1, 1, &[WWW_Q, &[1, b'x'], OPT].concat()),
+            1,
+        ),
+        (
+            "compression pointer loop in the question",
+            packet(1, 0, &[0xC0, 0x0C, 0, 1, 0, 1]),
+            1,
+        ),
+        ("name longer than 255 bytes", packet(1, 0, &long_name), 1),
+        ("TSIG not the last record", packet(1, 2, &tsig_then_opt), 1),
+        (
+            "cookie of a length RFC 7873 does not allow",
+            raw_query("www.example.com", 1, &[(10, vec![1; 12])]),
+            1,
+        ),
+    ];
+    let before = metric(&metrics_text(&ts).await, "mirrordns_dns_malformed_total");
+    let mut formerr = 0.0;
+    for (what, q, want) in &cases {
+        for r in [udp_raw(ts.addr, q).await, tcp_raw(ts.addr, q).await] {
+            let r = r.unwrap_or_else(|| panic!("{what}: no answer"));
+            assert_eq!(r[..2], q[..2], "{what}: ID echoed");
+            assert_eq!(rcode(&r), *want, "{what}");
+            if *want == 1 {
+                formerr += 1.0;
+            }
+        }
+    }
+    let after = metric(&metrics_text(&ts).await, "mirrordns_dns_malformed_total");
+    assert_eq!(after - before, formerr, "every FORMERR is counted");
+    // And a normal query right after is answered.
+    let m = udp(ts.addr, &packet(1, 0, WWW_Q)).await;
+    assert_eq!(addrs(&m), ["192.0.2.100"]);
+}
