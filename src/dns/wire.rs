@@ -214,6 +214,14 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
     let Some((qend, qname_len, qtype, qclass)) = question else {
         return Err(err(RCODE_FORMERR, None));
     };
+    // A malformed EDNS option: FORMERR, with an OPT in the reply since EDNS itself was fine.
+    let bad_option = Reject::Error {
+        id,
+        rcode: RCODE_FORMERR,
+        flags,
+        question: question.map(|q| q.0 - 12),
+        edns: true,
+    };
     // IXFR carries the client's SOA in the authority section (RFC 1995 3); nothing else may.
     if ancount != 0 || nscount > u16::from(qtype == TYPE_IXFR) {
         return Err(err(RCODE_FORMERR, Some(qend - 12)));
@@ -266,22 +274,10 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
         let mut o = 0;
         while o < rdata.len() {
             let (Some(code), Some(len)) = (be16(rdata, o), be16(rdata, o + 2)) else {
-                return Err(Reject::Error {
-                    id,
-                    rcode: RCODE_FORMERR,
-                    flags,
-                    question: Some(qend - 12),
-                    edns: true,
-                });
+                return Err(bad_option);
             };
             let Some(data) = rdata.get(o + 4..o + 4 + len as usize) else {
-                return Err(Reject::Error {
-                    id,
-                    rcode: RCODE_FORMERR,
-                    flags,
-                    question: Some(qend - 12),
-                    edns: true,
-                });
+                return Err(bad_option);
             };
             let ok = match code {
                 OPTION_ECS => ecs.is_none() && parse_ecs(data).map(|e| ecs = Some(e)).is_some(),
@@ -292,13 +288,7 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
                 _ => true,
             };
             if !ok {
-                return Err(Reject::Error {
-                    id,
-                    rcode: RCODE_FORMERR,
-                    flags,
-                    question: Some(qend - 12),
-                    edns: true,
-                });
+                return Err(bad_option);
             }
             o += 4 + len as usize;
         }
