@@ -113,18 +113,6 @@ async fn first_answer(resolver: SocketAddr) -> hickory_proto::op::Message {
     }
 }
 
-fn installed(cmd: &str, arg: &str, package: &str) -> bool {
-    if Command::new(cmd).arg(arg).output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install {package}"
-    );
-    eprintln!("{cmd} is not installed; skipping (apt-get install {package})");
-    false
-}
-
 #[tokio::test]
 async fn unbound_with_subnetcache_gets_the_mirror_for_the_client_subnet_and_caches_by_scope() {
     if !installed("unbound", "-V", "unbound") {

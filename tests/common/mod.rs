@@ -235,3 +235,17 @@ pub async fn london(addr: SocketAddr) -> Vec<String> {
     );
     addrs(&udp(addr, &q).await)
 }
+
+/// True if `cmd` runs; otherwise the test skips with a message, except under CI, which must
+/// have installed `package`.
+pub fn installed(cmd: &str, arg: &str, package: &str) -> bool {
+    if std::process::Command::new(cmd).arg(arg).output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {package}"
+    );
+    eprintln!("{cmd} is not installed; skipping (apt-get install {package})");
+    false
+}
