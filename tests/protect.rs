@@ -108,7 +108,18 @@ async fn rate_limiting_drops_and_slips_a_flood_but_not_tcp_or_cookie_clients() {
     // Still limited for this flow, yet TCP is answered in full...
     let m = tcp(ts.addr, &q).await;
     assert_eq!(addrs(&m), ["192.0.2.11"]);
-    // ...and so is another name from the same network.
+    // ...and so is a different answer to the same name (another client subnet behind the same
+    // resolver: not an identical response)...
+    let elsewhere = query(
+        "downloads.example.com.",
+        hickory_proto::rr::RecordType::A,
+        Some(1232),
+        Some(("10.1.2.0", 24)),
+    );
+    let m = udp(ts.addr, &elsewhere).await;
+    assert!(!m.metadata.truncation);
+    assert_eq!(addrs(&m), ["192.0.2.10"]);
+    // ...and another name from the same network.
     let www = query(
         "www.example.com.",
         hickory_proto::rr::RecordType::A,

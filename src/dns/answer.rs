@@ -4,12 +4,13 @@
 //! 1034 4.3.2 for zone data (referrals, CNAME chasing within the zone, wildcards, NXDOMAIN and
 //! NODATA with the SOA per RFC 2308) and answers geo service names from the routing table.
 
+use std::hash::Hasher;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 pub use super::Transport;
 use super::message::{Flags, OptOut, Owner, Rr, RrList, Sections, write_error, write_response};
-use super::rrl::{Kind, Verdict};
+use super::rrl::{Flow, Kind, Verdict};
 use super::wire::{self, Query, Reject};
 use super::{Guard, Stats};
 use super::{cookie, transfer};
@@ -48,17 +49,12 @@ pub fn handle(
                 stats.malformed.fetch_add(1, Relaxed);
             }
             stats.count(transport, None, rcode);
-            let verdict = limit(
-                table,
-                guard,
-                stats,
-                src,
-                transport,
-                false,
-                Kind::Error,
-                &[],
-                0,
-            );
+            let verdict = limit(table, guard, stats, src, transport, false, || Flow {
+                kind: Kind::Error,
+                name: &[],
+                qtype: 0,
+                content: 0,
+            });
             if verdict == Verdict::Drop {
                 return false;
             }
@@ -123,10 +119,9 @@ pub fn handle(
         cookie,
     });
     stats.count(transport, Some(q.qtype), flags.rcode);
-    let (kind, name) = rate_key(&q, flags, &sections);
-    let verdict = limit(
-        table, guard, stats, src, transport, cookie_ok, kind, name, q.qtype,
-    );
+    let verdict = limit(table, guard, stats, src, transport, cookie_ok, || {
+        flow(&q, flags, &sections)
+    });
     match verdict {
         Verdict::Drop => return false,
         // A truncated answer carries no records, only the header, question and OPT (with our
@@ -180,37 +175,45 @@ fn cookie_reply(
     (Some(b), ok)
 }
 
-/// What the response says and the name it is counted under: the query name for answers, the
-/// zone for negative answers (so that random names share one allowance), the delegation for
-/// referrals, nothing for errors.
-fn rate_key<'a>(q: &'a Query<'_>, flags: Flags, s: &Sections<'a>) -> (Kind, &'a [u8]) {
+/// The response as rate limiting counts it: answers by query name, type and content, negative
+/// answers by zone (so that random names share one allowance), referrals by delegation, errors
+/// all together.
+fn flow<'a>(q: &'a Query<'_>, flags: Flags, s: &Sections<'a>) -> Flow<'a> {
     let first_authority = || match s.authority.first().map(|r| r.owner) {
         Some(Owner::Name(n)) => n,
         _ => q.qname(),
     };
-    match flags.rcode {
+    let (kind, name) = match flags.rcode {
         wire::RCODE_NOERROR if !s.answer.is_empty() => (Kind::Answer, q.qname()),
         wire::RCODE_NOERROR if !flags.aa && !s.authority.is_empty() => {
             (Kind::Referral, first_authority())
         }
         wire::RCODE_NOERROR => (Kind::NoData, first_authority()),
         wire::RCODE_NXDOMAIN => (Kind::NxDomain, first_authority()),
-        _ => (Kind::Error, &[]),
+        _ => (Kind::Error, &[][..]),
+    };
+    let mut content = rustc_hash::FxHasher::default();
+    for rr in &s.answer {
+        content.write(rr.rdata);
+    }
+    Flow {
+        kind,
+        name,
+        qtype: q.qtype,
+        content: content.finish(),
     }
 }
 
-/// Response rate limiting for UDP; TCP, exempt networks and valid cookies always pass.
-#[allow(clippy::too_many_arguments)]
-fn limit(
+/// Response rate limiting for UDP; TCP, exempt networks and valid cookies always pass. The
+/// flow is only worked out for responses that are limited at all.
+fn limit<'a>(
     table: &RoutingTable,
     guard: &Guard,
     stats: &Stats,
     src: IpAddr,
     transport: Transport,
     cookie_ok: bool,
-    kind: Kind,
-    name: &[u8],
-    qtype: u16,
+    flow: impl FnOnce() -> Flow<'a>,
 ) -> Verdict {
     let rl = &table.config.rate_limit;
     if transport == Transport::Tcp
@@ -220,7 +223,7 @@ fn limit(
     {
         return Verdict::Send;
     }
-    let v = guard.rrl.check(rl, src, kind, name, qtype);
+    let v = guard.rrl.check(rl, src, flow());
     match v {
         Verdict::Drop => stats.rrl_dropped.fetch_add(1, Relaxed),
         Verdict::Slip => stats.rrl_slipped.fetch_add(1, Relaxed),

@@ -31,6 +31,17 @@ pub enum Kind {
     Error,
 }
 
+/// One response as the limiter sees it: responses with equal flows are "identical".
+#[derive(Debug, Clone, Copy)]
+pub struct Flow<'a> {
+    pub kind: Kind,
+    pub name: &'a [u8],
+    pub qtype: u16,
+    /// A hash of the answer records' data. Geo answers differ by client subnet, and a public
+    /// resolver asking for many ECS subnets at once gets different, not identical, responses.
+    pub content: u64,
+}
+
 /// What to do with a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -63,28 +74,13 @@ impl Rrl {
     }
 
     /// Decides for one response to `src` (UDP only: TCP sources cannot be spoofed).
-    pub fn check(
-        &self,
-        cfg: &RateLimit,
-        src: IpAddr,
-        kind: Kind,
-        name: &[u8],
-        qtype: u16,
-    ) -> Verdict {
+    pub fn check(&self, cfg: &RateLimit, src: IpAddr, flow: Flow<'_>) -> Verdict {
         let now = self.epoch.elapsed().as_micros() as u64 & TIME_MASK;
-        self.check_at(cfg, src, kind, name, qtype, now)
+        self.check_at(cfg, src, flow, now)
     }
 
-    fn check_at(
-        &self,
-        cfg: &RateLimit,
-        src: IpAddr,
-        kind: Kind,
-        name: &[u8],
-        qtype: u16,
-        now: u64,
-    ) -> Verdict {
-        let h = self.flow_hash(cfg, src, kind, name, qtype);
+    fn check_at(&self, cfg: &RateLimit, src: IpAddr, flow: Flow<'_>, now: u64) -> Verdict {
+        let h = self.flow_hash(cfg, src, flow);
         let tag = h >> TIME_BITS;
         let cell = &self.cells[(h as usize) & (self.cells.len() - 1)];
         let interval = (1_000_000 / cfg.responses_per_second.max(1) as u64).max(1);
@@ -125,7 +121,7 @@ impl Rrl {
         }
     }
 
-    fn flow_hash(&self, cfg: &RateLimit, src: IpAddr, kind: Kind, name: &[u8], qtype: u16) -> u64 {
+    fn flow_hash(&self, cfg: &RateLimit, src: IpAddr, flow: Flow<'_>) -> u64 {
         // Keyed, so that an attacker cannot aim two flows at one cell.
         let mut h = SipHasher13::new_with_key(&self.key);
         match crate::geo::canonical(src) {
@@ -146,11 +142,12 @@ impl Rrl {
                 h.write_u128(bits);
             }
         }
-        h.write_u8(kind as u8);
-        if kind == Kind::Answer {
-            h.write_u16(qtype);
+        h.write_u8(flow.kind as u8);
+        if flow.kind == Kind::Answer {
+            h.write_u16(flow.qtype);
+            h.write_u64(flow.content);
         }
-        h.write(name);
+        h.write(flow.name);
         h.finish()
     }
 }
@@ -171,37 +168,41 @@ mod tests {
         let other: IpAddr = "192.0.2.200".parse().unwrap();
         let t0 = 5_000_000;
         let name = b"\x03www\x00";
+        let flow = |name: &'static [u8], qtype, content| Flow {
+            kind: Kind::Answer,
+            name,
+            qtype,
+            content,
+        };
         let verdicts: Vec<_> = (0..20)
-            .map(|_| rrl.check_at(&cfg, ip, Kind::Answer, name, 1, t0))
+            .map(|_| rrl.check_at(&cfg, ip, flow(name, 1, 0), t0))
             .collect();
         assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Send).count(), 10);
         assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Slip).count(), 5);
-        // The same /24 shares the bucket; another name or type does not.
+        // The same /24 shares the bucket; another name, type or answer does not.
         assert_ne!(
-            rrl.check_at(&cfg, other, Kind::Answer, name, 1, t0),
+            rrl.check_at(&cfg, other, flow(name, 1, 0), t0),
             Verdict::Send
         );
+        assert_eq!(rrl.check_at(&cfg, ip, flow(name, 28, 0), t0), Verdict::Send);
+        assert_eq!(rrl.check_at(&cfg, ip, flow(name, 1, 99), t0), Verdict::Send);
         assert_eq!(
-            rrl.check_at(&cfg, ip, Kind::Answer, name, 28, t0),
-            Verdict::Send
-        );
-        assert_eq!(
-            rrl.check_at(&cfg, ip, Kind::Answer, b"\x01x\x00", 1, t0),
+            rrl.check_at(&cfg, ip, flow(b"\x01x\x00", 1, 0), t0),
             Verdict::Send
         );
         // A tenth of a second later one more response is allowed, then none.
         assert_eq!(
-            rrl.check_at(&cfg, ip, Kind::Answer, name, 1, t0 + 100_000),
+            rrl.check_at(&cfg, ip, flow(name, 1, 0), t0 + 100_000),
             Verdict::Send
         );
         assert_ne!(
-            rrl.check_at(&cfg, ip, Kind::Answer, name, 1, t0 + 100_000),
+            rrl.check_at(&cfg, ip, flow(name, 1, 0), t0 + 100_000),
             Verdict::Send
         );
         // After a quiet second the full burst is back.
         let later = t0 + 1_200_000;
         let sent = (0..20)
-            .filter(|_| rrl.check_at(&cfg, ip, Kind::Answer, name, 1, later) == Verdict::Send)
+            .filter(|_| rrl.check_at(&cfg, ip, flow(name, 1, 0), later) == Verdict::Send)
             .count();
         assert_eq!(sent, 10);
     }
