@@ -191,12 +191,37 @@ struct RawBlock {
     reason: Option<String>,
 }
 
+/// Largest admin-state file read. Hundreds of entries take a few KB; a bigger file is not an
+/// on-call edit (a log written to the wrong path, say), and the watcher would read it whole
+/// at every change.
+pub const MAX_SIZE: u64 = 1 << 20;
+
+/// The file's text, refusing more than [`MAX_SIZE`] bytes; None when there is no file.
+fn read_capped(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SIZE {
+        return Err(std::io::Error::other(format!(
+            "larger than the {MAX_SIZE} bytes an admin-state file may have"
+        )));
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
+}
+
 /// Reads and checks an admin-state file against the config in force. A missing file is an
 /// empty admin state.
 pub fn load(path: &Path, config: &Config) -> Result<AdminState, Problems> {
-    let src = match std::fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AdminState::default()),
+    let src = match read_capped(path) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(AdminState::default()),
         Err(e) => {
             return Err(
                 Problem::new(path, None, None, format!("cannot read admin state: {e}")).into(),

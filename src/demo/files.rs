@@ -3,8 +3,8 @@
 //!
 //! It serves files from a directory with Content-Length and an ETag derived from size and
 //! modification time, one request per connection. Knobs make it misbehave the ways real
-//! mirrors do (error status, slow responses, truncated or over-long bodies, redirects), so
-//! tests exercise the prober against real sockets.
+//! mirrors do (error status, slow responses, truncated or over-long bodies, redirects, huge
+//! headers, slow-drip bodies), so tests exercise the prober against real sockets.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,12 @@ pub struct Knobs {
     pub only_path: Option<String>,
     /// Requests for a path starting with `.0` get a 302 to `.1` + the rest of the path.
     pub redirects: Vec<(String, String)>,
+    /// Before a 200's own headers end, this many `X-Pad-N` header lines of about this many
+    /// bytes each: a broken proxy or a hostile mirror flooding the client's header parser.
+    pub pad_headers: Option<(u64, usize)>,
+    /// Send the body this many bytes at a time with this pause in between: every read makes
+    /// progress, the whole file takes far longer. Limited by `only_path` like `truncate_after`.
+    pub drip: Option<(usize, Duration)>,
 }
 
 /// A running file server; stops when dropped.
@@ -40,6 +46,7 @@ pub struct FileServer {
     root: PathBuf,
     knobs: Arc<Mutex<Knobs>>,
     requests: Arc<std::sync::atomic::AtomicU64>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
     last_host: Arc<Mutex<Option<String>>>,
     token: CancellationToken,
 }
@@ -61,14 +68,16 @@ impl FileServer {
         let addr = listener.local_addr()?;
         let knobs = Arc::new(Mutex::new(Knobs::default()));
         let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let token = CancellationToken::new();
         let last_host = Arc::new(Mutex::new(None));
-        let (k, r, t, dir, lh) = (
+        let (k, r, t, dir, lh, out) = (
             knobs.clone(),
             requests.clone(),
             token.clone(),
             root.to_path_buf(),
             last_host.clone(),
+            sent.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -81,10 +90,15 @@ impl FileServer {
                 let dir = dir.clone();
                 let t = t.clone();
                 let lh = lh.clone();
+                let out = out.clone();
                 tokio::spawn(async move {
+                    let mut s = Counted {
+                        s: stream,
+                        sent: &out,
+                    };
                     tokio::select! {
                         _ = t.cancelled() => {}
-                        _ = serve(stream, &dir, knobs, &lh) => {}
+                        _ = serve(&mut s, &dir, knobs, &lh) => {}
                     }
                 });
             }
@@ -94,6 +108,7 @@ impl FileServer {
             root: root.to_path_buf(),
             knobs,
             requests,
+            sent,
             last_host,
             token,
         })
@@ -128,10 +143,42 @@ impl FileServer {
     pub fn requests(&self) -> u64 {
         self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Bytes handed to the kernel on every connection so far (heads and bodies): how much a
+    /// client let a misbehaving server push at it.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A connection that counts what it writes.
+struct Counted<'a> {
+    s: TcpStream,
+    sent: &'a std::sync::atomic::AtomicU64,
+}
+
+impl Counted<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.s.read(buf).await
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        // Chunked so that a client hanging up mid-way leaves an honest count.
+        for c in buf.chunks(64 * 1024) {
+            self.s.write_all(c).await?;
+            self.sent
+                .fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        self.s.shutdown().await
+    }
 }
 
 async fn serve(
-    mut s: TcpStream,
+    s: &mut Counted<'_>,
     root: &Path,
     k: Knobs,
     last_host: &Mutex<Option<String>>,
@@ -184,6 +231,7 @@ async fn serve(
             truncate_after: None,
             no_length: false,
             append: Vec::new(),
+            drip: None,
             ..k
         },
         _ => k,
@@ -211,7 +259,15 @@ async fn serve(
     } else {
         format!("Content-Length: {len}\r\n")
     };
-    let resp = format!("HTTP/1.1 200 OK\r\n{length}ETag: {etag}\r\nConnection: close\r\n\r\n");
+    s.write_all(b"HTTP/1.1 200 OK\r\n").await?;
+    if let Some((lines, bytes)) = k.pad_headers {
+        let value = "a".repeat(bytes);
+        for i in 0..lines {
+            s.write_all(format!("X-Pad-{i}: {value}\r\n").as_bytes())
+                .await?;
+        }
+    }
+    let resp = format!("{length}ETag: {etag}\r\nConnection: close\r\n\r\n");
     s.write_all(resp.as_bytes()).await?;
     if method == "HEAD" {
         return Ok(());
@@ -231,7 +287,15 @@ async fn serve(
                 return Ok(());
             }
         }
-        s.write_all(&chunk[..n as usize]).await?;
+        match k.drip {
+            Some((step, pause)) => {
+                for piece in chunk[..n as usize].chunks(step.max(1)) {
+                    s.write_all(piece).await?;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+            None => s.write_all(&chunk[..n as usize]).await?,
+        }
         sent += n;
     }
     s.write_all(&k.append).await?;

@@ -8,7 +8,9 @@
 //!
 //! The database is read into memory, not memory-mapped: a geoipupdate that rewrote the file in
 //! place under a mapping would be undefined behaviour, and after compiling, only `lookup`
-//! explanations need the reader at all.
+//! explanations need the reader at all. For those, the file loaded stays open: a file renamed
+//! over it later (geoipupdate's way) leaves ours readable, and one rewritten in place is
+//! noticed and not used, so an explanation never describes data the answers do not come from.
 
 pub mod prefix;
 
@@ -170,9 +172,46 @@ impl Record<'_> {
 /// The geo inputs, loaded and checked.
 pub struct GeoSource {
     db: Option<(PathBuf, maxminddb::Reader<Vec<u8>>)>,
-    /// Set when the reader was released after compiling; `locate` re-opens it.
-    released: Option<PathBuf>,
+    /// The database file as loaded (also once the reader is released; `locate` reads it again).
+    file: Option<LoadedFile>,
     overrides: Vec<Override>,
+}
+
+/// The file a database was read from, kept open so that its content can be read again.
+struct LoadedFile {
+    file: std::fs::File,
+    /// Size and modification time when it was read: a write since changes them. (Not the
+    /// change time: a rename over the file unlinks it, which changes that too.)
+    identity: (u64, i64, i64),
+}
+
+impl LoadedFile {
+    fn identity(file: &std::fs::File) -> std::io::Result<(u64, i64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata()?;
+        Ok((m.len(), m.mtime(), m.mtime_nsec()))
+    }
+
+    /// Opens and reads a database file whole.
+    fn read(path: &Path) -> Result<(LoadedFile, Vec<u8>), String> {
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        // Taken before reading: a write during the read makes the content unusable later.
+        let identity = LoadedFile::identity(&file).map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| e.to_string())?;
+        Ok((LoadedFile { file, identity }, bytes))
+    }
+
+    /// The content as it was loaded, unless the file was written to since.
+    fn reread(&self) -> Option<maxminddb::Reader<Vec<u8>>> {
+        use std::os::unix::fs::FileExt;
+        if LoadedFile::identity(&self.file).ok()? != self.identity {
+            return None;
+        }
+        let mut bytes = vec![0u8; usize::try_from(self.identity.0).ok()?];
+        self.file.read_exact_at(&mut bytes, 0).ok()?;
+        maxminddb::Reader::from_source(bytes).ok()
+    }
 }
 
 /// Location ids for every address, from [`GeoSource::compile`].
@@ -193,14 +232,17 @@ impl GeoSource {
         let db = match &cfg.database {
             None => None,
             Some((path, line)) => {
-                let reader = maxminddb::Reader::open_readfile(path).map_err(|e| {
+                let cannot_open = |e: String| {
                     Problem::new(
                         config_path,
                         Some(*line),
                         Some("geo.database"),
                         format!("cannot open MaxMind database {}: {e}", path.display()),
                     )
-                })?;
+                };
+                let (file, bytes) = LoadedFile::read(path).map_err(cannot_open)?;
+                let reader = maxminddb::Reader::from_source(bytes)
+                    .map_err(|e| cannot_open(e.to_string()))?;
                 let t = &reader.metadata().database_type;
                 if !(t.contains("City") || t.contains("Country")) {
                     return Err(Problem::new(
@@ -213,12 +255,16 @@ impl GeoSource {
                         ),
                     ));
                 }
-                Some((path.clone(), reader))
+                Some((path.clone(), reader, file))
             }
+        };
+        let (db, file) = match db {
+            Some((path, reader, file)) => (Some((path, reader)), Some(file)),
+            None => (None, None),
         };
         Ok(GeoSource {
             db,
-            released: None,
+            file,
             overrides: cfg.overrides.clone(),
         })
     }
@@ -240,21 +286,19 @@ impl GeoSource {
     /// Drops the in-memory database once it is compiled: serving needs only the compiled
     /// tables, and a GeoLite2-City file would otherwise double the server's memory.
     pub fn release_database(&mut self) {
-        if let Some((path, _)) = self.db.take() {
-            self.released = Some(path);
-        }
+        self.db = None;
     }
 
-    /// Looks one address up: the longest matching override, else the database (re-read from
-    /// disk if it was released).
+    /// Looks one address up: the longest matching override, else the database (read again
+    /// from the file as loaded if it was released; not at all if that file was rewritten in
+    /// place since, as its data is then not what the answers come from).
     pub fn locate(&self, ip: IpAddr) -> Located {
         if self.db.is_none()
-            && let Some(path) = &self.released
-            && let Ok(reader) = maxminddb::Reader::open_readfile(path)
+            && let Some(reader) = self.file.as_ref().and_then(LoadedFile::reread)
         {
             let tmp = GeoSource {
-                db: Some((path.clone(), reader)),
-                released: None,
+                db: Some((PathBuf::new(), reader)),
+                file: None,
                 overrides: self.overrides.clone(),
             };
             return tmp.locate(ip);

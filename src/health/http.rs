@@ -20,6 +20,22 @@ const MAX_REDIRECTS: usize = 5;
 pub enum ProbeError {
     #[error("{url}: timed out after {secs:.1} s")]
     Timeout { url: String, secs: f64 },
+    #[error(
+        "{url}: timed out: download-timeout of {limit:.1} s reached with {got} of {size} bytes received"
+    )]
+    DownloadTimeout {
+        url: String,
+        limit: f64,
+        got: u64,
+        size: u64,
+    },
+    #[error("{url}: timed out: no data for {idle:.1} s with {got} of {size} bytes received")]
+    Stalled {
+        url: String,
+        idle: f64,
+        got: u64,
+        size: u64,
+    },
     #[error("{url}: connection failed: {detail}")]
     Connect { url: String, detail: String },
     #[error("{url}: TLS failed: {detail}")]
@@ -53,7 +69,9 @@ impl ProbeError {
     /// A short, fixed reason for metrics and the status table.
     pub fn reason(&self) -> &'static str {
         match self {
-            ProbeError::Timeout { .. } => "timeout",
+            ProbeError::Timeout { .. }
+            | ProbeError::DownloadTimeout { .. }
+            | ProbeError::Stalled { .. } => "timeout",
             ProbeError::Connect { .. } => "connect",
             ProbeError::Tls { .. } => "tls",
             ProbeError::Redirect { .. } => "redirect",
@@ -71,14 +89,30 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Whether an error in reqwest's source chain is rustls' (hyper-rustls hands it over wrapped
+/// in an `io::Error`, whose `source` skips the wrapped error itself).
+fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.is::<rustls::Error>()
+        || e.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
 fn classify(url: &Url, e: &reqwest::Error, timeout: Duration) -> ProbeError {
-    let url = url.to_string();
+    // The URL is in the error already; keeping it out of the detail also keeps a URL that
+    // happens to contain "tls" or "certificate" from deciding the classification.
     let mut detail = e.to_string();
+    if let Some(u) = e.url() {
+        detail = detail.replace(&format!(" for url ({u})"), "");
+    }
+    let mut tls = false;
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = src {
+        tls |= is_tls_error(s);
         detail = format!("{detail}: {s}");
         src = s.source();
     }
+    let url = url.to_string();
     if e.is_timeout() {
         ProbeError::Timeout {
             url,
@@ -86,13 +120,40 @@ fn classify(url: &Url, e: &reqwest::Error, timeout: Duration) -> ProbeError {
         }
     } else if e.is_redirect() {
         ProbeError::Redirect { url, detail }
-    } else if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS") {
+    } else if tls || detail.contains("certificate") {
         ProbeError::Tls { url, detail }
     } else if e.is_connect() {
         ProbeError::Connect { url, detail }
+    } else if detail.contains("message head is too large") {
+        // hyper stops reading a response head at about 400 KB or 100 header lines.
+        ProbeError::Body {
+            url,
+            detail: format!("response headers too large: {detail}"),
+        }
     } else {
         ProbeError::Body { url, detail }
     }
+}
+
+/// A redirect that reached us instead of being followed: its target is not an HTTP URL the
+/// client can follow (`file:`, `ftp:`, garbage), so the policy never saw it. Refused like any
+/// redirect that leaves the mirror's scheme, host and port.
+fn unfollowed_redirect(url: &Url, resp: &reqwest::Response) -> Option<ProbeError> {
+    if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let to = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+        .unwrap_or_else(|| "nowhere (no Location header)".into());
+    Some(ProbeError::Redirect {
+        url: url.to_string(),
+        detail: format!(
+            "HTTP {} to {to}: only redirects within the same scheme, host and port are followed",
+            resp.status().as_u16()
+        ),
+    })
 }
 
 /// Where probes for one base URL go: a client plus the effective base URL.
@@ -206,11 +267,14 @@ impl Endpoint {
                 secs: timeout.as_secs_f64(),
             }),
             Ok(Err(e)) => Err(classify(url, &e, timeout)),
-            Ok(Ok(r)) if r.status().as_u16() < 500 => Ok(started.elapsed()),
-            Ok(Ok(r)) => Err(ProbeError::Status {
-                url: url.to_string(),
-                status: r.status().as_u16(),
-            }),
+            Ok(Ok(r)) => match unfollowed_redirect(url, &r) {
+                Some(e) => Err(e),
+                None if r.status().as_u16() < 500 => Ok(started.elapsed()),
+                None => Err(ProbeError::Status {
+                    url: url.to_string(),
+                    status: r.status().as_u16(),
+                }),
+            },
         }
     }
 }
@@ -250,10 +314,10 @@ async fn send(
         }),
         Ok(Err(e)) => Err(classify(url, &e, timeout)),
         Ok(Ok(r)) if r.status() == StatusCode::OK => Ok(r),
-        Ok(Ok(r)) => Err(ProbeError::Status {
+        Ok(Ok(r)) => Err(unfollowed_redirect(url, &r).unwrap_or(ProbeError::Status {
             url: url.to_string(),
             status: r.status().as_u16(),
-        }),
+        })),
     }
 }
 
@@ -332,12 +396,26 @@ pub async fn verify_file(
     let mut hasher = Sha256::new();
     let mut got: u64 = 0;
     loop {
-        let wait = idle.min(total.saturating_sub(started.elapsed()));
-        let chunk = match tokio::time::timeout(wait, resp.chunk()).await {
+        // Checked before each read, not only when one stalls: a drip that always has a few
+        // bytes ready would otherwise never meet the deadline.
+        let left = total.saturating_sub(started.elapsed());
+        let too_long = ProbeError::DownloadTimeout {
+            url: url.to_string(),
+            limit: total.as_secs_f64(),
+            got,
+            size,
+        };
+        if left.is_zero() {
+            return Err(too_long);
+        }
+        let chunk = match tokio::time::timeout(idle.min(left), resp.chunk()).await {
+            Err(_) if left <= idle => return Err(too_long),
             Err(_) => {
-                return Err(ProbeError::Timeout {
+                return Err(ProbeError::Stalled {
                     url: url.to_string(),
-                    secs: started.elapsed().as_secs_f64(),
+                    idle: idle.as_secs_f64(),
+                    got,
+                    size,
                 });
             }
             Ok(Err(e)) => return Err(classify(url, &e, idle)),

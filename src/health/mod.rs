@@ -132,6 +132,7 @@ pub fn initial_state(config: &Config, carried: Option<(&Config, &HealthState)>) 
         st.releases = old.releases.clone();
         st.origin_done = old.origin_done;
         st.first_round_done = old.first_round_done;
+        st.restored_written = old.restored_written;
         st.restored = true;
         return st;
     }
@@ -278,6 +279,7 @@ async fn origin_task(sh: Arc<Shared>, client: http::Endpoint) {
                         }
                         rel.current = Some(Arc::new(m));
                         rel.restored = None;
+                        rel.restored_version = None;
                     }
                 }
                 Err(e) => {

@@ -124,6 +124,8 @@ pub struct ReleaseState {
     pub last_error: Option<String>,
     /// Digest restored from the state file before the first fetch.
     pub restored: Option<Digest>,
+    /// The version that came with `restored`, to write it back unchanged.
+    pub restored_version: Option<String>,
 }
 
 impl ReleaseState {
@@ -142,6 +144,9 @@ pub struct HealthState {
     pub origin_done: bool,
     /// Seeded from a state file or a previous prober (so routing is meaningful at once).
     pub restored: bool,
+    /// When the state file this was seeded from was written: until the first probe round,
+    /// what we know is no fresher, and saving it again must not make it look so.
+    pub restored_written: Option<SystemTime>,
     /// On-call actions in force (blocked versions are not required).
     pub admin: Arc<crate::admin::AdminState>,
 }
@@ -341,15 +346,20 @@ impl StateFile {
             .releases
             .iter()
             .filter_map(|(path, r)| {
-                r.current.as_ref().map(|m| {
-                    (
-                        path.clone(),
-                        StateRelease {
-                            digest: hex(&m.digest),
-                            version: m.version.clone(),
-                        },
-                    )
-                })
+                // Not fetched yet in this run: what the last run knew must outlive a stop
+                // before the first fetch, or the next start cannot use the mirrors' state.
+                let (digest, version) = match (&r.current, r.restored) {
+                    (Some(m), _) => (m.digest, m.version.clone()),
+                    (None, Some(d)) => (d, r.restored_version.clone().unwrap_or_default()),
+                    (None, None) => return None,
+                };
+                Some((
+                    path.clone(),
+                    StateRelease {
+                        digest: hex(&digest),
+                        version,
+                    },
+                ))
             })
             .collect();
         let mirrors = config
@@ -369,8 +379,12 @@ impl StateFile {
                 ))
             })
             .collect();
+        let written = match state.restored_written {
+            Some(t) if !state.first_round_done => t,
+            _ => now,
+        };
         StateFile {
-            written: humantime::format_rfc3339_seconds(now).to_string(),
+            written: humantime::format_rfc3339_seconds(written).to_string(),
             releases,
             mirrors,
         }
@@ -406,9 +420,12 @@ impl StateFile {
     /// Seeds a fresh state with what this file says, for mirrors whose base URL is unchanged.
     pub fn restore_into(&self, config: &Config, state: &mut HealthState) {
         state.restored = true;
+        state.restored_written = humantime::parse_rfc3339(&self.written).ok();
         for (path, r) in &self.releases {
             if let Some(d) = parse_digest(&r.digest) {
-                state.releases.entry(path.clone()).or_default().restored = Some(d);
+                let rel = state.releases.entry(path.clone()).or_default();
+                rel.restored = Some(d);
+                rel.restored_version = Some(r.version.clone());
             }
         }
         let now = SystemTime::now();

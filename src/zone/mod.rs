@@ -364,6 +364,17 @@ impl ZoneSet {
                     set.zones.push(z);
                 }
                 Err(mut p) => {
+                    // Zone-level checks can find one problem per record, too.
+                    if p.len() > parse::MAX_PROBLEMS + 1 {
+                        let more = p.len() - parse::MAX_PROBLEMS;
+                        p.truncate(parse::MAX_PROBLEMS);
+                        p.push(Problem::new(
+                            file,
+                            None,
+                            None,
+                            format!("{more} more problems not shown"),
+                        ));
+                    }
                     // A file that cannot be read at all is named by its config line.
                     for pr in &mut p {
                         if pr.line.is_none() && pr.message.starts_with("cannot read") {

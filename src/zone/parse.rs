@@ -162,9 +162,16 @@ struct Reader {
     last_owner: Option<HName>,
     records: Vec<ParsedRecord>,
     problems: Vec<Problem>,
+    /// Reading stopped after [`MAX_PROBLEMS`].
+    stopped: bool,
 }
 
 const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// Problems after which reading a zone file (with its includes) stops: a file of garbage
+/// would otherwise yield one per line, megabytes of them in `check`, the logs, `/status` and
+/// the reply to `POST /reload`.
+pub const MAX_PROBLEMS: usize = 50;
 
 /// Reads a zone file (and its includes). `origin` is the starting `$ORIGIN`, if known.
 pub fn read_zone_file(
@@ -178,6 +185,7 @@ pub fn read_zone_file(
         last_owner: None,
         records: Vec::new(),
         problems: Vec::new(),
+        stopped: false,
     };
     r.file(path, 0);
     if r.problems.is_empty() {
@@ -256,6 +264,18 @@ impl Reader {
             }
         };
         for e in entries {
+            if self.stopped {
+                return;
+            }
+            if self.problems.len() >= MAX_PROBLEMS {
+                self.stopped = true;
+                self.problem(
+                    path,
+                    e.line,
+                    format!("stopped reading here after {MAX_PROBLEMS} problems"),
+                );
+                return;
+            }
             self.entry(path, e, depth);
         }
     }

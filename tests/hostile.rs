@@ -1,0 +1,694 @@
+//! Hostile mirrors beyond those of tests/health.rs: huge response headers, invalid TLS
+//! certificates, slow-drip bodies and redirects to another scheme. Every mirror is a real
+//! server on loopback serving real files; what a user sees is checked through `/status` and
+//! real UDP DNS answers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use common::release;
+use common::*;
+use hickory_proto::rr::RecordType;
+use mirrordns::daemon::Server;
+use mirrordns::demo::files::{FileServer, Knobs};
+use mirrordns::load::Loaded;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+const V1: &str = "tool/v1.8.2";
+const MANIFEST: &str = "tool/v1.8.2/manifest.json";
+
+/// Runs the openssl CLI (no certificate generator is among our dependencies).
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command line tool runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA in `dir/<ca>/`, and certificates under it: `<name>.pem` / `<name>.key`.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path, ca: &str) -> Pki {
+        let dir = dir.join(ca);
+        std::fs::create_dir_all(&dir).unwrap();
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=mirrordns test CA {ca}"),
+            ],
+        );
+        Pki { dir }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A server certificate for `host` signed by the test CA.
+    fn issue(&self, name: &str, host: &str) -> (PathBuf, PathBuf) {
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(
+            self.dir.join(&ext),
+            format!(
+                "subjectAltName=DNS:{host}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={host}"),
+            ],
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &pem,
+                "-extfile",
+                &ext,
+            ],
+        );
+        (self.dir.join(pem), self.dir.join(key))
+    }
+
+    /// A self-signed certificate for `host`, trusted by nobody.
+    fn self_signed(&self, name: &str, host: &str) -> (PathBuf, PathBuf) {
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={host}"),
+                "-addext",
+                &format!("subjectAltName=DNS:{host}"),
+            ],
+        );
+        (self.dir.join(pem), self.dir.join(key))
+    }
+}
+
+/// A TLS front for a plain [`FileServer`]: terminates TLS with the given certificate on a
+/// loopback port and relays one request per connection to the file server, so an HTTPS
+/// mirror serves real files with every knob of the plain one. Written here because no TLS
+/// server is among the test dependencies; rustls (a dependency) does the TLS.
+struct TlsFront {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl TlsFront {
+    fn start(cert: &Path, key: &Path, backend: SocketAddr) -> TlsFront {
+        mirrordns::health::http::install_crypto();
+        let certs = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Relaxed) {
+                    break;
+                }
+                let Ok(tcp) = conn else { continue };
+                let config = config.clone();
+                std::thread::spawn(move || relay(tcp, config, backend));
+            }
+        });
+        TlsFront { addr, stop }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn relay(tcp: TcpStream, config: Arc<rustls::ServerConfig>, backend: SocketAddr) {
+    let _ = (|| -> std::io::Result<()> {
+        // Bounded: a stuck peer ends the thread within seconds.
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+        tcp.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut head = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        // The first read drives the handshake: a client that rejects the certificate ends here.
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read(&mut buf)?;
+            if n == 0 || head.len() > 16 * 1024 {
+                return Ok(());
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let mut up = TcpStream::connect(backend)?;
+        up.set_read_timeout(Some(Duration::from_secs(5)))?;
+        up.write_all(&head)?;
+        loop {
+            let n = up.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            tls.write_all(&buf[..n])?;
+        }
+        tls.conn.send_close_notify();
+        tls.flush()
+    })();
+}
+
+/// One mirror of the test: its name, address, base URL, probe address and expectation.
+struct Mirror {
+    name: &'static str,
+    ipv4: &'static str,
+    base_url: String,
+    probe_address: Option<SocketAddr>,
+    /// None: routable. Else what `/status` must show: the state, words the reason must
+    /// contain, words it must not contain.
+    expect: Option<Expect>,
+}
+
+struct Expect {
+    state: &'static str,
+    has: Vec<&'static str>,
+    lacks: Vec<&'static str>,
+}
+
+fn expect(state: &'static str, has: &[&'static str]) -> Option<Expect> {
+    Some(Expect {
+        state,
+        has: has.to_vec(),
+        lacks: Vec::new(),
+    })
+}
+
+fn config(origin: &str, ca: Option<&Path>, mirrors: &[Mirror]) -> String {
+    let names: Vec<String> = mirrors.iter().map(|m| format!("\"{}\"", m.name)).collect();
+    let mut c = format!(
+        r#"{}
+[[geo.override]]
+network = "81.2.69.0/24"
+location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
+
+[origin]
+base-url = "{origin}"
+ipv4 = ["192.0.2.1"]
+
+[health]
+interval = "200ms"
+timeout = "1s"
+download-timeout = "2s"
+rise = 2
+fall = 2
+{}
+
+[[service]]
+name = "downloads.example.com"
+# Every routable mirror is in each answer, so an answer lists exactly the routable ones.
+answers = {}
+mirrors = [{}]
+releases = ["{MANIFEST}"]
+"#,
+        server_section(),
+        ca.map(|c| format!("ca-file = \"{}\"", c.display()))
+            .unwrap_or_default(),
+        mirrors.len(),
+        names.join(", "),
+    );
+    for m in mirrors {
+        c.push_str(&format!(
+            "\n[[mirror]]\nname = \"{}\"\nipv4 = [\"{}\"]\nlocation = {{ lat = 50.0, lon = 8.0 }}\nbase-url = \"{}\"\n",
+            m.name, m.ipv4, m.base_url
+        ));
+        if let Some(p) = m.probe_address {
+            c.push_str(&format!("probe-address = \"{p}\"\n"));
+        }
+    }
+    c
+}
+
+async fn start(dir: &Path, config: &str) -> Server {
+    std::fs::write(dir.join("example.com.zone"), ZONE).unwrap();
+    let path = dir.join("mirrordns.toml");
+    std::fs::write(&path, config).unwrap();
+    Server::start(Loaded::from_file(&path).unwrap_or_else(|p| panic!("{p}")))
+        .await
+        .unwrap()
+}
+
+/// GET `path` from the monitoring endpoint.
+async fn text(server: &Server, path: &str) -> String {
+    mirrordns::health::http::install_crypto();
+    let url = format!("http://{}{path}", server.http_addr().unwrap());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+async fn status(server: &Server) -> serde_json::Value {
+    serde_json::from_str(&text(server, "/status").await).unwrap()
+}
+
+/// (state, routable, reason, last_probe) of a mirror in `/status`.
+fn mirror_view(st: &serde_json::Value, name: &str) -> (String, bool, String, String) {
+    let m = st["services"][0]["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in /status"));
+    (
+        m["state"].as_str().unwrap_or_default().to_string(),
+        m["routable"].as_bool().unwrap_or(false),
+        m["reason"].as_str().unwrap_or_default().to_string(),
+        m["last_probe"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The London client's A answer, sorted, and how long it took.
+async fn london_sorted(addr: SocketAddr) -> (Vec<String>, Duration) {
+    let started = Instant::now();
+    let m = udp(
+        addr,
+        &query(
+            "downloads.example.com.",
+            RecordType::A,
+            Some(1232),
+            Some(("81.2.69.0", 24)),
+        ),
+    )
+    .await;
+    let took = started.elapsed();
+    let mut a = addrs(&m);
+    a.sort();
+    (a, took)
+}
+
+/// A plain mirror holding the release, misbehaving as `knobs` says.
+async fn plain(dir: &Path, name: &str, knobs: impl FnOnce(&mut Knobs)) -> FileServer {
+    release::write(&dir.join(name), V1, "v1.8.2");
+    let fs = FileServer::start(&dir.join(name)).await.unwrap();
+    fs.set(knobs);
+    fs
+}
+
+/// The HTTPS mirrors: eu-west with a certificate from the test CA (trusted through
+/// `ca-file`), and three whose certificates must be refused.
+struct Tls {
+    ca: PathBuf,
+    /// (mirror name, IPv4 address, host name, front).
+    fronts: Vec<(&'static str, &'static str, &'static str, TlsFront)>,
+    /// The plain servers behind the fronts.
+    _backends: Vec<FileServer>,
+}
+
+impl Tls {
+    async fn start(dir: &Path, eu: &FileServer) -> Tls {
+        let pki = Pki::new(dir, "pki");
+        let mut fronts = Vec::new();
+        let mut backends = Vec::new();
+        let (cert, key) = pki.issue("eu", "eu.mirror.test");
+        let front = TlsFront::start(&cert, &key, eu.addr());
+        fronts.push(("eu-west", "192.0.2.11", "eu.mirror.test", front));
+        for (name, ipv4, host, cert) in [
+            // Self-signed, as `openssl req -x509` makes it (marked as a CA).
+            (
+                "tls-self-signed",
+                "192.0.2.21",
+                "self.mirror.test",
+                pki.self_signed("self", "self.mirror.test"),
+            ),
+            // From a CA nobody trusts.
+            (
+                "tls-unknown-ca",
+                "192.0.2.31",
+                "rogue.mirror.test",
+                Pki::new(dir, "rogue-ca").issue("rogue", "rogue.mirror.test"),
+            ),
+            // From the trusted CA, for another name.
+            (
+                "tls-wrong-name",
+                "192.0.2.22",
+                "wrong.mirror.test",
+                pki.issue("wrong", "other.mirror.test"),
+            ),
+        ] {
+            let backend = plain(dir, name, |_| {}).await;
+            fronts.push((
+                name,
+                ipv4,
+                host,
+                TlsFront::start(&cert.0, &cert.1, backend.addr()),
+            ));
+            backends.push(backend);
+        }
+        Tls {
+            ca: pki.ca(),
+            fronts,
+            _backends: backends,
+        }
+    }
+
+    fn mirrors(&self) -> Vec<Mirror> {
+        self.fronts
+            .iter()
+            .map(|(name, ipv4, host, front)| Mirror {
+                name,
+                ipv4,
+                base_url: format!("https://{host}/"),
+                probe_address: Some(front.addr),
+                expect: match *name {
+                    "eu-west" => None,
+                    "tls-unknown-ca" => expect(
+                        "down",
+                        &["TLS failed", "invalid peer certificate: UnknownIssuer"],
+                    ),
+                    "tls-wrong-name" => expect("down", &["TLS failed", "not valid for name"]),
+                    _ => expect("down", &["TLS failed", "invalid peer certificate"]),
+                },
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_mirrors_are_shown_with_their_reason_and_never_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    release::write(&dir.join("origin"), V1, "v1.8.2");
+    let origin = FileServer::start(&dir.join("origin")).await.unwrap();
+
+    // Two good mirrors: plain HTTP, and HTTPS with a certificate from the test CA (plain
+    // HTTP too where openssl, which makes the certificates, is missing).
+    let us = plain(dir, "us", |_| {}).await;
+    let eu = plain(dir, "eu", |_| {}).await;
+    let tls = if installed("openssl", "version", "openssl") {
+        Some(Tls::start(dir, &eu).await)
+    } else {
+        None
+    };
+    // Headers: 400 of 512 bytes (hundreds of KB), one line of 1 MB, and 64 MB in 16 KB lines.
+    let many = plain(dir, "many", |k| k.pad_headers = Some((400, 512))).await;
+    let line = plain(dir, "line", |k| k.pad_headers = Some((1, 1 << 20))).await;
+    let endless = plain(dir, "endless", |k| k.pad_headers = Some((4096, 16 << 10))).await;
+    // Redirects to another scheme on the same host and port, to file: and to ftp:.
+    let https = plain(dir, "https", |_| {}).await;
+    let to = format!("https://{}/tool/", https.addr());
+    https.set(|k| k.redirects = vec![("tool/".into(), to)]);
+    let file = plain(dir, "file", |k| {
+        k.redirects = vec![("tool/".into(), "file:///etc/".into())]
+    })
+    .await;
+    let ftp = plain(dir, "ftp", |_| {}).await;
+    let to = format!("ftp://{}/tool/", ftp.addr());
+    ftp.set(|k| k.redirects = vec![("tool/".into(), to)]);
+    // 16 bytes every 50 ms of the largest file: 96 KB would take 5 minutes.
+    let drip = plain(dir, "drip", |k| {
+        k.only_path = Some(".tar.gz".into());
+        k.drip = Some((16, Duration::from_millis(50)));
+    })
+    .await;
+
+    // Nothing listens here; its path holds words a classifier must not read as TLS.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+
+    let http = |name: &'static str, ipv4, base_url: String, expect| Mirror {
+        name,
+        ipv4,
+        base_url,
+        probe_address: None,
+        expect,
+    };
+    let headers = ["response headers too large"];
+    let mut mirrors = vec![http("us-east", "192.0.2.10", us.url(), None)];
+    match &tls {
+        Some(t) => mirrors.extend(t.mirrors()),
+        None => mirrors.push(http("eu-west", "192.0.2.11", eu.url(), None)),
+    }
+    mirrors.extend([
+        http(
+            "headers-many",
+            "192.0.2.23",
+            many.url(),
+            expect("down", &headers),
+        ),
+        http(
+            "headers-line",
+            "192.0.2.24",
+            line.url(),
+            expect("down", &headers),
+        ),
+        http(
+            "headers-endless",
+            "192.0.2.25",
+            endless.url(),
+            expect("down", &headers),
+        ),
+        http(
+            "redirect-https",
+            "192.0.2.26",
+            https.url(),
+            expect("down", &["redirect refused", "to https://"]),
+        ),
+        http(
+            "redirect-file",
+            "192.0.2.27",
+            file.url(),
+            expect("down", &["redirect refused", "to file:///etc/"]),
+        ),
+        http(
+            "redirect-ftp",
+            "192.0.2.28",
+            ftp.url(),
+            expect("down", &["redirect refused", "to ftp://"]),
+        ),
+        http(
+            "slow-drip",
+            "192.0.2.29",
+            drip.url(),
+            // Live, so shown as verifying; the reason says which limit and how far it got.
+            expect(
+                "verifying",
+                &[
+                    "tool-linux-amd64.tar.gz: timed out: download-timeout of 2.0 s reached with ",
+                    " of 98304 bytes received",
+                ],
+            ),
+        ),
+        http(
+            "refused",
+            "192.0.2.30",
+            format!("http://{closed}/tls/certificates/"),
+            Some(Expect {
+                state: "down",
+                has: vec!["connection failed"],
+                lacks: vec!["TLS"],
+            }),
+        ),
+    ]);
+    let ca = tls.as_ref().map(|t| t.ca.clone());
+    let server = start(dir, &config(&origin.url(), ca.as_deref(), &mirrors)).await;
+    let addr = server.dns_addrs()[0];
+
+    let good = vec!["192.0.2.10".to_string(), "192.0.2.11".to_string()];
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    let mut good_at = None;
+    let mut drip_timed_out_at = None;
+    let mut us_probes_before_drip_timeout = std::collections::HashSet::new();
+    let mut slowest_answer = Duration::ZERO;
+    let mut pending = Vec::new();
+    loop {
+        let st = status(&server).await;
+        let (answer, took) = london_sorted(addr).await;
+        slowest_answer = slowest_answer.max(took);
+        for a in &answer {
+            assert!(good.contains(a), "a hostile mirror answered: {answer:?}");
+        }
+        if answer == good {
+            good_at.get_or_insert(started.elapsed());
+        }
+        pending.clear();
+        for m in &mirrors {
+            let (state, routable, reason, _) = mirror_view(&st, m.name);
+            let Some(e) = &m.expect else {
+                if !routable {
+                    pending.push(format!("{}: {state} {reason}", m.name));
+                }
+                continue;
+            };
+            assert!(!routable, "{}: routable ({state}: {reason})", m.name);
+            for w in &e.lacks {
+                assert!(!reason.contains(w), "{}: {reason}", m.name);
+            }
+            if state != e.state || !e.has.iter().all(|w| reason.contains(w)) {
+                pending.push(format!("{}: {state} {reason}", m.name));
+            } else if m.name == "slow-drip" {
+                drip_timed_out_at.get_or_insert(started.elapsed());
+            }
+        }
+        if drip_timed_out_at.is_none() {
+            us_probes_before_drip_timeout.insert(mirror_view(&st, "us-east").3);
+        }
+        if pending.is_empty() && answer == good {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still waiting for {pending:#?}; answer {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The slow drip held a download for its whole download-timeout; meanwhile the good
+    // mirrors were probed, verified and answered, and DNS never waited.
+    let (good_at, drip_at) = (good_at.unwrap(), drip_timed_out_at.unwrap());
+    assert!(
+        good_at < drip_at,
+        "good mirrors answered at {good_at:?}, the drip timed out at {drip_at:?}"
+    );
+    assert!(
+        us_probes_before_drip_timeout.len() >= 4,
+        "us-east probed only {} times while the drip ran",
+        us_probes_before_drip_timeout.len()
+    );
+    assert!(
+        slowest_answer < Duration::from_millis(500),
+        "a DNS answer took {slowest_answer:?}"
+    );
+    let st = status(&server).await;
+    let reason = mirror_view(&st, "slow-drip").2;
+    let got: u64 = reason
+        .split("reached with ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {reason}"));
+    assert!(got > 0, "every read made progress, yet: {reason}");
+
+    // Each response of the endless-headers mirror offers 64 MB of headers; the prober reads a
+    // bounded head and hangs up, so what the server could push per connection is the
+    // client's limit plus socket buffers.
+    let per_conn = endless.bytes_sent() / endless.requests().max(1);
+    assert!(
+        endless.requests() >= 2,
+        "probed {} times",
+        endless.requests()
+    );
+    assert!(
+        per_conn < 24 << 20,
+        "{per_conn} bytes taken per connection: header reading is not bounded"
+    );
+
+    // Metrics count each failure under its own kind.
+    let metrics = text(&server, "/metrics").await;
+    let tls_counted = [
+        ("tls-self-signed", "tls"),
+        ("tls-wrong-name", "tls"),
+        ("tls-unknown-ca", "tls"),
+    ];
+    for (mirror, result) in tls_counted.into_iter().filter(|_| tls.is_some()).chain([
+        ("redirect-file", "redirect"),
+        ("redirect-https", "redirect"),
+        ("refused", "connect"),
+        ("headers-line", "body"),
+    ]) {
+        let key = format!("mirrordns_probes_total{{mirror=\"{mirror}\",result=\"{result}\"}} ");
+        let n: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(n >= 1.0, "no {result} probe counted for {mirror}");
+    }
+    server.shutdown().await;
+}
