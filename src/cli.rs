@@ -208,7 +208,15 @@ pub fn main() -> ExitCode {
                     }
                 }
             }
-            Ok(_) => {
+            Ok(loaded) => {
+                // The admin state is operator intent (a drain, a block): a file that would be
+                // rejected at start must fail the check, not be found out in /status later.
+                if let Some(path) = &loaded.config.server.admin_state
+                    && let Err(p) = crate::admin::load(path, &loaded.config)
+                {
+                    eprintln!("{p}");
+                    return ExitCode::from(1);
+                }
                 println!("ok");
                 ExitCode::SUCCESS
             }

@@ -29,6 +29,8 @@ use crate::routing::{self, RoutingTable};
 pub struct ServerMetrics {
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Admin-state files rejected (at start, on reload, or by the watcher).
+    pub admin_rejected: AtomicU64,
     pub swaps: AtomicU64,
     pub build: Histogram,
 }
@@ -97,6 +99,7 @@ impl Server {
         let metrics = Arc::new(ServerMetrics {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            admin_rejected: AtomicU64::new(0),
             swaps: AtomicU64::new(0),
             build: Histogram::new(BUILD_BUCKETS),
         });
@@ -107,7 +110,7 @@ impl Server {
             max_per_client: cfg.server.tcp_max_per_client,
         };
         let generation = Arc::new(AtomicU64::new(1));
-        let (admin_state, admin_err) = load_admin(&cfg);
+        let (admin_state, admin_err) = load_admin(&cfg, &metrics);
         let admin = Arc::new(ArcSwap::from_pointee(admin_state.unwrap_or_default()));
         let (health, static_publish) =
             start_health(&loaded, None, &table, &generation, &metrics, &admin)
@@ -258,7 +261,7 @@ impl Core {
         };
         let carried_ref = carried.as_ref().map(|(c, s)| (c.as_ref(), s));
         // The admin state is checked against the new config (mirror names may have changed).
-        let (admin_state, admin_err) = load_admin(&loaded.config);
+        let (admin_state, admin_err) = load_admin(&loaded.config, &self.metrics);
         if let Some(a) = admin_state {
             self.admin.store(Arc::new(a));
         }
@@ -347,10 +350,11 @@ fn fingerprint_of(p: &Path) -> Option<(u64, SystemTime, u64)> {
     })
 }
 
-/// (size, modification time, inode) of every watched file: the geo database (unless
-/// `[geo] watch = false`) and, with `[server] watch-zones`, the zone files.
-fn fingerprint(cfg: &crate::config::Config) -> Vec<Option<(u64, SystemTime, u64)>> {
-    use std::os::unix::fs::MetadataExt;
+/// Every watched file (the geo database unless `[geo] watch = false`; with `[server]
+/// watch-zones`, the zone files) with its (size, modification time, inode).
+type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime, u64)>)>;
+
+fn fingerprint(cfg: &crate::config::Config) -> Fingerprint {
     let mut files: Vec<&Path> = Vec::new();
     if cfg.geo.watch
         && let Some((db, _)) = &cfg.geo.database
@@ -361,16 +365,8 @@ fn fingerprint(cfg: &crate::config::Config) -> Vec<Option<(u64, SystemTime, u64)
         files.extend(cfg.server.zones.iter().map(|(p, _)| p.as_path()));
     }
     files
-        .iter()
-        .map(|p| {
-            std::fs::metadata(p).ok().map(|m| {
-                (
-                    m.len(),
-                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    m.ino(),
-                )
-            })
-        })
+        .into_iter()
+        .map(|p| (p.to_path_buf(), fingerprint_of(p)))
         .collect()
 }
 
@@ -394,7 +390,7 @@ async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
         let now_admin = admin_print(&cfg);
         if now_admin != last_admin {
             last_admin = now_admin;
-            let (state, err) = load_admin(&cfg);
+            let (state, err) = load_admin(&cfg, &core.metrics);
             if let Some(a) = state {
                 info!(
                     entries = a.mirrors.len() + a.blocks.len(),
@@ -429,8 +425,15 @@ async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
                 error!(%problem, "reload rejected; still serving the previous state");
             }
         }
-        // The reload may have changed which files are watched.
-        last = fingerprint(&core.table.load().config);
+        // What the reload saw is at least as new as `now`: keeping `now` means a file that
+        // changed again while the reload ran is reloaded at the next look. Only when the
+        // reload changed which files are watched is a new baseline taken.
+        let after = fingerprint(&core.table.load().config);
+        last = if after.iter().map(|f| &f.0).eq(now.iter().map(|f| &f.0)) {
+            now
+        } else {
+            after
+        };
     }
 }
 
@@ -498,13 +501,17 @@ fn start_health(
 
 /// Reads the admin-state file named by the config: the state (None if rejected) and the
 /// error text.
-fn load_admin(cfg: &crate::config::Config) -> (Option<AdminState>, Option<String>) {
+fn load_admin(
+    cfg: &crate::config::Config,
+    metrics: &ServerMetrics,
+) -> (Option<AdminState>, Option<String>) {
     let Some(path) = &cfg.server.admin_state else {
         return (Some(AdminState::default()), None);
     };
     match crate::admin::load(path, cfg) {
         Ok(a) => (Some(a), None),
         Err(p) => {
+            metrics.admin_rejected.fetch_add(1, Ordering::Relaxed);
             for problem in &p.0 {
                 error!(%problem, "admin state rejected; the previous one stays in force");
             }

@@ -486,10 +486,24 @@ fn reloads_of_broken_config_zone_and_admin_files_keep_the_last_good_state() {
             assert_eq!(admin_error(&srv).1, "", "{case}");
             break;
         }
+        let rejected = metric(port, "mirrordns_admin_state_rejected_total");
         srv.wait(&format!("{case}: the rejection"), 10, |s| {
             let (at, err) = admin_error(s);
             at != before && err.contains(&admin_path.display().to_string())
         });
+        assert_eq!(
+            metric(port, "mirrordns_admin_state_rejected_total"),
+            rejected + 1.0,
+            "{case}: counted"
+        );
+        // `check` (run before every start) fails on it too, naming the file.
+        let r = mirrordns(&["check", "--config", cfg_path.to_str().unwrap()], 30);
+        assert_eq!(r.code, Some(1), "{case}: {}", r.err);
+        assert!(
+            r.err.contains(&admin_path.display().to_string()),
+            "{case}: {}",
+            r.err
+        );
         let err = admin_error(&srv).1;
         if matches!(what, "truncated" | "half-written") {
             assert!(names_line(&err, &admin_path), "{case}: {err}");

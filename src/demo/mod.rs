@@ -192,6 +192,9 @@ pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
         ],
         &config_path,
     )?;
+    // Listen for Ctrl-C before saying it stops the demo: a SIGINT that arrives between the
+    // printout and the listener would otherwise kill the process without a clean stop.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let loaded = Loaded::from_file(&config_path).map_err(|p| anyhow::anyhow!("{p}"))?;
     let server = Server::start(loaded).await?;
     let port = server.dns_addrs()[0].port();
@@ -237,7 +240,7 @@ pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
         config_path.display(),
         origin = origin.url(),
     );
-    tokio::signal::ctrl_c().await?;
+    interrupt.recv().await;
     server.shutdown().await;
     drop((origin, eu, us, ap));
     Ok(())

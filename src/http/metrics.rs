@@ -341,6 +341,16 @@ pub fn render(
         m.reloads_failed.load(Relaxed) as f64,
     );
     e.family(
+        "mirrordns_admin_state_rejected_total",
+        "counter",
+        "Admin-state files rejected (the previous admin state stays in force).",
+    );
+    e.sample(
+        "mirrordns_admin_state_rejected_total",
+        &[],
+        m.admin_rejected.load(Relaxed) as f64,
+    );
+    e.family(
         "mirrordns_config_generation",
         "gauge",
         "Generation of the config in force (1 at start, +1 per successful reload).",
