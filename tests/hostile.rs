@@ -38,6 +38,29 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A self-signed P-256 certificate valid for two days (a CA's, or one trusted by nobody).
+fn self_signed_cert(dir: &Path, key: &str, pem: &str, subject: &str, extra: &[&str]) {
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        pem,
+        "-days",
+        "2",
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
+}
+
 /// A test CA in `dir/<ca>/`, and certificates under it: `<name>.pem` / `<name>.key`.
 struct Pki {
     dir: PathBuf,
@@ -47,25 +70,12 @@ impl Pki {
     fn new(dir: &Path, ca: &str) -> Pki {
         let dir = dir.join(ca);
         std::fs::create_dir_all(&dir).unwrap();
-        openssl(
+        self_signed_cert(
             &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=mirrordns test CA {ca}"),
-            ],
+            "ca.key",
+            "ca.pem",
+            &format!("/CN=mirrordns test CA {ca}"),
+            &[],
         );
         Pki { dir }
     }
@@ -133,27 +143,13 @@ impl Pki {
     /// A self-signed certificate for `host`, trusted by nobody.
     fn self_signed(&self, name: &str, host: &str) -> (PathBuf, PathBuf) {
         let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-        openssl(
+        let san = format!("subjectAltName=DNS:{host}");
+        self_signed_cert(
             &self.dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={host}"),
-                "-addext",
-                &format!("subjectAltName=DNS:{host}"),
-            ],
+            &key,
+            &pem,
+            &format!("/CN={host}"),
+            &["-addext", &san],
         );
         (self.dir.join(pem), self.dir.join(key))
     }

@@ -297,6 +297,32 @@ fn static_config(port: u16, extra_server: &str) -> String {
     )
 }
 
+/// The broken versions of the config and of the zone file.
+fn config_and_zone<'a>(
+    config: &str,
+    cfg_path: &'a Path,
+    zone_path: &'a Path,
+) -> Vec<(&'static str, &'a Path, Variants)> {
+    vec![
+        (
+            "config",
+            cfg_path,
+            broken(
+                config.as_bytes(),
+                lines(config.as_bytes(), "what is this line\n", 4),
+            ),
+        ),
+        (
+            "zone",
+            zone_path,
+            broken(
+                ZONE.as_bytes(),
+                lines(ZONE.as_bytes(), "bad A 300.1.1.1\n", 4),
+            ),
+        ),
+    ]
+}
+
 /// Start-up: `check` refuses every broken config, zone file and geo database, naming the file
 /// (and line); `serve` refuses to start on the same files.
 #[test]
@@ -310,29 +336,12 @@ fn check_and_serve_refuse_broken_inputs_naming_the_file() {
     let cfg = cfg_path.to_str().unwrap();
     assert_eq!(mirrordns(&["check", "--config", cfg], 30).code, Some(0));
 
-    let kinds: Vec<(&str, &Path, Variants)> = vec![
-        (
-            "config",
-            &cfg_path,
-            broken(
-                config.as_bytes(),
-                lines(config.as_bytes(), "what is this line\n", 4),
-            ),
-        ),
-        (
-            "zone",
-            &zone_path,
-            broken(
-                ZONE.as_bytes(),
-                lines(ZONE.as_bytes(), "bad A 300.1.1.1\n", 4),
-            ),
-        ),
-        (
-            "geo database",
-            &db_path,
-            broken(&london_db(), garbage(32 << 20)),
-        ),
-    ];
+    let mut kinds = config_and_zone(&config, &cfg_path, &zone_path);
+    kinds.push((
+        "geo database",
+        &db_path,
+        broken(&london_db(), garbage(32 << 20)),
+    ));
     for (kind, path, variants) in kinds {
         let good = std::fs::read(path).unwrap();
         for (what, bytes) in variants {
@@ -407,24 +416,7 @@ fn reloads_of_broken_config_zone_and_admin_files_keep_the_last_good_state() {
     srv.wait("the drain to apply", 10, |s| answers(&rt, s.dns) == good);
 
     let mut sighup = true;
-    for (kind, path, variants) in [
-        (
-            "config",
-            &cfg_path,
-            broken(
-                config.as_bytes(),
-                lines(config.as_bytes(), "what is this line\n", 4),
-            ),
-        ),
-        (
-            "zone",
-            &zone_path,
-            broken(
-                ZONE.as_bytes(),
-                lines(ZONE.as_bytes(), "bad A 300.1.1.1\n", 4),
-            ),
-        ),
-    ] {
+    for (kind, path, variants) in config_and_zone(&config, &cfg_path, &zone_path) {
         let good_bytes = std::fs::read(path).unwrap();
         for (what, bytes) in variants {
             let case = format!("{kind} {what}");
