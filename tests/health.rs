@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use common::release;
 use common::*;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
 use mirrordns::daemon::Server;
 use mirrordns::demo::files::FileServer;
 use mirrordns::load::Loaded;
@@ -106,16 +105,7 @@ base-url = "{us}"
 }
 
 async fn london(addr: std::net::SocketAddr) -> (ResponseCode, Vec<String>) {
-    let m = udp(
-        addr,
-        &query(
-            "downloads.example.com.",
-            RecordType::A,
-            Some(1232),
-            Some(("81.2.69.0", 24)),
-        ),
-    )
-    .await;
+    let m = udp(addr, &london_query()).await;
     (m.metadata.response_code, addrs(&m))
 }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::release;
 use common::*;
-use hickory_proto::rr::RecordType;
 use mirrordns::daemon::Server;
 use mirrordns::demo::files::{FileServer, Knobs};
 use mirrordns::load::Loaded;
@@ -350,16 +349,7 @@ fn mirror_view(st: &serde_json::Value, name: &str) -> (String, bool, String, Str
 /// The London client's A answer, sorted, and how long it took.
 async fn london_sorted(addr: SocketAddr) -> (Vec<String>, Duration) {
     let started = Instant::now();
-    let m = udp(
-        addr,
-        &query(
-            "downloads.example.com.",
-            RecordType::A,
-            Some(1232),
-            Some(("81.2.69.0", 24)),
-        ),
-    )
-    .await;
+    let m = udp(addr, &london_query()).await;
     let took = started.elapsed();
     let mut a = addrs(&m);
     a.sort();

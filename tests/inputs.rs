@@ -677,6 +677,18 @@ base-url = "{}"
     )
 }
 
+/// An origin and one mirror (eu-west) on loopback, both holding release v1.8.2.
+fn origin_and_mirror(
+    rt: &tokio::runtime::Runtime,
+    dir: &tempfile::TempDir,
+) -> (FileServer, FileServer) {
+    for d in ["origin", "eu"] {
+        release::write(&dir.path().join(d), "tool/v1.8.2", "v1.8.2");
+    }
+    let start = |d: &str| rt.block_on(FileServer::start(&dir.path().join(d))).unwrap();
+    (start("origin"), start("eu"))
+}
+
 /// The state file is a cache: empty, truncated, half-written, garbage or huge, it never stops
 /// a start. It is ignored (logged), the fallback answers until the first probe round, as
 /// without a state file, and it is written whole again. A good one also survives a restart
@@ -685,15 +697,7 @@ base-url = "{}"
 fn a_broken_state_file_never_stops_a_start() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for d in ["origin", "eu"] {
-        release::write(&dir.path().join(d), "tool/v1.8.2", "v1.8.2");
-    }
-    let origin = rt
-        .block_on(FileServer::start(&dir.path().join("origin")))
-        .unwrap();
-    let eu = rt
-        .block_on(FileServer::start(&dir.path().join("eu")))
-        .unwrap();
+    let (origin, eu) = origin_and_mirror(&rt, &dir);
     let port = free_port();
     let cfg_path = write_files(&dir, &probed_config(port, &origin, &eu), ZONE, None);
     let state = dir.path().join("state.json");
@@ -772,15 +776,7 @@ fn broken_manifests_are_named_and_the_last_good_one_stays_in_force() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for d in ["origin", "eu"] {
-        release::write(&dir.path().join(d), "tool/v1.8.2", "v1.8.2");
-    }
-    let origin = rt
-        .block_on(FileServer::start(&dir.path().join("origin")))
-        .unwrap();
-    let eu = rt
-        .block_on(FileServer::start(&dir.path().join("eu")))
-        .unwrap();
+    let (origin, eu) = origin_and_mirror(&rt, &dir);
     let port = free_port();
     let config = probed_config(port, &origin, &eu).replace(
         &format!("releases = [\"{JSON}\"]"),

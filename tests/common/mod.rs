@@ -227,13 +227,17 @@ pub fn rcode(resp: &[u8]) -> u8 {
 /// The A answer for `downloads.example.com` to a client in 81.2.69.0/24 (via ECS), the
 /// "London" client most tests place with an override or database entry.
 pub async fn london(addr: SocketAddr) -> Vec<String> {
-    let q = query(
+    addrs(&udp(addr, &london_query()).await)
+}
+
+/// The query behind [`london`].
+pub fn london_query() -> Vec<u8> {
+    query(
         "downloads.example.com.",
         hickory_proto::rr::RecordType::A,
         Some(1232),
         Some(("81.2.69.0", 24)),
-    );
-    addrs(&udp(addr, &q).await)
+    )
 }
 
 /// True if `cmd` runs; otherwise the test skips with a message, except under CI, which must
