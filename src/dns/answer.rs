@@ -312,6 +312,12 @@ fn resolve<'t>(
         }
         _ => {}
     }
+    // The hot case, an address query for a geo service name, without searching the zones.
+    if matches!(q.qtype, TYPE_A | TYPE_AAAA | TYPE_ANY)
+        && let Some((zone, si)) = table.zones.service(q.qname())
+    {
+        return answer_service(table, zone, si, q, client, Owner::QName, s, stats);
+    }
     let Some(zone) = table.zones.find(q.qname()) else {
         return refused();
     };
@@ -319,7 +325,6 @@ fn resolve<'t>(
         aa: true,
         rcode: wire::RCODE_NOERROR,
     };
-    let mut scope = 0;
     let mut cur: &[u8] = q.qname();
     let mut owner: Owner<'t> = Owner::QName;
     let mut hops = 0;
@@ -340,66 +345,7 @@ fn resolve<'t>(
             }
             Lookup::Found { node, .. } => {
                 if let Some(si) = node.service {
-                    let route = &table.services[si];
-                    if matches!(q.qtype, TYPE_A | TYPE_AAAA | TYPE_ANY) {
-                        let hit = route.map.lookup(client);
-                        scope = hit.scope;
-                        if route.map.lists[hit.list as usize].unknown {
-                            stats.unknown_location.fetch_add(1, Relaxed);
-                        }
-                        let ans = &route.answers[hit.list as usize];
-                        if ans.servfail {
-                            s.clear();
-                            // No mirror is routable and the operator chose SERVFAIL over a
-                            // fallback: resolvers retry later rather than cache a bad answer.
-                            return (
-                                Flags {
-                                    aa: false,
-                                    rcode: wire::RCODE_SERVFAIL,
-                                },
-                                scope,
-                            );
-                        }
-                        let before = s.answer.len();
-                        if q.qtype != TYPE_AAAA {
-                            s.answer.extend(ans.a.iter().map(|a| Rr {
-                                owner,
-                                rtype: TYPE_A,
-                                ttl: route.ttl,
-                                rdata: a,
-                            }));
-                        }
-                        // RFC 8482: ANY gets one RRset; A when there is one.
-                        if q.qtype == TYPE_AAAA || (q.qtype == TYPE_ANY && s.answer.len() == before)
-                        {
-                            s.answer.extend(ans.aaaa.iter().map(|a| Rr {
-                                owner,
-                                rtype: TYPE_AAAA,
-                                ttl: route.ttl,
-                                rdata: a,
-                            }));
-                        }
-                        if s.answer.len() == before {
-                            push_soa(s, zone);
-                        } else {
-                            let cont = hit.continent;
-                            let v6 = s.answer[before].rtype == TYPE_AAAA;
-                            let (served, mirrors) = if v6 {
-                                (!ans.aaaa.is_empty(), &ans.aaaa_mirrors)
-                            } else {
-                                (!ans.a.is_empty(), &ans.a_mirrors)
-                            };
-                            if served && mirrors.is_empty() {
-                                table.answer_counts.add(si, None, cont);
-                            }
-                            for &m in mirrors {
-                                table.answer_counts.add(si, Some(m), cont);
-                            }
-                        }
-                    } else {
-                        push_soa(s, zone);
-                    }
-                    break;
+                    return answer_service(table, zone, si, q, client, owner, s, stats);
                 }
                 if q.qtype != TYPE_CNAME
                     && let Some(cn) = node.get(TYPE_CNAME)
@@ -431,5 +377,82 @@ fn resolve<'t>(
             }
         }
     }
-    (flags, scope)
+    (flags, 0)
+}
+
+/// The answer for geo service number `si` (at `owner`, in `zone`): the mirrors for the
+/// client's location, or NODATA for other types.
+#[allow(clippy::too_many_arguments)]
+fn answer_service<'t>(
+    table: &'t RoutingTable,
+    zone: &'t Zone,
+    si: usize,
+    q: &Query<'_>,
+    client: IpAddr,
+    owner: Owner<'t>,
+    s: &mut Sections<'t>,
+    stats: &Stats,
+) -> (Flags, u8) {
+    let flags = Flags {
+        aa: true,
+        rcode: wire::RCODE_NOERROR,
+    };
+    let route = &table.services[si];
+    if !matches!(q.qtype, TYPE_A | TYPE_AAAA | TYPE_ANY) {
+        push_soa(s, zone);
+        return (flags, 0);
+    }
+    let hit = route.map.lookup(client);
+    if route.map.lists[hit.list as usize].unknown {
+        stats.unknown_location.fetch_add(1, Relaxed);
+    }
+    let ans = &route.answers[hit.list as usize];
+    if ans.servfail {
+        s.clear();
+        // No mirror is routable and the operator chose SERVFAIL over a fallback: resolvers
+        // retry later rather than cache a bad answer.
+        return (
+            Flags {
+                aa: false,
+                rcode: wire::RCODE_SERVFAIL,
+            },
+            hit.scope,
+        );
+    }
+    let before = s.answer.len();
+    if q.qtype != TYPE_AAAA {
+        s.answer.extend(ans.a.iter().map(|a| Rr {
+            owner,
+            rtype: TYPE_A,
+            ttl: route.ttl,
+            rdata: a,
+        }));
+    }
+    // RFC 8482: ANY gets one RRset; A when there is one.
+    if q.qtype == TYPE_AAAA || (q.qtype == TYPE_ANY && s.answer.len() == before) {
+        s.answer.extend(ans.aaaa.iter().map(|a| Rr {
+            owner,
+            rtype: TYPE_AAAA,
+            ttl: route.ttl,
+            rdata: a,
+        }));
+    }
+    if s.answer.len() == before {
+        push_soa(s, zone);
+    } else {
+        let cont = hit.continent;
+        let v6 = s.answer[before].rtype == TYPE_AAAA;
+        let (served, mirrors) = if v6 {
+            (!ans.aaaa.is_empty(), &ans.aaaa_mirrors)
+        } else {
+            (!ans.a.is_empty(), &ans.a_mirrors)
+        };
+        if served && mirrors.is_empty() {
+            table.answer_counts.add(si, None, cont);
+        }
+        for &m in mirrors {
+            table.answer_counts.add(si, Some(m), cont);
+        }
+    }
+    (flags, hit.scope)
 }

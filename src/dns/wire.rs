@@ -89,28 +89,29 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Reads a name that must not use compression (questions are at offset 12, so a pointer there
-/// could only point into the header). Returns the end offset.
-fn read_question_name(pkt: &[u8], mut at: usize, lower: &mut [u8; 255]) -> Option<(usize, usize)> {
-    let mut n = 0;
+/// could only point into the header). Returns the end offset and the name's length.
+fn read_question_name(pkt: &[u8], start: usize, lower: &mut [u8; 255]) -> Option<(usize, usize)> {
+    // Walk the length bytes first, then copy the whole name at once and lower-case it in one
+    // pass: length bytes are below 64, so lower-casing leaves them alone.
+    let mut at = start;
     loop {
         let len = *pkt.get(at)? as usize;
         if len & 0xC0 != 0 {
             return None;
         }
-        if n + len + 1 > 255 {
+        at += 1 + len;
+        if at - start > 255 {
             return None;
         }
-        lower[n] = len as u8;
         if len == 0 {
-            return Some((at + 1, n + 1));
+            break;
         }
-        let label = pkt.get(at + 1..at + 1 + len)?;
-        for (i, b) in label.iter().enumerate() {
-            lower[n + 1 + i] = b.to_ascii_lowercase();
-        }
-        n += 1 + len;
-        at += 1 + len;
     }
+    let n = at - start;
+    let name = pkt.get(start..at)?;
+    lower[..n].copy_from_slice(name);
+    lower[..n].make_ascii_lowercase();
+    Some((at, n))
 }
 
 /// Skips a name that may use compression pointers (in the additional section). Returns the end
