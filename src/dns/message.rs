@@ -104,41 +104,50 @@ pub(super) fn put_rr(out: &mut Vec<u8>, rr: &Rr<'_>, qname: &[u8]) {
         Owner::QName => put16(out, 0xC00C),
         Owner::Name(n) => put_name(out, n, qname),
     }
-    put16(out, rr.rtype);
-    put16(out, 1);
-    out.extend_from_slice(&rr.ttl.to_be_bytes());
-    put16(out, rr.rdata.len() as u16);
+    // Type, class IN, TTL and RDATA length in one write.
+    let mut fixed = [0u8; 10];
+    fixed[..2].copy_from_slice(&rr.rtype.to_be_bytes());
+    fixed[2..4].copy_from_slice(&1u16.to_be_bytes());
+    fixed[4..8].copy_from_slice(&rr.ttl.to_be_bytes());
+    fixed[8..].copy_from_slice(&(rr.rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(&fixed);
     out.extend_from_slice(rr.rdata);
 }
 
+/// Largest OPT record we write: 11 fixed bytes, ECS (4 + 4 + 16), cookie (4 + 24).
+const OPT_MAX: usize = 11 + 24 + 28;
+
 fn put_opt(out: &mut Vec<u8>, opt: &OptOut, rcode: u16) {
-    out.push(0);
-    put16(out, TYPE_OPT);
-    put16(out, opt.payload);
-    // Extended rcode (upper 8 bits of 12), version 0, no flags.
-    out.push((rcode >> 4) as u8);
-    out.extend_from_slice(&[0, 0, 0]);
-    let rdlen_at = out.len();
-    put16(out, 0);
+    // Assembled on the stack and appended once: one capacity check instead of one per field.
+    let mut b = [0u8; OPT_MAX];
+    // Owner: the root; type OPT; our payload size.
+    b[1..3].copy_from_slice(&TYPE_OPT.to_be_bytes());
+    b[3..5].copy_from_slice(&opt.payload.to_be_bytes());
+    // Extended rcode (upper 8 bits of 12), version 0, no flags; RDATA length at 9..11.
+    b[5] = (rcode >> 4) as u8;
+    let mut n = 11;
     if let Some((ecs, scope)) = opt.ecs {
-        let n = (ecs.source_prefix as usize).div_ceil(8);
-        put16(out, super::wire::OPTION_ECS);
-        put16(out, (4 + n) as u16);
-        put16(out, ecs.family);
-        out.push(ecs.source_prefix);
-        out.push(scope);
+        let len = (ecs.source_prefix as usize).div_ceil(8);
+        b[n..n + 2].copy_from_slice(&super::wire::OPTION_ECS.to_be_bytes());
+        b[n + 2..n + 4].copy_from_slice(&((4 + len) as u16).to_be_bytes());
+        b[n + 4..n + 6].copy_from_slice(&ecs.family.to_be_bytes());
+        b[n + 6] = ecs.source_prefix;
+        b[n + 7] = scope;
+        n += 8;
         match ecs.addr {
-            std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
-            std::net::IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
+            std::net::IpAddr::V4(a) => b[n..n + len].copy_from_slice(&a.octets()[..len]),
+            std::net::IpAddr::V6(a) => b[n..n + len].copy_from_slice(&a.octets()[..len]),
         }
+        n += len;
     }
     if let Some(c) = &opt.cookie {
-        put16(out, super::wire::OPTION_COOKIE);
-        put16(out, c.len() as u16);
-        out.extend_from_slice(c);
+        b[n..n + 2].copy_from_slice(&super::wire::OPTION_COOKIE.to_be_bytes());
+        b[n + 2..n + 4].copy_from_slice(&(c.len() as u16).to_be_bytes());
+        b[n + 4..n + 4 + c.len()].copy_from_slice(c);
+        n += 4 + c.len();
     }
-    let rdlen = (out.len() - rdlen_at - 2) as u16;
-    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    b[9..11].copy_from_slice(&((n - 11) as u16).to_be_bytes());
+    out.extend_from_slice(&b[..n]);
 }
 
 /// Writes the header for a response to a query with this id and these request flags.
@@ -151,7 +160,6 @@ pub fn put_header(
     counts: [u16; 4],
 ) {
     out.clear();
-    put16(out, id);
     // QR, opcode echoed, AA, TC, RD echoed; RA clear; CD echoed; rcode low bits.
     let mut f: u16 = 0x8000 | (req_flags & 0x7800) | (req_flags & 0x0100) | (req_flags & 0x0010);
     if flags.aa {
@@ -161,10 +169,13 @@ pub fn put_header(
         f |= 0x0200;
     }
     f |= flags.rcode & 0xF;
-    put16(out, f);
-    for c in counts {
-        put16(out, c);
+    let mut h = [0u8; 12];
+    h[..2].copy_from_slice(&id.to_be_bytes());
+    h[2..4].copy_from_slice(&f.to_be_bytes());
+    for (i, c) in counts.iter().enumerate() {
+        h[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
     }
+    out.extend_from_slice(&h);
 }
 
 /// Assembles a full response into `out`. Returns true if it had to be truncated.
