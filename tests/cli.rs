@@ -208,11 +208,7 @@ fn serve_answers_dig_and_stops_on_sigterm() {
     if !installed("dig", "-v", "dnsutils") {
         return;
     }
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = shipped_config(dir.path(), port);
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
@@ -254,11 +250,7 @@ fn serve_answers_dig_and_stops_on_sigterm() {
 /// The README's first command: `mirrordns demo` shows only the good mirror getting traffic.
 #[test]
 fn demo_routes_every_client_to_the_one_good_mirror() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = shipped_config(dir.path(), port);
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))

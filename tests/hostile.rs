@@ -37,25 +37,20 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `openssl req` arguments for a new unencrypted P-256 key.
+const NEW_EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// A self-signed P-256 certificate valid for two days (a CA's, or one trusted by nobody).
 fn self_signed_cert(dir: &Path, key: &str, pem: &str, subject: &str, extra: &[&str]) {
-    let mut args = vec![
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        pem,
-        "-days",
-        "2",
-        "-subj",
-        subject,
-    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(NEW_EC_KEY);
+    args.extend(["-keyout", key, "-out", pem, "-days", "2", "-subj", subject]);
     args.extend_from_slice(extra);
     openssl(dir, &args);
 }
@@ -98,24 +93,11 @@ impl Pki {
             ),
         )
         .unwrap();
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={host}"),
-            ],
-        );
+        let subject = format!("/CN={host}");
+        let mut req = vec!["req", "-new"];
+        req.extend(NEW_EC_KEY);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+        openssl(&self.dir, &req);
         openssl(
             &self.dir,
             &[

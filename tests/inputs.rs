@@ -139,14 +139,6 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 /// A free loopback port for the monitoring endpoint, which the test must know in advance.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A plain HTTP/1.0 request to the monitoring endpoint: (status, body).
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -75,11 +75,7 @@ stub-zone:
 /// A scratch directory with root hints that name only a loopback server, and a free port.
 fn resolver_dir() -> (tempfile::TempDir, u16) {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         dir.path().join("root.hints"),
         ".  3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n",

@@ -253,3 +253,16 @@ pub fn installed(cmd: &str, arg: &str, package: &str) -> bool {
     eprintln!("{cmd} is not installed; skipping (apt-get install {package})");
     false
 }
+
+/// A loopback port free for both UDP and TCP right now (for servers started as a process,
+/// which pick their port from the config).
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
