@@ -542,10 +542,12 @@ impl Core {
 /// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads.
 pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let server = Server::start(loaded).await?;
+    // Handlers first: the server answers as soon as it starts, and a SIGTERM that a supervisor
+    // sends right then must stop it cleanly rather than kill it with the default action.
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let server = Server::start(loaded).await?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
