@@ -559,8 +559,13 @@ async fn hostile_mirrors_are_shown_with_their_reason_and_never_answered() {
         let st = status(&server).await;
         let (answer, took) = london_sorted(addr).await;
         slowest_answer = slowest_answer.max(took);
+        // Before the first probe round ends the origin (192.0.2.1) answers; a hostile mirror
+        // never does.
         for a in &answer {
-            assert!(good.contains(a), "a hostile mirror answered: {answer:?}");
+            assert!(
+                good.contains(a) || a == "192.0.2.1",
+                "a hostile mirror answered: {answer:?}"
+            );
         }
         if answer == good {
             good_at.get_or_insert(started.elapsed());
