@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::mmdb::{build, place};
 use common::*;
-use mirrordns::dns::answer::{Transport, handle};
+use mirrordns::dns::answer::{Transport, handle, handle_full};
 use mirrordns::dns::{Guard, Stats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -202,4 +202,222 @@ async fn udp_and_tcp_answer_exactly_what_the_answer_function_does() {
     )
     .await;
     assert_eq!(addrs(&m), ["192.0.2.100"]);
+}
+
+/// An OPT record: payload size, version, options (code, data).
+type OptSpec<'a> = (u16, u8, &'a [(u16, Vec<u8>)]);
+
+/// A query with full control over the parts the hot path looks at: class, and an OPT record
+/// or none.
+fn build_query(name: &str, qtype: u16, class: u16, opt: Option<OptSpec<'_>>) -> Vec<u8> {
+    let mut p = vec![
+        0x12,
+        0x34,
+        0x01,
+        0x00,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        opt.is_some() as u8,
+    ];
+    for label in name.trim_end_matches('.').split('.') {
+        p.push(label.len() as u8);
+        p.extend_from_slice(label.as_bytes());
+    }
+    p.push(0);
+    p.extend_from_slice(&qtype.to_be_bytes());
+    p.extend_from_slice(&class.to_be_bytes());
+    if let Some((payload, version, options)) = opt {
+        let mut rdata = Vec::new();
+        for (code, data) in options {
+            rdata.extend_from_slice(&code.to_be_bytes());
+            rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            rdata.extend_from_slice(data);
+        }
+        p.push(0);
+        p.extend_from_slice(&41u16.to_be_bytes());
+        p.extend_from_slice(&payload.to_be_bytes());
+        p.extend_from_slice(&[0, version, 0x80, 0]);
+        p.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        p.extend_from_slice(&rdata);
+    }
+    p
+}
+
+/// Queries aimed at the hot path's edges: every name kind (service, plain address names,
+/// CNAMEs, wildcards, names below a delegation, other zones), address and other types, other
+/// classes, every OPT shape (none, version 1, small and large payloads, ECS, two ECS, cookies,
+/// unknown options, cut-short options), trailing bytes, compression in the question, and bit
+/// flips and truncation on top.
+fn hot_queries() -> Vec<Vec<u8>> {
+    let names = [
+        "downloads.example.com",
+        "DOWNLOADS.example.com",
+        "www.example.com",
+        "WwW.ExAmPlE.cOm",
+        "ns1.example.com",
+        "ns2.example.com",
+        "mail.example.com",
+        "example.com",
+        "releases.example.com",
+        "get.example.com",
+        "x.docs.example.com",
+        "*.docs.example.com",
+        "ns.lab.example.com",
+        "lab.example.com",
+        "nope.example.com",
+        "www.example.org",
+    ];
+    let types: [u16; 8] = [1, 28, 1, 28, 1, 255, 15, 5];
+    let ecs = [
+        vec![0, 1, 24, 0, 81, 2, 69],
+        vec![0, 1, 24, 0, 1, 0, 16],
+        vec![0, 1, 16, 0, 177, 5],
+        vec![0, 1, 0, 0],
+        vec![0, 2, 48, 0, 0x2a, 0x02, 0x0c, 0x7c, 0, 1],
+        vec![0, 1, 23, 0, 1, 0, 17],
+        vec![0, 1, 32, 0, 10, 9, 8, 7],
+    ];
+    let mut rng = Rng(0x0ddb_a11c_afe5_7a7e);
+    let mut out = Vec::new();
+    for i in 0..4000u32 {
+        let name = *rng.pick(&names);
+        let qtype = *rng.pick(&types);
+        let class = if i % 23 == 0 { 3 } else { 1 };
+        let e = rng.pick(&ecs).clone();
+        let options: Vec<(u16, Vec<u8>)> = match rng.next() % 9 {
+            0 => vec![],
+            1..=3 => vec![(8, e)],
+            4 => vec![(65001, vec![1, 2, 3]), (8, e)],
+            5 => vec![(8, e.clone()), (8, e)],
+            6 => vec![(10, vec![1, 2, 3, 4, 5, 6, 7, 8]), (8, e)],
+            7 => vec![(8, e), (3, vec![])],
+            _ => vec![(8, vec![0, 1, 24])],
+        };
+        let payload = *rng.pick(&[1232u16, 512, 100, 4096, 65535]);
+        let version = if i % 31 == 0 { 1 } else { 0 };
+        let mut q = if i % 7 == 0 {
+            build_query(name, qtype, class, None)
+        } else {
+            build_query(name, qtype, class, Some((payload, version, &options)))
+        };
+        q[0] = (i >> 8) as u8;
+        q[1] = i as u8;
+        // RD, CD and AD in every combination: RD and CD are echoed, AD is not.
+        q[2] ^= (rng.next() % 2) as u8;
+        q[3] |= *rng.pick(&[0x00, 0x10, 0x20, 0x30]);
+        match i % 13 {
+            3 => {
+                let at = 2 + (rng.next() as usize % (q.len() - 2));
+                q[at] ^= 1 << (rng.next() % 8);
+            }
+            5 => {
+                let keep = 12 + (rng.next() as usize % (q.len() - 12));
+                q.truncate(keep);
+            }
+            7 => q.extend_from_slice(&[0xde, 0xad]),
+            // The question name as a pointer into the header.
+            9 => {
+                let end = 12 + q[12..].iter().position(|&b| b == 0).unwrap_or(0) + 1;
+                q.splice(12..end, [0xC0, 0x04]);
+            }
+            11 => q[2] |= 0x10, // opcode 2
+            _ => {}
+        }
+        out.push(q);
+    }
+    out
+}
+
+/// Whether the packet's bytes hold a COOKIE option header with a client cookie's length.
+fn has_cookie(q: &[u8]) -> bool {
+    q.windows(4).any(|w| w == [0, 10, 0, 8])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_path_answers_byte_for_byte_what_the_full_path_does() {
+    let db = build(&[
+        ("81.2.64.0/19", place("EU", "GB", 51.5, -0.13)),
+        ("1.0.16.0/20", place("AS", "JP", 35.68, 139.76)),
+        ("177.0.0.0/8", place("SA", "BR", -23.55, -46.63)),
+        ("2a02:c7c::/32", place("EU", "GB", 51.5, -0.1)),
+    ]);
+    // Rate limiting on for every source, with an allowance no test reaches: the flow is
+    // worked out on both paths, and the verdicts cannot differ between the two calls.
+    let config = format!(
+        "{}\n[rate-limit]\nexempt = []\nresponses-per-second = 1000000\n",
+        config()
+    );
+    let ts = start(&config, ZONE, Some(db)).await;
+    let table = ts.server.table().load_full();
+    let (hot_stats, full_stats) = (Stats::default(), Stats::default());
+    let guard = Guard::default();
+    let sources: [IpAddr; 3] = [
+        "127.0.0.1".parse().unwrap(),
+        "203.0.113.9".parse().unwrap(),
+        "2001:db8::9".parse().unwrap(),
+    ];
+    let mut rng = Rng(7);
+    let mut answered = 0;
+    for q in hot_queries() {
+        let src = *rng.pick(&sources);
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let (mut hot, mut full) = (Vec::new(), Vec::new());
+            let a = handle(&table, &q, src, transport, &mut hot, &hot_stats, &guard);
+            let b = handle_full(&table, &q, src, transport, &mut full, &full_stats, &guard);
+            assert_eq!(a, b, "answer or not differs for {q:?} from {src}");
+            if a && hot != full && has_cookie(&q) {
+                // A server cookie holds the time in seconds, which may have ticked between
+                // the two calls: ask both again.
+                handle(
+                    &table,
+                    &q,
+                    src,
+                    transport,
+                    &mut hot,
+                    &Stats::default(),
+                    &guard,
+                );
+                handle_full(
+                    &table,
+                    &q,
+                    src,
+                    transport,
+                    &mut full,
+                    &Stats::default(),
+                    &guard,
+                );
+            }
+            if a {
+                answered += 1;
+                assert_eq!(
+                    hot, full,
+                    "{transport:?} answer differs for {q:?} from {src}"
+                );
+            }
+        }
+    }
+    assert!(answered > 6000, "answered {answered}");
+    // Counted alike: queries by transport, type and rcode, and the other counters.
+    assert_eq!(hot_stats.queries(), full_stats.queries());
+    use std::sync::atomic::Ordering::Relaxed;
+    for (name, h, f) in [
+        ("ecs", &hot_stats.ecs, &full_stats.ecs),
+        (
+            "unknown",
+            &hot_stats.unknown_location,
+            &full_stats.unknown_location,
+        ),
+        ("truncated", &hot_stats.truncated, &full_stats.truncated),
+        ("malformed", &hot_stats.malformed, &full_stats.malformed),
+        ("dropped", &hot_stats.dropped, &full_stats.dropped),
+        ("cookies", &hot_stats.cookies_new, &full_stats.cookies_new),
+    ] {
+        assert_eq!(h.load(Relaxed), f.load(Relaxed), "{name} counter differs");
+    }
+    assert!(hot_stats.ecs.load(Relaxed) > 1000);
 }

@@ -31,6 +31,22 @@ pub fn handle(
     stats: &Stats,
     guard: &Guard,
 ) -> bool {
+    match super::fast::try_answer(table, pkt, src, transport, out, stats, guard) {
+        Some(sent) => sent,
+        None => handle_full(table, pkt, src, transport, out, stats, guard),
+    }
+}
+
+/// [`handle`] without the hot path: the reference the hot path is tested against.
+pub fn handle_full(
+    table: &RoutingTable,
+    pkt: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    stats: &Stats,
+    guard: &Guard,
+) -> bool {
     let payload = table.config.server.udp_payload_max;
     let q = match wire::parse(pkt) {
         Ok(q) => q,
@@ -206,7 +222,7 @@ fn flow<'a>(q: &'a Query<'_>, flags: Flags, s: &Sections<'a>) -> Flow<'a> {
 
 /// Response rate limiting for UDP; TCP, exempt networks and valid cookies always pass. The
 /// flow is only worked out for responses that are limited at all.
-fn limit<'a>(
+pub(super) fn limit<'a>(
     table: &RoutingTable,
     guard: &Guard,
     stats: &Stats,

@@ -117,7 +117,7 @@ pub(super) fn put_rr(out: &mut Vec<u8>, rr: &Rr<'_>, qname: &[u8]) {
 /// Largest OPT record we write: 11 fixed bytes, ECS (4 + 4 + 16), cookie (4 + 24).
 const OPT_MAX: usize = 11 + 24 + 28;
 
-fn put_opt(out: &mut Vec<u8>, opt: &OptOut, rcode: u16) {
+pub(super) fn put_opt(out: &mut Vec<u8>, opt: &OptOut, rcode: u16) {
     // Assembled on the stack and appended once: one capacity check instead of one per field.
     let mut b = [0u8; OPT_MAX];
     // Owner: the root; type OPT; our payload size.

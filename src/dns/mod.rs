@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod cookie;
+mod fast;
 pub mod message;
 pub mod rrl;
 pub mod server;

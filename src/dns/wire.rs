@@ -90,7 +90,11 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Reads a name that must not use compression (questions are at offset 12, so a pointer there
 /// could only point into the header). Returns the end offset and the name's length.
-fn read_question_name(pkt: &[u8], start: usize, lower: &mut [u8; 255]) -> Option<(usize, usize)> {
+pub(super) fn read_question_name(
+    pkt: &[u8],
+    start: usize,
+    lower: &mut [u8; 255],
+) -> Option<(usize, usize)> {
     // Walk the length bytes first, then copy the whole name at once and lower-case it in one
     // pass: length bytes are below 64, so lower-casing leaves them alone.
     let mut at = start;
@@ -138,7 +142,7 @@ fn skip_name(pkt: &[u8], mut at: usize) -> Option<(usize, bool)> {
 }
 
 /// Validates an ECS option body per RFC 7871 6 and 7.1.1.
-fn parse_ecs(data: &[u8]) -> Option<Ecs> {
+pub(super) fn parse_ecs(data: &[u8]) -> Option<Ecs> {
     if data.len() < 4 {
         return None;
     }

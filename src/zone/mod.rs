@@ -336,9 +336,47 @@ fn add_ancestors(zone: &mut Zone, wire: &[u8]) {
 pub struct ZoneSet {
     zones: Vec<Zone>,
     by_origin: FxHashMap<Name, usize>,
-    /// Geo service names -> (zone, service): the hot path finds a service with one hash
-    /// instead of a zone search plus a lookup in the zone.
-    services: FxHashMap<Name, (usize, usize)>,
+    /// Names the hot path answers with one hash instead of a zone search plus a lookup in
+    /// the zone: geo service names, and plain names with address records.
+    hot: FxHashMap<Name, Hot>,
+}
+
+/// What an address query for one name resolves to, worked out when the zones are loaded.
+#[derive(Debug, Clone)]
+pub enum Hot {
+    /// Geo service number `service`, in zone number `zone`.
+    Service { zone: usize, service: usize },
+    /// A name with A and/or AAAA records and nothing that changes the answer (no CNAME, not
+    /// below a zone cut, not occluded by a child zone): the answer sections, pre-rendered.
+    Static {
+        a: Option<Rendered>,
+        aaaa: Option<Rendered>,
+    },
+}
+
+/// An answer section in wire format, every owner a pointer to the question name (offset 12).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub count: u16,
+    pub wire: Box<[u8]>,
+}
+
+impl Rendered {
+    fn of(set: &RRset) -> Rendered {
+        let mut wire = Vec::with_capacity(set.rdatas.len() * 28);
+        for d in &set.rdatas {
+            wire.extend_from_slice(&[0xC0, 0x0C]);
+            wire.extend_from_slice(&set.rtype.to_be_bytes());
+            wire.extend_from_slice(&1u16.to_be_bytes());
+            wire.extend_from_slice(&set.ttl.to_be_bytes());
+            wire.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            wire.extend_from_slice(d);
+        }
+        Rendered {
+            count: set.rdatas.len() as u16,
+            wire: wire.into_boxed_slice(),
+        }
+    }
 }
 
 impl ZoneSet {
@@ -394,6 +432,7 @@ impl ZoneSet {
             }
         }
         if problems.is_empty() {
+            set.index_addresses();
             Ok(set)
         } else {
             Err(problems)
@@ -414,9 +453,53 @@ impl ZoneSet {
     /// The zone and service index of a geo service name (lower-case wire).
     #[inline]
     pub fn service(&self, qname: &[u8]) -> Option<(&Zone, usize)> {
-        self.services
-            .get(qname)
-            .map(|&(zi, si)| (&self.zones[zi], si))
+        match self.hot.get(qname)? {
+            Hot::Service { zone, service } => Some((&self.zones[*zone], *service)),
+            Hot::Static { .. } => None,
+        }
+    }
+
+    /// What an address query for `qname` (lower-case wire) resolves to, when that is known
+    /// without a zone search.
+    #[inline]
+    pub fn hot(&self, qname: &[u8]) -> Option<&Hot> {
+        self.hot.get(qname)
+    }
+
+    /// Records every plain name with address records for the hot path. Each candidate is run
+    /// through the same search an answer makes (the zone that holds it, then the lookup in it),
+    /// so only names whose answer is exactly their A or AAAA set are taken.
+    fn index_addresses(&mut self) {
+        for (zi, zone) in self.zones.iter().enumerate() {
+            for (name, node) in &zone.nodes {
+                if node.service.is_some() || node.get(TYPE_CNAME).is_some() {
+                    continue;
+                }
+                let holder =
+                    suffixes(name.wire()).find_map(|o| self.by_origin.get(&name.wire()[o..]));
+                if holder != Some(&zi) {
+                    continue;
+                }
+                if !matches!(
+                    zone.lookup(name.wire(), TYPE_A),
+                    Lookup::Found {
+                        wildcard: false,
+                        ..
+                    }
+                ) {
+                    continue;
+                }
+                let render = |rtype| {
+                    node.get(rtype)
+                        .filter(|s| s.targets.is_empty() && !s.rdatas.is_empty())
+                        .map(Rendered::of)
+                };
+                let (a, aaaa) = (render(TYPE_A), render(TYPE_AAAA));
+                if a.is_some() || aaaa.is_some() {
+                    self.hot.insert(name.clone(), Hot::Static { a, aaaa });
+                }
+            }
+        }
     }
 
     /// Marks `name` as geo service number `index`. Errors are plain text; the caller adds the
@@ -446,7 +529,13 @@ impl ZoneSet {
         }
         zone.nodes.entry(name.clone()).or_default().service = Some(index);
         add_ancestors(zone, name.wire());
-        self.services.insert(name.clone(), (zi, index));
+        self.hot.insert(
+            name.clone(),
+            Hot::Service {
+                zone: zi,
+                service: index,
+            },
+        );
         Ok(())
     }
 }

@@ -1,0 +1,259 @@
+//! The hot path: an address query (A or AAAA, class IN, one question, at most an OPT record
+//! with ECS) for a geo service name or a plain name with address records.
+//!
+//! Almost every query a download hostname gets is this one. It is answered here straight from
+//! the packet bytes: one hash finds the name, the routing table or the zone's pre-rendered
+//! records give the answer section, and the header, question echo and OPT are written around
+//! it. Anything else (other types, cookies, NODATA, SERVFAIL, truncation, errors) returns
+//! `None` before anything is counted, and the full path in `answer` handles it; the full path
+//! stays the reference, and the differential test checks that both write the same bytes.
+
+use std::hash::Hasher;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::Transport;
+use super::answer::limit;
+use super::message::{OptOut, put_opt};
+use super::rrl::{Flow, Kind, Verdict};
+use super::wire::{self, Ecs};
+use super::{Guard, Stats};
+use crate::routing::RoutingTable;
+use crate::zone::{Hot, TYPE_A, TYPE_AAAA};
+
+/// Largest answer section written here: the rest go the full way (and are rare).
+const MAX_ANSWER: usize = 512;
+
+/// What the OPT record of a query says, when the hot path can take it.
+struct Opt {
+    payload: u16,
+    ecs: Option<Ecs>,
+}
+
+/// Reads the additional section: nothing, or one OPT at the root, version 0, whose options
+/// are at most one valid ECS plus options we ignore. Anything else is for the full path.
+fn read_opt(pkt: &[u8], at: usize, arcount: u16) -> Option<Option<Opt>> {
+    match arcount {
+        0 => return Some(None),
+        1 => {}
+        _ => return None,
+    }
+    let fixed = pkt.get(at..at + 11)?;
+    if fixed[0] != 0 || u16::from_be_bytes([fixed[1], fixed[2]]) != wire::TYPE_OPT || fixed[6] != 0
+    {
+        return None;
+    }
+    let payload = u16::from_be_bytes([fixed[3], fixed[4]]);
+    let rdlen = u16::from_be_bytes([fixed[9], fixed[10]]) as usize;
+    let rdata = pkt.get(at + 11..at + 11 + rdlen)?;
+    let mut ecs = None;
+    let mut o = 0;
+    while o < rdata.len() {
+        let head = rdata.get(o..o + 4)?;
+        let code = u16::from_be_bytes([head[0], head[1]]);
+        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+        let data = rdata.get(o + 4..o + 4 + len)?;
+        match code {
+            wire::OPTION_ECS if ecs.is_none() => ecs = Some(wire::parse_ecs(data)?),
+            wire::OPTION_ECS | wire::OPTION_COOKIE => return None,
+            _ => {}
+        }
+        o += 4 + len;
+    }
+    Some(Some(Opt { payload, ecs }))
+}
+
+/// Where the answer section is: pre-rendered in the zone, or built on the stack.
+enum Records<'a> {
+    Borrowed(&'a [u8]),
+    Built(usize),
+}
+
+/// Answers the hot case into `out`. `None`: not the hot case, nothing counted, use the full
+/// path. `Some(send)`: answered (or dropped by rate limiting when `send` is false).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn try_answer(
+    table: &RoutingTable,
+    pkt: &[u8],
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    stats: &Stats,
+    guard: &Guard,
+) -> Option<bool> {
+    let head = pkt.get(..12)?;
+    let req_flags = u16::from_be_bytes([head[2], head[3]]);
+    // A query (QR clear, opcode 0) with one question and nothing in the answer and authority
+    // sections.
+    if req_flags & 0xF800 != 0 || head[4..10] != [0, 1, 0, 0, 0, 0] {
+        return None;
+    }
+    let arcount = u16::from_be_bytes([head[10], head[11]]);
+    let mut qname = [0u8; 255];
+    let (end, qname_len) = wire::read_question_name(pkt, 12, &mut qname)?;
+    let qt = pkt.get(end..end + 4)?;
+    let qtype = u16::from_be_bytes([qt[0], qt[1]]);
+    if !matches!(qtype, TYPE_A | TYPE_AAAA) || u16::from_be_bytes([qt[2], qt[3]]) != wire::CLASS_IN
+    {
+        return None;
+    }
+    let qend = end + 4;
+    let opt = read_opt(pkt, qend, arcount)?;
+    let qname = &qname[..qname_len];
+    let hot = table.zones.hot(qname)?;
+
+    let ecs = opt.as_ref().and_then(|o| o.ecs);
+    // RFC 7871 7.1.2: source prefix 0 means "do not use my subnet": answer for the sender.
+    let client = match ecs {
+        Some(e) if e.source_prefix > 0 => e.addr,
+        _ => src,
+    };
+    let mut buf = [0u8; MAX_ANSWER];
+    let mut service = None;
+    let (count, records, scope) = match hot {
+        Hot::Service { service: si, .. } => {
+            let route = &table.services[*si];
+            let hit = route.map.lookup(client);
+            let ans = &route.answers[hit.list as usize];
+            if ans.servfail {
+                return None;
+            }
+            let (rtype, mut n, mut len) = (qtype.to_be_bytes(), 0usize, 0usize);
+            let ttl = route.ttl.to_be_bytes();
+            let mut put = |rdata: &[u8]| -> Option<()> {
+                let rr = buf.get_mut(len..len + 12 + rdata.len())?;
+                rr[..2].copy_from_slice(&[0xC0, 0x0C]);
+                rr[2..4].copy_from_slice(&rtype);
+                rr[4..6].copy_from_slice(&[0, 1]);
+                rr[6..10].copy_from_slice(&ttl);
+                rr[10..12].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+                rr[12..].copy_from_slice(rdata);
+                len += 12 + rdata.len();
+                n += 1;
+                Some(())
+            };
+            if qtype == TYPE_A {
+                for a in &ans.a {
+                    put(a)?;
+                }
+            } else {
+                for a in &ans.aaaa {
+                    put(a)?;
+                }
+            }
+            if n == 0 {
+                // NODATA, with the SOA: the full path writes that.
+                return None;
+            }
+            service = Some((*si, hit, qtype == TYPE_A));
+            (n, Records::Built(len), hit.scope)
+        }
+        Hot::Static { a, aaaa } => {
+            let r = if qtype == TYPE_A { a } else { aaaa }.as_ref()?;
+            (r.count as usize, Records::Borrowed(&r.wire), 0)
+        }
+    };
+    let records: &[u8] = match records {
+        Records::Borrowed(b) => b,
+        Records::Built(len) => &buf[..len],
+    };
+    let server_payload = table.config.server.udp_payload_max;
+    let limit_bytes = match (transport, &opt) {
+        (Transport::Tcp, _) => 65535,
+        (Transport::Udp, Some(o)) => o.payload.clamp(512, server_payload.max(512)) as usize,
+        (Transport::Udp, None) => 512,
+    };
+    let question = &pkt[12..qend];
+    let scope = match ecs {
+        Some(e) if e.source_prefix == 0 => 0,
+        _ => scope,
+    };
+    let opt_out = opt.as_ref().map(|o| OptOut {
+        payload: server_payload,
+        ecs: o.ecs.map(|e| (e, scope)),
+        cookie: None,
+    });
+    let opt_len = opt_out.as_ref().map_or(0, |o| {
+        11 + o
+            .ecs
+            .map_or(0, |(e, _)| 4 + 4 + (e.source_prefix as usize).div_ceil(8))
+    });
+    if 12 + question.len() + records.len() + opt_len > limit_bytes {
+        return None;
+    }
+
+    // Committed: from here on this is the answer, counted as the full path counts it.
+    if ecs.is_some() {
+        stats.ecs.fetch_add(1, Relaxed);
+    }
+    if let Some((si, hit, v4)) = service {
+        let route = &table.services[si];
+        if route.map.lists[hit.list as usize].unknown {
+            stats.unknown_location.fetch_add(1, Relaxed);
+        }
+        let ans = &route.answers[hit.list as usize];
+        let mirrors = if v4 {
+            &ans.a_mirrors
+        } else {
+            &ans.aaaa_mirrors
+        };
+        if mirrors.is_empty() {
+            table.answer_counts.add(si, None, hit.continent);
+        }
+        for &m in mirrors {
+            table.answer_counts.add(si, Some(m), hit.continent);
+        }
+    }
+    stats.count(transport, Some(qtype), wire::RCODE_NOERROR);
+    let verdict = limit(table, guard, stats, src, transport, false, || Flow {
+        kind: Kind::Answer,
+        name: qname,
+        qtype,
+        content: content_hash(records),
+    });
+    let send_records = match verdict {
+        Verdict::Drop => return Some(false),
+        Verdict::Slip => false,
+        Verdict::Send => true,
+    };
+
+    // QR, AA, RD and CD echoed; opcode 0 and rcode NOERROR are zero bits. A slipped answer
+    // is the header, question and OPT with TC set.
+    let mut flags: u16 = 0x8400 | (req_flags & 0x0110);
+    let mut h = [0u8; 12];
+    h[..2].copy_from_slice(&head[..2]);
+    h[5] = 1;
+    if send_records {
+        h[6..8].copy_from_slice(&(count as u16).to_be_bytes());
+    } else {
+        flags |= 0x0200;
+    }
+    h[2..4].copy_from_slice(&flags.to_be_bytes());
+    h[11] = opt_out.is_some() as u8;
+    out.clear();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(question);
+    if send_records {
+        out.extend_from_slice(records);
+    }
+    if let Some(o) = &opt_out {
+        put_opt(out, o, wire::RCODE_NOERROR);
+    }
+    Some(true)
+}
+
+/// The answer data as rate limiting keys it: the RDATA of each record, in order (the same
+/// hash the full path takes over its answer records).
+fn content_hash(records: &[u8]) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    let mut at = 0;
+    while let Some(fixed) = records.get(at..at + 12) {
+        let len = u16::from_be_bytes([fixed[10], fixed[11]]) as usize;
+        let Some(rdata) = records.get(at + 12..at + 12 + len) else {
+            break;
+        };
+        h.write(rdata);
+        at += 12 + len;
+    }
+    h.finish()
+}
