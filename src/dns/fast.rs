@@ -19,10 +19,7 @@ use super::rrl::{Flow, Kind, Verdict};
 use super::wire::{self, Ecs};
 use super::{Guard, Stats};
 use crate::routing::RoutingTable;
-use crate::zone::{Hot, TYPE_A, TYPE_AAAA};
-
-/// Largest answer section written here: the rest go the full way (and are rare).
-const MAX_ANSWER: usize = 512;
+use crate::zone::{Hot, Rendered, TYPE_A, TYPE_AAAA};
 
 /// What the OPT record of a query says, when the hot path can take it.
 struct Opt {
@@ -63,10 +60,80 @@ fn read_opt(pkt: &[u8], at: usize, arcount: u16) -> Option<Option<Opt>> {
     Some(Some(Opt { payload, ecs }))
 }
 
-/// Where the answer section is: pre-rendered in the zone, or built on the stack.
+/// The answer section: pre-rendered in the zone, or the addresses of the client's mirrors.
 enum Records<'a> {
-    Borrowed(&'a [u8]),
-    Built(usize),
+    Zone(&'a Rendered),
+    /// Addresses of `width` bytes each, back to back.
+    Mirrors {
+        data: &'a [u8],
+        width: usize,
+        rtype: u16,
+        ttl: u32,
+    },
+}
+
+impl Records<'_> {
+    fn count(&self) -> usize {
+        match self {
+            Records::Zone(r) => r.count as usize,
+            Records::Mirrors { data, width, .. } => data.len() / width,
+        }
+    }
+
+    fn wire_len(&self) -> usize {
+        match self {
+            Records::Zone(r) => r.wire.len(),
+            Records::Mirrors { data, width, .. } => data.len() / width * (12 + width),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Records::Zone(r) => out.extend_from_slice(&r.wire),
+            Records::Mirrors {
+                data,
+                width,
+                rtype,
+                ttl,
+            } => {
+                let mut rr = [0u8; 12 + 16];
+                rr[..2].copy_from_slice(&[0xC0, 0x0C]);
+                rr[2..4].copy_from_slice(&rtype.to_be_bytes());
+                rr[4..6].copy_from_slice(&[0, 1]);
+                rr[6..10].copy_from_slice(&ttl.to_be_bytes());
+                rr[10..12].copy_from_slice(&(*width as u16).to_be_bytes());
+                for a in data.chunks_exact(*width) {
+                    rr[12..12 + width].copy_from_slice(a);
+                    out.extend_from_slice(&rr[..12 + width]);
+                }
+            }
+        }
+    }
+
+    /// The answer data as rate limiting keys it: the RDATA of each record, in order (the
+    /// same hash the full path takes over its answer records).
+    fn content_hash(&self) -> u64 {
+        let mut h = rustc_hash::FxHasher::default();
+        match self {
+            Records::Zone(r) => {
+                let mut at = 0;
+                while let Some(fixed) = r.wire.get(at..at + 12) {
+                    let len = u16::from_be_bytes([fixed[10], fixed[11]]) as usize;
+                    let Some(rdata) = r.wire.get(at + 12..at + 12 + len) else {
+                        break;
+                    };
+                    h.write(rdata);
+                    at += 12 + len;
+                }
+            }
+            Records::Mirrors { data, width, .. } => {
+                for a in data.chunks_exact(*width) {
+                    h.write(a);
+                }
+            }
+        }
+        h.finish()
+    }
 }
 
 /// Answers the hot case into `out`. `None`: not the hot case, nothing counted, use the full
@@ -108,9 +175,8 @@ pub(super) fn try_answer(
         Some(e) if e.source_prefix > 0 => e.addr,
         _ => src,
     };
-    let mut buf = [0u8; MAX_ANSWER];
     let mut service = None;
-    let (count, records, scope) = match hot {
+    let (records, scope) = match hot {
         Hot::Service { service: si, .. } => {
             let route = &table.services[*si];
             let hit = route.map.lookup(client);
@@ -118,44 +184,28 @@ pub(super) fn try_answer(
             if ans.servfail {
                 return None;
             }
-            let (rtype, mut n, mut len) = (qtype.to_be_bytes(), 0usize, 0usize);
-            let ttl = route.ttl.to_be_bytes();
-            let mut put = |rdata: &[u8]| -> Option<()> {
-                let rr = buf.get_mut(len..len + 12 + rdata.len())?;
-                rr[..2].copy_from_slice(&[0xC0, 0x0C]);
-                rr[2..4].copy_from_slice(&rtype);
-                rr[4..6].copy_from_slice(&[0, 1]);
-                rr[6..10].copy_from_slice(&ttl);
-                rr[10..12].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
-                rr[12..].copy_from_slice(rdata);
-                len += 12 + rdata.len();
-                n += 1;
-                Some(())
-            };
-            if qtype == TYPE_A {
-                for a in &ans.a {
-                    put(a)?;
-                }
+            let (data, width) = if qtype == TYPE_A {
+                (ans.a.as_flattened(), 4)
             } else {
-                for a in &ans.aaaa {
-                    put(a)?;
-                }
-            }
-            if n == 0 {
+                (ans.aaaa.as_flattened(), 16)
+            };
+            if data.is_empty() {
                 // NODATA, with the SOA: the full path writes that.
                 return None;
             }
             service = Some((*si, hit, qtype == TYPE_A));
-            (n, Records::Built(len), hit.scope)
+            let records = Records::Mirrors {
+                data,
+                width,
+                rtype: qtype,
+                ttl: route.ttl,
+            };
+            (records, hit.scope)
         }
         Hot::Static { a, aaaa } => {
             let r = if qtype == TYPE_A { a } else { aaaa }.as_ref()?;
-            (r.count as usize, Records::Borrowed(&r.wire), 0)
+            (Records::Zone(r), 0)
         }
-    };
-    let records: &[u8] = match records {
-        Records::Borrowed(b) => b,
-        Records::Built(len) => &buf[..len],
     };
     let server_payload = table.config.server.udp_payload_max;
     let limit_bytes = match (transport, &opt) {
@@ -178,7 +228,7 @@ pub(super) fn try_answer(
             .ecs
             .map_or(0, |(e, _)| 4 + 4 + (e.source_prefix as usize).div_ceil(8))
     });
-    if 12 + question.len() + records.len() + opt_len > limit_bytes {
+    if 12 + question.len() + records.wire_len() + opt_len > limit_bytes {
         return None;
     }
 
@@ -209,7 +259,7 @@ pub(super) fn try_answer(
         kind: Kind::Answer,
         name: qname,
         qtype,
-        content: content_hash(records),
+        content: records.content_hash(),
     });
     let send_records = match verdict {
         Verdict::Drop => return Some(false),
@@ -224,7 +274,7 @@ pub(super) fn try_answer(
     h[..2].copy_from_slice(&head[..2]);
     h[5] = 1;
     if send_records {
-        h[6..8].copy_from_slice(&(count as u16).to_be_bytes());
+        h[6..8].copy_from_slice(&(records.count() as u16).to_be_bytes());
     } else {
         flags |= 0x0200;
     }
@@ -234,26 +284,10 @@ pub(super) fn try_answer(
     out.extend_from_slice(&h);
     out.extend_from_slice(question);
     if send_records {
-        out.extend_from_slice(records);
+        records.write(out);
     }
     if let Some(o) = &opt_out {
         put_opt(out, o, wire::RCODE_NOERROR);
     }
     Some(true)
-}
-
-/// The answer data as rate limiting keys it: the RDATA of each record, in order (the same
-/// hash the full path takes over its answer records).
-fn content_hash(records: &[u8]) -> u64 {
-    let mut h = rustc_hash::FxHasher::default();
-    let mut at = 0;
-    while let Some(fixed) = records.get(at..at + 12) {
-        let len = u16::from_be_bytes([fixed[10], fixed[11]]) as usize;
-        let Some(rdata) = records.get(at + 12..at + 12 + len) else {
-            break;
-        };
-        h.write(rdata);
-        at += 12 + len;
-    }
-    h.finish()
 }
