@@ -339,6 +339,55 @@ async fn transfers_need_the_allow_list_and_the_key() {
     assert_eq!(metric(&text, "mirrordns_dns_transfers_refused_total"), 2.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_queries_are_answered_signed_or_get_badkey() {
+    if !installed("dig", "-v", "dnsutils") {
+        return;
+    }
+    let right = format!("hmac-sha256:xfr-key:{KEY}");
+    let other = format!("hmac-sha256:other-key:{KEY}");
+    let ts = start(&transfer_config("\"127.0.0.1\"", true), ZONE, None).await;
+    // A signed ordinary query gets a signed answer, which dig verifies.
+    let out = axfr(&ts, &["-y", &right, "www.example.com", "A"]).await;
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains("192.0.2.100"), "{out}");
+    assert!(out.contains("\tTSIG\t"), "{out}");
+    assert!(
+        !out.contains("Couldn't") && !out.contains("failure"),
+        "{out}"
+    );
+    // The same for the geo service name (the full path, never the hot one, signs).
+    let out = axfr(&ts, &["-y", &right, "downloads.example.com", "A"]).await;
+    assert!(
+        out.contains("status: NOERROR") && out.contains("\tTSIG\t"),
+        "{out}"
+    );
+    assert!(!out.contains("Couldn't"), "{out}");
+    // A key we do not have: NOTAUTH with BADKEY, for a query and for a transfer.
+    let out = axfr(&ts, &["-y", &other, "www.example.com", "A"]).await;
+    assert!(
+        out.contains("status: NOTAUTH") && out.contains("BADKEY"),
+        "{out}"
+    );
+    assert!(!out.contains("192.0.2.100"), "{out}");
+    let out = axfr(&ts, &["-y", &other, "axfr", "example.com"]).await;
+    assert!(out.contains("BADKEY") && records(&out).is_empty(), "{out}");
+    drop(ts);
+
+    // No key configured at all: a signed request still gets BADKEY, never an unsigned zone.
+    let ts = start(&transfer_config("\"127.0.0.0/8\"", false), ZONE, None).await;
+    let out = axfr(&ts, &["-y", &right, "axfr", "example.com"]).await;
+    assert!(out.contains("BADKEY") && records(&out).is_empty(), "{out}");
+    let out = axfr(&ts, &["-y", &right, "www.example.com", "A"]).await;
+    assert!(
+        out.contains("status: NOTAUTH") && out.contains("BADKEY"),
+        "{out}"
+    );
+    // Unsigned, the same server transfers as before.
+    let out = axfr(&ts, &["axfr", "example.com"]).await;
+    assert_eq!(records(&out).len(), 25, "{out}");
+}
+
 /// A header with these counts, then `rest`.
 fn packet(qd: u16, ar: u16, rest: &[u8]) -> Vec<u8> {
     let mut p = vec![0x77, 0x01, 0x00, 0x00];

@@ -13,7 +13,7 @@ use super::message::{Flags, OptOut, Owner, Rr, RrList, Sections, write_error, wr
 use super::rrl::{Flow, Kind, Verdict};
 use super::wire::{self, Query, Reject};
 use super::{Guard, Stats};
-use super::{cookie, transfer};
+use super::{cookie, transfer, tsig};
 use crate::routing::RoutingTable;
 use crate::zone::{Lookup, RRset, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_SOA, Zone};
 
@@ -88,6 +88,33 @@ pub fn handle_full(
         }
     };
     let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    // A signed query (RFC 8945): answered signed with our key, or NOTAUTH with the TSIG error
+    // (BADKEY when we have no key or another one).
+    let tsig_key = table.config.transfer.tsig.as_ref();
+    let signer = match q.tsig.map(|at| tsig::check(pkt, at, tsig_key, unix_now())) {
+        None => None,
+        Some(tsig::Checked::Valid(s)) => Some(s),
+        Some(bad) => {
+            let rcode = if matches!(bad, tsig::Checked::Malformed) {
+                stats.malformed.fetch_add(1, Relaxed);
+                wire::RCODE_FORMERR
+            } else {
+                tsig::RCODE_NOTAUTH
+            };
+            stats.count(transport, Some(q.qtype), rcode);
+            let opt = q.edns.map(|_| OptOut {
+                payload,
+                ecs: None,
+                cookie: None,
+            });
+            let question = Some(q.question.len());
+            write_error(out, pkt, q.id, req_flags, rcode, question, opt.as_ref());
+            if let tsig::Checked::Invalid(r) = bad {
+                r.append(out);
+            }
+            return true;
+        }
+    };
     let (cookie, cookie_ok) = cookie_reply(table, guard, stats, &q, src);
     if let Some(e) = q.edns
         && e.version != 0
@@ -159,7 +186,17 @@ pub fn handle_full(
             }
         }
     }
+    if let Some(mut s) = signer {
+        s.sign(out, 0, &[]);
+    }
     true
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The cookie to return (client cookie + a fresh server cookie) and whether the query's server

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::message::{Flags, Owner, Rr, put_header, put_rr};
-use super::tsig::{self, Failure, Signer};
+use super::tsig::{self, Checked, Signer};
 use super::wire;
 use super::{Stats, Transport};
 use crate::routing::RoutingTable;
@@ -62,33 +62,23 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
     let (Some(zone), true) = (zone, cfg.allow.iter().any(|n| n.contains(&src))) else {
         return None;
     };
-    let now = now();
     let mut signer = match (&cfg.tsig, q.tsig) {
-        (None, _) => None,
+        (None, None) => None,
         // A key is required and the request is unsigned.
         (Some(_), None) => return Some(vec![refuse(wire::RCODE_REFUSED)]),
-        (Some(key), Some(at)) => {
-            let Some(rec) = tsig::parse(pkt, at) else {
+        // Signed (even when we have no key: then with a key we do not know, RFC 8945 5.2.1).
+        (key, Some(at)) => match tsig::check(pkt, at, key.as_ref(), now()) {
+            Checked::Valid(s) => Some(s),
+            Checked::Malformed => {
                 stats.malformed.fetch_add(1, Relaxed);
                 return Some(vec![refuse(wire::RCODE_FORMERR)]);
-            };
-            match tsig::verify(pkt, at, &rec, key, now) {
-                Ok(()) => Some(Signer::new(key, rec.mac, now)),
-                Err(f) => {
-                    let mut out = refuse(tsig::RCODE_NOTAUTH);
-                    match f {
-                        Failure::BadKey => tsig::append_unsigned(&mut out, key, now, tsig::BADKEY),
-                        Failure::BadSig => tsig::append_unsigned(&mut out, key, now, tsig::BADSIG),
-                        Failure::BadTime => {
-                            // Signed, with our clock in Other Data so the client can tell.
-                            let mut s = Signer::new(key, rec.mac, rec.time_signed);
-                            s.sign(&mut out, tsig::BADTIME, &now.to_be_bytes()[2..]);
-                        }
-                    }
-                    return Some(vec![out]);
-                }
             }
-        }
+            Checked::Invalid(r) => {
+                let mut out = refuse(tsig::RCODE_NOTAUTH);
+                r.append(&mut out);
+                return Some(vec![out]);
+            }
+        },
     };
     stats.transfers.fetch_add(1, Relaxed);
     stats.count(Transport::Tcp, Some(q.qtype), wire::RCODE_NOERROR);

@@ -208,15 +208,28 @@ fn append(
     error: u16,
     other: &[u8],
 ) {
+    let (name, alg) = (wire_name(&key.name), wire_name(key.algorithm.name()));
+    append_named(msg, &name, &alg, time_signed, mac, error, other);
+}
+
+/// [`append`] with the key name and algorithm given as wire names.
+fn append_named(
+    msg: &mut Vec<u8>,
+    name: &[u8],
+    alg: &[u8],
+    time_signed: u64,
+    mac: &[u8],
+    error: u16,
+    other: &[u8],
+) {
     let id = [msg[0], msg[1]];
-    msg.extend_from_slice(&wire_name(&key.name));
+    msg.extend_from_slice(name);
     msg.extend_from_slice(&crate::dns::wire::TYPE_TSIG.to_be_bytes());
     msg.extend_from_slice(&CLASS_ANY.to_be_bytes());
     msg.extend_from_slice(&0u32.to_be_bytes());
-    let alg = wire_name(key.algorithm.name());
     let rdlen = alg.len() + 6 + 2 + 2 + mac.len() + 2 + 2 + 2 + other.len();
     msg.extend_from_slice(&(rdlen as u16).to_be_bytes());
-    msg.extend_from_slice(&alg);
+    msg.extend_from_slice(alg);
     put48(msg, time_signed);
     msg.extend_from_slice(&FUDGE.to_be_bytes());
     msg.extend_from_slice(&(mac.len() as u16).to_be_bytes());
@@ -227,6 +240,66 @@ fn append(
     msg.extend_from_slice(other);
     let ar = u16::from_be_bytes([msg[10], msg[11]]).wrapping_add(1);
     msg[10..12].copy_from_slice(&ar.to_be_bytes());
+}
+
+/// What a signed request gets.
+pub enum Checked<'k> {
+    /// Valid: answer, and sign the answer with this.
+    Valid(Signer<'k>),
+    /// Not valid: answer NOTAUTH, and append the TSIG error with [`Rejection::append`].
+    Invalid(Rejection<'k>),
+    /// The TSIG record does not parse: FORMERR.
+    Malformed,
+}
+
+/// The TSIG record a NOTAUTH answer carries (RFC 8945 5.2).
+pub struct Rejection<'k> {
+    failure: Failure,
+    key: Option<&'k TsigKey>,
+    /// The request's key name and algorithm, echoed in a BADKEY answer.
+    name: Vec<u8>,
+    algorithm: Vec<u8>,
+    mac: Vec<u8>,
+    time_signed: u64,
+    now: u64,
+}
+
+impl Rejection<'_> {
+    pub fn append(self, msg: &mut Vec<u8>) {
+        match (self.failure, self.key) {
+            (Failure::BadSig, Some(key)) => append_unsigned(msg, key, self.now, BADSIG),
+            (Failure::BadTime, Some(key)) => {
+                // Signed, with our clock in Other Data so the client can tell.
+                let mut s = Signer::new(key, &self.mac, self.time_signed);
+                s.sign(msg, BADTIME, &self.now.to_be_bytes()[2..]);
+            }
+            // An unknown key (or none configured): unsigned, naming the key the client used.
+            _ => append_named(msg, &self.name, &self.algorithm, self.now, &[], BADKEY, &[]),
+        }
+    }
+}
+
+/// Checks the TSIG record at `at` of a request against our key, if we have one.
+pub fn check<'k>(pkt: &[u8], at: usize, key: Option<&'k TsigKey>, now: u64) -> Checked<'k> {
+    let Some(rec) = parse(pkt, at) else {
+        return Checked::Malformed;
+    };
+    let result = match key {
+        Some(k) => verify(pkt, at, &rec, k, now).map(|()| k),
+        None => Err(Failure::BadKey),
+    };
+    match result {
+        Ok(k) => Checked::Valid(Signer::new(k, rec.mac, now)),
+        Err(failure) => Checked::Invalid(Rejection {
+            failure,
+            key,
+            mac: rec.mac.to_vec(),
+            name: rec.key_name,
+            algorithm: rec.algorithm,
+            time_signed: rec.time_signed,
+            now,
+        }),
+    }
 }
 
 /// Signs the messages of one response in order (RFC 8945 5.3 and 5.3.1): the first covers
