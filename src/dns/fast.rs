@@ -138,7 +138,6 @@ impl Records<'_> {
 
 /// Answers the hot case into `out`. `None`: not the hot case, nothing counted, use the full
 /// path. `Some(send)`: answered (or dropped by rate limiting when `send` is false).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn try_answer(
     table: &RoutingTable,
     pkt: &[u8],
