@@ -47,6 +47,18 @@ impl Rng {
     fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
         &v[(self.next() % v.len() as u64) as usize]
     }
+
+    /// Flips one random bit past the ID (kept so answers can be matched).
+    fn flip_bit(&mut self, q: &mut [u8]) {
+        let at = 2 + (self.next() as usize % (q.len() - 2));
+        q[at] ^= 1 << (self.next() % 8);
+    }
+
+    /// Cuts the packet short, keeping at least the header.
+    fn cut_short(&mut self, q: &mut Vec<u8>) {
+        let keep = 12 + (self.next() as usize % (q.len() - 12));
+        q.truncate(keep);
+    }
 }
 
 fn queries() -> Vec<Vec<u8>> {
@@ -89,27 +101,14 @@ fn queries() -> Vec<Vec<u8>> {
         let mut q = match rng.pick(&ecs) {
             Some(opt) => raw_query(name, qtype, &[(8, opt.clone())]),
             None if i % 3 == 0 => raw_query(name, qtype, &[]),
-            None => {
-                // No EDNS at all: drop the OPT record and fix ARCOUNT.
-                let mut q = raw_query(name, qtype, &[]);
-                q.truncate(q.len() - 11);
-                q[11] = 0;
-                q
-            }
+            // No EDNS at all.
+            None => query_bytes(name, qtype, 1, None),
         };
         q[0] = (i >> 8) as u8;
         q[1] = i as u8;
         match i % 10 {
-            // Flip a random bit past the ID (kept so answers can be matched).
-            7 => {
-                let at = 2 + (rng.next() as usize % (q.len() - 2));
-                q[at] ^= 1 << (rng.next() % 8);
-            }
-            // Cut the packet short.
-            8 => {
-                let keep = 12 + (rng.next() as usize % (q.len() - 12));
-                q.truncate(keep);
-            }
+            7 => rng.flip_bit(&mut q),
+            8 => rng.cut_short(&mut q),
             // A response (QR set): never answered.
             9 if i % 50 == 9 => q[2] |= 0x80,
             _ => {}
@@ -204,50 +203,6 @@ async fn udp_and_tcp_answer_exactly_what_the_answer_function_does() {
     assert_eq!(addrs(&m), ["192.0.2.100"]);
 }
 
-/// An OPT record: payload size, version, options (code, data).
-type OptSpec<'a> = (u16, u8, &'a [(u16, Vec<u8>)]);
-
-/// A query with full control over the parts the hot path looks at: class, and an OPT record
-/// or none.
-fn build_query(name: &str, qtype: u16, class: u16, opt: Option<OptSpec<'_>>) -> Vec<u8> {
-    let mut p = vec![
-        0x12,
-        0x34,
-        0x01,
-        0x00,
-        0,
-        1,
-        0,
-        0,
-        0,
-        0,
-        0,
-        opt.is_some() as u8,
-    ];
-    for label in name.trim_end_matches('.').split('.') {
-        p.push(label.len() as u8);
-        p.extend_from_slice(label.as_bytes());
-    }
-    p.push(0);
-    p.extend_from_slice(&qtype.to_be_bytes());
-    p.extend_from_slice(&class.to_be_bytes());
-    if let Some((payload, version, options)) = opt {
-        let mut rdata = Vec::new();
-        for (code, data) in options {
-            rdata.extend_from_slice(&code.to_be_bytes());
-            rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
-            rdata.extend_from_slice(data);
-        }
-        p.push(0);
-        p.extend_from_slice(&41u16.to_be_bytes());
-        p.extend_from_slice(&payload.to_be_bytes());
-        p.extend_from_slice(&[0, version, 0x80, 0]);
-        p.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        p.extend_from_slice(&rdata);
-    }
-    p
-}
-
 /// Queries aimed at the hot path's edges: every name kind (service, plain address names,
 /// CNAMEs, wildcards, names below a delegation, other zones), address and other types, other
 /// classes, every OPT shape (none, version 1, small and large payloads, ECS, two ECS, cookies,
@@ -301,9 +256,14 @@ fn hot_queries() -> Vec<Vec<u8>> {
         let payload = *rng.pick(&[1232u16, 512, 100, 4096, 65535]);
         let version = if i % 31 == 0 { 1 } else { 0 };
         let mut q = if i % 7 == 0 {
-            build_query(name, qtype, class, None)
+            query_bytes(name, qtype, class, None)
         } else {
-            build_query(name, qtype, class, Some((payload, version, &options)))
+            query_bytes(
+                name,
+                qtype,
+                class,
+                Some((payload, [0, version, 0x80, 0], &options)),
+            )
         };
         q[0] = (i >> 8) as u8;
         q[1] = i as u8;
@@ -311,14 +271,8 @@ fn hot_queries() -> Vec<Vec<u8>> {
         q[2] ^= (rng.next() % 2) as u8;
         q[3] |= *rng.pick(&[0x00, 0x10, 0x20, 0x30]);
         match i % 13 {
-            3 => {
-                let at = 2 + (rng.next() as usize % (q.len() - 2));
-                q[at] ^= 1 << (rng.next() % 8);
-            }
-            5 => {
-                let keep = 12 + (rng.next() as usize % (q.len() - 12));
-                q.truncate(keep);
-            }
+            3 => rng.flip_bit(&mut q),
+            5 => rng.cut_short(&mut q),
             7 => q.extend_from_slice(&[0xde, 0xad]),
             // The question name as a pointer into the header.
             9 => {

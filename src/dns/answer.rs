@@ -91,7 +91,10 @@ pub fn handle_full(
     // A signed query (RFC 8945): answered signed with our key, or NOTAUTH with the TSIG error
     // (BADKEY when we have no key or another one).
     let tsig_key = table.config.transfer.tsig.as_ref();
-    let signer = match q.tsig.map(|at| tsig::check(pkt, at, tsig_key, unix_now())) {
+    let signer = match q
+        .tsig
+        .map(|at| tsig::check(pkt, at, tsig_key, super::unix_now()))
+    {
         None => None,
         Some(tsig::Checked::Valid(s)) => Some(s),
         Some(bad) => {
@@ -136,26 +139,14 @@ pub fn handle_full(
         );
         return true;
     }
-    let limit_bytes = match (transport, q.edns) {
-        (Transport::Tcp, _) => 65535,
-        (Transport::Udp, Some(e)) => e.udp_payload.clamp(512, payload.max(512)) as usize,
-        (Transport::Udp, None) => 512,
-    };
+    let limit_bytes = size_limit(transport, q.edns.map(|e| e.udp_payload), payload);
     let ecs = q.edns.and_then(|e| e.ecs);
     if ecs.is_some() {
         stats.ecs.fetch_add(1, Relaxed);
     }
-    // RFC 7871 7.1.2: source prefix 0 means "do not use my subnet": answer for the sender.
-    let client = match ecs {
-        Some(e) if e.source_prefix > 0 => e.addr,
-        _ => src,
-    };
     let mut sections = Sections::default();
-    let (flags, scope) = resolve(table, &q, client, &mut sections, stats);
-    let scope = match ecs {
-        Some(e) if e.source_prefix == 0 => 0,
-        _ => scope,
-    };
+    let (flags, scope) = resolve(table, &q, client_of(ecs, src), &mut sections, stats);
+    let scope = scope_for(ecs, scope);
     let opt = q.edns.map(|e| OptOut {
         payload,
         ecs: e.ecs.map(|ecs| (ecs, scope)),
@@ -192,11 +183,31 @@ pub fn handle_full(
     true
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// The largest response the client takes: its EDNS payload size within [512, ours] over UDP,
+/// 512 without EDNS (RFC 6891 6.2.5), a whole message over TCP.
+pub(super) fn size_limit(transport: Transport, client_payload: Option<u16>, ours: u16) -> usize {
+    match (transport, client_payload) {
+        (Transport::Tcp, _) => 65535,
+        (Transport::Udp, Some(p)) => p.clamp(512, ours.max(512)) as usize,
+        (Transport::Udp, None) => 512,
+    }
+}
+
+/// Whom to answer for. RFC 7871 7.1.2: source prefix 0 means "do not use my subnet", so the
+/// sender's own address counts.
+pub(super) fn client_of(ecs: Option<wire::Ecs>, src: IpAddr) -> IpAddr {
+    match ecs {
+        Some(e) if e.source_prefix > 0 => e.addr,
+        _ => src,
+    }
+}
+
+/// The ECS scope to return: 0 for a source prefix of 0 (the answer is not for a subnet).
+pub(super) fn scope_for(ecs: Option<wire::Ecs>, scope: u8) -> u8 {
+    match ecs {
+        Some(e) if e.source_prefix == 0 => 0,
+        _ => scope,
+    }
 }
 
 /// The cookie to return (client cookie + a fresh server cookie) and whether the query's server
@@ -211,10 +222,8 @@ fn cookie_reply(
     let Some(c) = q.edns.and_then(|e| e.cookie) else {
         return (None, false);
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(0);
+    // RFC 9018 timestamps are 32-bit seconds.
+    let now = super::unix_now() as u32;
     let secret = guard.cookie_secret(&table.config);
     let ok = cookie::is_valid(secret, &c, src, now);
     if ok {

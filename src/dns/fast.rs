@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::Transport;
-use super::answer::limit;
-use super::message::{OptOut, put_opt};
+use super::answer::{client_of, limit, scope_for, size_limit};
+use super::message::{OptOut, Owner, Rr, put_opt, put_rr};
 use super::rrl::{Flow, Kind, Verdict};
 use super::wire::{self, Ecs};
 use super::{Guard, Stats};
@@ -44,18 +44,12 @@ fn read_opt(pkt: &[u8], at: usize, arcount: u16) -> Option<Option<Opt>> {
     let rdlen = u16::from_be_bytes([fixed[9], fixed[10]]) as usize;
     let rdata = pkt.get(at + 11..at + 11 + rdlen)?;
     let mut ecs = None;
-    let mut o = 0;
-    while o < rdata.len() {
-        let head = rdata.get(o..o + 4)?;
-        let code = u16::from_be_bytes([head[0], head[1]]);
-        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
-        let data = rdata.get(o + 4..o + 4 + len)?;
-        match code {
-            wire::OPTION_ECS if ecs.is_none() => ecs = Some(wire::parse_ecs(data)?),
-            wire::OPTION_ECS | wire::OPTION_COOKIE => return None,
+    for option in wire::options(rdata) {
+        match option? {
+            (wire::OPTION_ECS, data) if ecs.is_none() => ecs = Some(wire::parse_ecs(data)?),
+            (wire::OPTION_ECS | wire::OPTION_COOKIE, _) => return None,
             _ => {}
         }
-        o += 4 + len;
     }
     Some(Some(Opt { payload, ecs }))
 }
@@ -96,15 +90,15 @@ impl Records<'_> {
                 rtype,
                 ttl,
             } => {
-                let mut rr = [0u8; 12 + 16];
-                rr[..2].copy_from_slice(&[0xC0, 0x0C]);
-                rr[2..4].copy_from_slice(&rtype.to_be_bytes());
-                rr[4..6].copy_from_slice(&[0, 1]);
-                rr[6..10].copy_from_slice(&ttl.to_be_bytes());
-                rr[10..12].copy_from_slice(&(*width as u16).to_be_bytes());
-                for a in data.chunks_exact(*width) {
-                    rr[12..12 + width].copy_from_slice(a);
-                    out.extend_from_slice(&rr[..12 + width]);
+                for rdata in data.chunks_exact(*width) {
+                    let rr = Rr {
+                        owner: Owner::QName,
+                        rtype: *rtype,
+                        ttl: *ttl,
+                        rdata,
+                    };
+                    // The owner is the question name itself, so no name to compress against.
+                    put_rr(out, &rr, &[]);
                 }
             }
         }
@@ -169,11 +163,7 @@ pub(super) fn try_answer(
     let hot = table.zones.hot(qname)?;
 
     let ecs = opt.as_ref().and_then(|o| o.ecs);
-    // RFC 7871 7.1.2: source prefix 0 means "do not use my subnet": answer for the sender.
-    let client = match ecs {
-        Some(e) if e.source_prefix > 0 => e.addr,
-        _ => src,
-    };
+    let client = client_of(ecs, src);
     let mut service = None;
     let (records, scope) = match hot {
         Hot::Service { service: si, .. } => {
@@ -207,26 +197,15 @@ pub(super) fn try_answer(
         }
     };
     let server_payload = table.config.server.udp_payload_max;
-    let limit_bytes = match (transport, &opt) {
-        (Transport::Tcp, _) => 65535,
-        (Transport::Udp, Some(o)) => o.payload.clamp(512, server_payload.max(512)) as usize,
-        (Transport::Udp, None) => 512,
-    };
+    let limit_bytes = size_limit(transport, opt.as_ref().map(|o| o.payload), server_payload);
     let question = &pkt[12..qend];
-    let scope = match ecs {
-        Some(e) if e.source_prefix == 0 => 0,
-        _ => scope,
-    };
+    let scope = scope_for(ecs, scope);
     let opt_out = opt.as_ref().map(|o| OptOut {
         payload: server_payload,
         ecs: o.ecs.map(|e| (e, scope)),
         cookie: None,
     });
-    let opt_len = opt_out.as_ref().map_or(0, |o| {
-        11 + o
-            .ecs
-            .map_or(0, |(e, _)| 4 + 4 + (e.source_prefix as usize).div_ceil(8))
-    });
+    let opt_len = opt_out.as_ref().map_or(0, OptOut::wire_len);
     if 12 + question.len() + records.wire_len() + opt_len > limit_bytes {
         return None;
     }

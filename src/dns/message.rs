@@ -114,6 +114,17 @@ pub(super) fn put_rr(out: &mut Vec<u8>, rr: &Rr<'_>, qname: &[u8]) {
     out.extend_from_slice(rr.rdata);
 }
 
+impl OptOut {
+    /// Bytes [`put_opt`] writes for this record.
+    pub fn wire_len(&self) -> usize {
+        let ecs = self
+            .ecs
+            .map_or(0, |(e, _)| 8 + (e.source_prefix as usize).div_ceil(8));
+        let cookie = self.cookie.map_or(0, |c| 4 + c.len());
+        11 + ecs + cookie
+    }
+}
+
 /// Largest OPT record we write: 11 fixed bytes, ECS (4 + 4 + 16), cookie (4 + 24).
 const OPT_MAX: usize = 11 + 24 + 28;
 
@@ -264,5 +275,35 @@ pub fn write_error(
     }
     if let Some(o) = opt {
         put_opt(out, o, rcode);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::wire::Ecs;
+
+    #[test]
+    fn opt_length_is_what_is_written() {
+        let ecs = |prefix: u8, addr: &str| Ecs {
+            family: if addr.contains(':') { 2 } else { 1 },
+            source_prefix: prefix,
+            addr: addr.parse().unwrap(),
+        };
+        for (e, cookie) in [
+            (None, None),
+            (Some((ecs(24, "192.0.2.0"), 20)), None),
+            (Some((ecs(0, "0.0.0.0"), 0)), Some([7u8; 24])),
+            (Some((ecs(56, "2001:db8::"), 48)), Some([1u8; 24])),
+        ] {
+            let opt = OptOut {
+                payload: 1232,
+                ecs: e,
+                cookie,
+            };
+            let mut out = Vec::new();
+            put_opt(&mut out, &opt, 0);
+            assert_eq!(opt.wire_len(), out.len(), "{opt:?}");
+        }
     }
 }

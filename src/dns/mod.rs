@@ -204,3 +204,11 @@ impl Default for Guard {
         Guard::new(crate::config::RateLimit::default().table_size)
     }
 }
+
+/// Seconds since the Unix epoch: the clock TSIG and cookies work in.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -22,13 +22,6 @@ pub const TYPE_AXFR: u16 = 252;
 /// Start a new message once one holds this many bytes (well under the 64 KiB TCP limit).
 const MESSAGE_TARGET: usize = 16 * 1024;
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Answers `pkt` if it is a transfer request from an allowed client: every message of the
 /// response, in order. Returns None for any other packet (answered by `answer::handle`).
 pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Option<Vec<Vec<u8>>> {
@@ -67,7 +60,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
         // A key is required and the request is unsigned.
         (Some(_), None) => return Some(vec![refuse(wire::RCODE_REFUSED)]),
         // Signed (even when we have no key: then with a key we do not know, RFC 8945 5.2.1).
-        (key, Some(at)) => match tsig::check(pkt, at, key.as_ref(), now()) {
+        (key, Some(at)) => match tsig::check(pkt, at, key.as_ref(), super::unix_now()) {
             Checked::Valid(s) => Some(s),
             Checked::Malformed => {
                 stats.malformed.fetch_add(1, Relaxed);

@@ -180,6 +180,25 @@ pub(super) fn parse_ecs(data: &[u8]) -> Option<Ecs> {
     })
 }
 
+/// The options in an OPT record's RDATA, in order, as (code, data). An option cut short is a
+/// `None`, and ends the walk.
+pub(super) fn options(rdata: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= rdata.len() {
+            return None;
+        }
+        let option = be16(rdata, at)
+            .zip(be16(rdata, at + 2))
+            .and_then(|(code, len)| {
+                let end = at + 4 + len as usize;
+                rdata.get(at + 4..end).map(|data| (code, data, end))
+            });
+        at = option.map_or(rdata.len(), |(_, _, end)| end);
+        Some(option.map(|(code, data, _)| (code, data)))
+    })
+}
+
 /// Parses a query packet.
 pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
     if pkt.len() < 12 {
@@ -276,12 +295,8 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
         let version = (ttl_hi & 0xFF) as u8;
         let mut ecs = None;
         let mut cookie = None;
-        let mut o = 0;
-        while o < rdata.len() {
-            let (Some(code), Some(len)) = (be16(rdata, o), be16(rdata, o + 2)) else {
-                return Err(bad_option);
-            };
-            let Some(data) = rdata.get(o + 4..o + 4 + len as usize) else {
+        for option in options(rdata) {
+            let Some((code, data)) = option else {
                 return Err(bad_option);
             };
             let ok = match code {
@@ -295,7 +310,6 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
             if !ok {
                 return Err(bad_option);
             }
-            o += 4 + len as usize;
         }
         edns = Some(Edns {
             udp_payload: class,

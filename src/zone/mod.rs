@@ -445,9 +445,12 @@ impl ZoneSet {
 
     /// The zone with the longest origin containing `qname` (lower-case wire).
     pub fn find(&self, qname: &[u8]) -> Option<&Zone> {
-        suffixes(qname)
-            .find_map(|o| self.by_origin.get(&qname[o..]))
-            .map(|&i| &self.zones[i])
+        self.holder(qname).map(|i| &self.zones[i])
+    }
+
+    /// The index of the zone [`ZoneSet::find`] returns.
+    fn holder(&self, qname: &[u8]) -> Option<usize> {
+        suffixes(qname).find_map(|o| self.by_origin.get(&qname[o..]).copied())
     }
 
     /// The zone and service index of a geo service name (lower-case wire).
@@ -475,9 +478,7 @@ impl ZoneSet {
                 if node.service.is_some() || node.get(TYPE_CNAME).is_some() {
                     continue;
                 }
-                let holder =
-                    suffixes(name.wire()).find_map(|o| self.by_origin.get(&name.wire()[o..]));
-                if holder != Some(&zi) {
+                if self.holder(name.wire()) != Some(zi) {
                     continue;
                 }
                 if !matches!(
@@ -505,8 +506,7 @@ impl ZoneSet {
     /// Marks `name` as geo service number `index`. Errors are plain text; the caller adds the
     /// config line.
     pub fn attach_service(&mut self, name: &Name, index: usize) -> Result<(), String> {
-        let Some(&zi) = suffixes(name.wire()).find_map(|o| self.by_origin.get(&name.wire()[o..]))
-        else {
+        let Some(zi) = self.holder(name.wire()) else {
             return Err(format!("`{name}` is not inside any loaded zone"));
         };
         let zone = &mut self.zones[zi];

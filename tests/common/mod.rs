@@ -196,26 +196,50 @@ pub fn ecs(m: &Message) -> Option<(IpAddr, u8, u8)> {
 
 /// A raw query with a hand-made OPT record holding `options` (code, data).
 pub fn raw_query(name: &str, qtype: u16, options: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    query_bytes(name, qtype, 1, Some((1232, [0; 4], options)))
+}
+
+/// An OPT record: payload size, the four TTL bytes (extended rcode, version, flags), options
+/// as (code, data).
+pub type OptSpec<'a> = (u16, [u8; 4], &'a [(u16, Vec<u8>)]);
+
+/// A query with every part the answer path looks at chosen: class, and an OPT record or none.
+pub fn query_bytes(name: &str, qtype: u16, class: u16, opt: Option<OptSpec<'_>>) -> Vec<u8> {
+    let mut p = vec![
+        0x12,
+        0x34,
+        0x01,
+        0x00,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        opt.is_some() as u8,
+    ];
     for label in name.trim_end_matches('.').split('.') {
         p.push(label.len() as u8);
         p.extend_from_slice(label.as_bytes());
     }
     p.push(0);
     p.extend_from_slice(&qtype.to_be_bytes());
-    p.extend_from_slice(&1u16.to_be_bytes());
-    let mut rdata = Vec::new();
-    for (code, data) in options {
-        rdata.extend_from_slice(&code.to_be_bytes());
-        rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        rdata.extend_from_slice(data);
+    p.extend_from_slice(&class.to_be_bytes());
+    if let Some((payload, ttl, options)) = opt {
+        let mut rdata = Vec::new();
+        for (code, data) in options {
+            rdata.extend_from_slice(&code.to_be_bytes());
+            rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            rdata.extend_from_slice(data);
+        }
+        p.push(0);
+        p.extend_from_slice(&41u16.to_be_bytes());
+        p.extend_from_slice(&payload.to_be_bytes());
+        p.extend_from_slice(&ttl);
+        p.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        p.extend_from_slice(&rdata);
     }
-    p.push(0);
-    p.extend_from_slice(&41u16.to_be_bytes());
-    p.extend_from_slice(&1232u16.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, 0]);
-    p.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    p.extend_from_slice(&rdata);
     p
 }
 
