@@ -4,6 +4,7 @@
 # Throughput on this kind of VM swings by 15-25% between rounds; counters per query are
 # steadier, so this is the per-core comparison to read next to bench/vs-gdnsd.sh.
 #   ROUNDS=3 (alternating)   RATE="20000 max" (fixed QPS, and closed-loop saturation)
+#   MIX=ecs (or noecs, static: which query file of the harness to send)
 # Needs `perf` (linux-perf) with hardware counters, and a prior bench/vs-gdnsd.sh run, which
 # leaves both servers' configs, the query files and dnsload under $ANCHORS_WORK.
 # Loopback only; every load is time-bounded (dnsload -l).
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${ANCHORS_WORK:-/tmp/geo-anchors}"
 DNSLOAD="$WORK/target/release/dnsload"
-QUERIES="$WORK/q-ecs.txt"
+QUERIES="$WORK/q-${MIX:-ecs}.txt"
 for f in "$DNSLOAD" "$QUERIES" "$WORK/mirrordns/config.toml" "$WORK/gdnsd/config"; do
   [ -e "$f" ] || { echo "missing $f: run bench/vs-gdnsd.sh once first" >&2; exit 1; }
 done
