@@ -388,6 +388,50 @@ async fn signed_queries_are_answered_signed_or_get_badkey() {
     assert_eq!(records(&out).len(), 25, "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_answer_too_big_for_udp_is_truncated_with_its_signature() {
+    if !installed("dig", "-v", "dnsutils") {
+        return;
+    }
+    let right = format!("hmac-sha256:xfr-key:{KEY}");
+    // 447 bytes unsigned, so it fits 512 without EDNS; the 80-byte signature would not.
+    let zone = format!(
+        "{ZONE}big TXT \"{}\" \"{}\"\n",
+        "a".repeat(200),
+        "b".repeat(200)
+    );
+    let ts = start(&transfer_config("\"127.0.0.1\"", true), &zone, None).await;
+    let out = axfr(&ts, &["+noedns", "big.example.com", "TXT"]).await;
+    assert!(out.contains("MSG SIZE  rcvd: 447"), "{out}");
+    let out = axfr(
+        &ts,
+        &["+noedns", "+ignore", "-y", &right, "big.example.com", "TXT"],
+    )
+    .await;
+    let size: usize = out
+        .split("MSG SIZE  rcvd: ")
+        .nth(1)
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(size <= 512, "{out}");
+    assert!(out.contains("flags: qr aa tc"), "{out}");
+    assert!(
+        out.contains("\tTSIG\t") && !out.contains("Couldn't"),
+        "{out}"
+    );
+    assert!(!out.contains("aaaa"), "{out}");
+    // dig retries a truncated answer over TCP, where the whole signed answer fits.
+    let out = axfr(&ts, &["+noedns", "-y", &right, "big.example.com", "TXT"]).await;
+    assert!(
+        out.contains("status: NOERROR") && out.contains("aaaa"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\tTSIG\t") && !out.contains("Couldn't"),
+        "{out}"
+    );
+}
+
 /// A header with these counts, then `rest`.
 fn packet(qd: u16, ar: u16, rest: &[u8]) -> Vec<u8> {
     let mut p = vec![0x77, 0x01, 0x00, 0x00];

@@ -139,7 +139,10 @@ pub fn handle_full(
         );
         return true;
     }
-    let limit_bytes = size_limit(transport, q.edns.map(|e| e.udp_payload), payload);
+    // RFC 8945 5.3: the signature must fit too, so a signed answer that would not is sent
+    // truncated (question, OPT and TSIG only) and the client retries over TCP.
+    let limit_bytes = size_limit(transport, q.edns.map(|e| e.udp_payload), payload)
+        .saturating_sub(signer.as_ref().map_or(0, |s| s.record_len()));
     let ecs = q.edns.and_then(|e| e.ecs);
     if ecs.is_some() {
         stats.ecs.fetch_add(1, Relaxed);

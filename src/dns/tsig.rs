@@ -323,6 +323,21 @@ impl<'k> Signer<'k> {
         }
     }
 
+    /// Bytes the TSIG record of an ordinary signed answer (no error, no other data) adds.
+    pub fn record_len(&self) -> usize {
+        let mac_len = match self.key.algorithm {
+            TsigAlgorithm::HmacSha256 => 32,
+            TsigAlgorithm::HmacSha512 => 64,
+        };
+        let (name, alg) = (
+            wire_name(&self.key.name),
+            wire_name(self.key.algorithm.name()),
+        );
+        // type, class, TTL, rdlength; then time (6), fudge, MAC size, MAC, original ID, error,
+        // other length.
+        name.len() + 10 + alg.len() + 6 + 2 + 2 + mac_len + 2 + 2 + 2
+    }
+
     pub fn sign(&mut self, msg: &mut Vec<u8>, error: u16, other: &[u8]) {
         let size = (self.prior_mac.len() as u16).to_be_bytes();
         let mac = if self.first {
@@ -365,6 +380,23 @@ mod tests {
                 .collect::<String>()
                 .starts_with("164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554")
         );
+    }
+
+    #[test]
+    fn record_len_is_what_signing_adds() {
+        for algorithm in [TsigAlgorithm::HmacSha256, TsigAlgorithm::HmacSha512] {
+            let key = TsigKey {
+                name: "xfr-key.example".into(),
+                algorithm,
+                secret: vec![7; 32],
+            };
+            let s = Signer::new(&key, &[1; 32], 1_800_000_000);
+            let mut msg = vec![0x12, 0x34, 0x84, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let predicted = s.record_len();
+            let mut s = s;
+            s.sign(&mut msg, 0, &[]);
+            assert_eq!(msg.len() - 12, predicted, "{algorithm:?}");
+        }
     }
 
     #[test]
