@@ -2,7 +2,9 @@
 //! talk to it over real UDP and TCP sockets with hickory-proto messages.
 #![allow(dead_code)]
 
+pub mod broken_files;
 pub mod mmdb;
+pub mod process;
 pub mod release;
 
 use std::net::{IpAddr, SocketAddr};
