@@ -130,28 +130,8 @@ impl Validator<'_> {
             minisign_key,
         } = raw.into_inner();
         let url = self.url(&base_url, "origin.base-url");
-        let mut v4 = Vec::new();
-        for a in &ipv4 {
-            match a.get_ref().parse() {
-                Ok(ip) => v4.push(ip),
-                Err(_) => self.err(
-                    a,
-                    "origin.ipv4",
-                    format!("`{}` is not an IPv4 address", a.get_ref()),
-                ),
-            }
-        }
-        let mut v6 = Vec::new();
-        for a in &ipv6 {
-            match a.get_ref().parse() {
-                Ok(ip) => v6.push(ip),
-                Err(_) => self.err(
-                    a,
-                    "origin.ipv6",
-                    format!("`{}` is not an IPv6 address", a.get_ref()),
-                ),
-            }
-        }
+        let v4 = self.addresses(&ipv4, "origin.ipv4", "IPv4");
+        let v6 = self.addresses(&ipv6, "origin.ipv6", "IPv6");
         let key = minisign_key.and_then(|k| {
             match minisign_verify::PublicKey::from_base64(k.get_ref().trim()) {
                 Ok(_) => Some(k.get_ref().trim().to_string()),

@@ -126,6 +126,28 @@ impl Validator<'_> {
         line_of(self.src, s.span().start)
     }
 
+    /// The entries of an address list that parse as `A`; each other one is reported under
+    /// `key` as "not an {family} address".
+    fn addresses<A: std::str::FromStr>(
+        &mut self,
+        list: &[Spanned<String>],
+        key: &str,
+        family: &str,
+    ) -> Vec<A> {
+        let mut out = Vec::new();
+        for a in list {
+            match a.get_ref().parse() {
+                Ok(ip) => out.push(ip),
+                Err(_) => self.err(
+                    a,
+                    key,
+                    format!("`{}` is not an {family} address", a.get_ref()),
+                ),
+            }
+        }
+        out
+    }
+
     fn err<T>(&mut self, at: &Spanned<T>, key: &str, msg: impl Into<String>) {
         let line = self.line(at);
         self.problems

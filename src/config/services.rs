@@ -87,30 +87,8 @@ impl Validator<'_> {
                     format!("mirror `{n}` is defined twice"),
                 );
             }
-            let key4 = format!("mirror `{n}`: ipv4");
-            let mut v4 = Vec::new();
-            for a in &ipv4 {
-                match a.get_ref().parse::<Ipv4Addr>() {
-                    Ok(ip) => v4.push(ip),
-                    Err(_) => self.err(
-                        a,
-                        &key4,
-                        format!("`{}` is not an IPv4 address", a.get_ref()),
-                    ),
-                }
-            }
-            let key6 = format!("mirror `{n}`: ipv6");
-            let mut v6 = Vec::new();
-            for a in &ipv6 {
-                match a.get_ref().parse::<Ipv6Addr>() {
-                    Ok(ip) => v6.push(ip),
-                    Err(_) => self.err(
-                        a,
-                        &key6,
-                        format!("`{}` is not an IPv6 address", a.get_ref()),
-                    ),
-                }
-            }
+            let v4: Vec<Ipv4Addr> = self.addresses(&ipv4, &format!("mirror `{n}`: ipv4"), "IPv4");
+            let v6: Vec<Ipv6Addr> = self.addresses(&ipv6, &format!("mirror `{n}`: ipv6"), "IPv6");
             let key = format!("mirror `{n}`: location");
             let loc = location.as_ref().and_then(|l| {
                 let loc = self.location(l, &key)?;
