@@ -20,6 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use crate::config::{GeoConfig, Override};
@@ -364,8 +365,11 @@ impl GeoSource {
         let mut v6 = Vec::new();
         let mut networks = 0;
         if let Some((path, reader)) = &self.db {
-            // Many networks share one data record; decode each record once.
-            let mut by_offset: HashMap<usize, u32> = HashMap::new();
+            // Many networks share one data record; decode each record once. Neighbouring
+            // networks in tree order usually share it, so the last one is checked before the
+            // map (whose random probes into a few MB were most of the compile time).
+            let mut by_offset: FxHashMap<usize, u32> = FxHashMap::default();
+            let mut last: Option<(usize, u32)> = None;
             let mut walk = |cidr: &str,
                             out: &mut Vec<Span>,
                             locations: &mut Vec<Location>|
@@ -387,8 +391,12 @@ impl GeoSource {
                     let n = item
                         .network()
                         .map_err(|e| format!("{}: {e}", path.display()))?;
-                    let id = match by_offset.get(&offset) {
-                        Some(id) => *id,
+                    let cached = match last {
+                        Some((o, id)) if o == offset => Some(id),
+                        _ => by_offset.get(&offset).copied(),
+                    };
+                    let id = match cached {
+                        Some(id) => id,
                         None => {
                             let loc = match item.decode::<Record>() {
                                 Ok(Some(r)) => r.location(),
@@ -402,6 +410,7 @@ impl GeoSource {
                             id
                         }
                     };
+                    last = Some((offset, id));
                     let (start, end) = match n {
                         ipnetwork::IpNetwork::V4(n) => bounds(IpNet::V4(
                             ipnet::Ipv4Net::new(n.network(), n.prefix())
