@@ -22,6 +22,7 @@ use crate::geo::GeoSource;
 use crate::health::{self, Health, Publisher};
 use crate::load::Loaded;
 use crate::metrics::{BUILD_BUCKETS, Histogram};
+use crate::notify::{self, Notifier};
 use crate::routing::{self, RoutingTable};
 
 /// Counters about the server itself.
@@ -539,7 +540,8 @@ impl Core {
     }
 }
 
-/// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads.
+/// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads. Under systemd (`NOTIFY_SOCKET`), says
+/// when it answers, reloads and stops, and pings the watchdog while DNS is served.
 pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Handlers first: the server answers as soon as it starts, and a SIGTERM that a supervisor
@@ -547,15 +549,36 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let notifier = Notifier::from_env();
     let server = Server::start(loaded).await?;
+    if let Some(n) = &notifier {
+        n.send(&format!(
+            "READY=1\nSTATUS={}",
+            serving_status(&server, None)
+        ));
+    }
+    let watchdog = notifier
+        .as_ref()
+        .and(notify::watchdog_interval())
+        .map(|every| tokio::spawn(ping_watchdog(server.core().clone(), every)));
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 info!("SIGHUP: reloading");
-                if let Err(p) = server.reload().await {
-                    for problem in &p.0 {
-                        error!(%problem, "reload rejected; still serving the previous state");
+                if let Some(n) = &notifier {
+                    n.reloading();
+                }
+                let rejected = match server.reload().await {
+                    Ok(_) => None,
+                    Err(p) => {
+                        for problem in &p.0 {
+                            error!(%problem, "reload rejected; still serving the previous state");
+                        }
+                        Some(p.0.first().map(|p| p.to_string()).unwrap_or_default())
                     }
+                };
+                if let Some(n) = &notifier {
+                    n.send(&format!("READY=1\nSTATUS={}", serving_status(&server, rejected)));
                 }
             }
             _ = term.recv() => break,
@@ -563,6 +586,42 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         }
     }
     info!("shutting down");
+    if let Some(n) = &notifier {
+        n.send("STOPPING=1\nSTATUS=shutting down");
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     server.shutdown().await;
     Ok(())
+}
+
+/// The one-line status `systemctl status` shows.
+fn serving_status(server: &Server, rejected: Option<String>) -> String {
+    let generation = server.core().config_info().generation;
+    let addrs: Vec<String> = server.dns_addrs().iter().map(|a| a.to_string()).collect();
+    let mut s = format!(
+        "serving config generation {generation} on {}",
+        addrs.join(" ")
+    );
+    if let Some(r) = rejected {
+        // One line: systemd shows STATUS up to the first newline.
+        s.push_str("; last reload rejected: ");
+        s.push_str(r.lines().next().unwrap_or_default());
+    }
+    s
+}
+
+/// Pings systemd's watchdog while the DNS listeners run. When they stop (a listener failed),
+/// the pings stop too and systemd restarts the service, as `WatchdogSec=` asks.
+async fn ping_watchdog(core: Arc<Core>, every: std::time::Duration) {
+    let Some(n) = Notifier::from_env() else {
+        return;
+    };
+    loop {
+        if core.dns_running.load(Ordering::Relaxed) {
+            n.send("WATCHDOG=1");
+        }
+        tokio::time::sleep(every).await;
+    }
 }

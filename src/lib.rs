@@ -11,7 +11,8 @@
 //! - [`admin`]: on-call actions from the watched admin-state file (drain, force-up, block).
 //! - [`routing`]: config + client maps + health snapshot -> the immutable [`routing::RoutingTable`].
 //! - [`dns`]: query bytes + routing table -> response bytes, and the UDP/TCP listeners.
-//! - [`daemon`]: the running server, its published table, reload and shutdown.
+//! - [`daemon`]: the running server, its published table, reload and shutdown; `notify`
+//!   tells systemd about them.
 //! - [`demo`]: `mirrordns demo` and the loopback file server it (and the tests) use.
 //! - [`http`]: the monitoring endpoint (health, readiness, status JSON, metrics, status page).
 //! - [`explain`]: "why this answer" for a client address.
@@ -33,5 +34,6 @@ pub mod http;
 pub mod load;
 pub mod manifest;
 pub mod metrics;
+mod notify;
 pub mod routing;
 pub mod zone;

@@ -98,9 +98,15 @@ impl Serving {
     /// Starts the binary on `config` (whose `http-listen` is `port`) and waits until it
     /// answers on its monitoring endpoint.
     pub fn start(config: &Path, port: u16) -> Serving {
+        Self::start_with_env(config, port, &[])
+    }
+
+    /// [`Serving::start`] with extra environment variables (a service manager's, say).
+    pub fn start_with_env(config: &Path, port: u16, env: &[(&str, &str)]) -> Serving {
         let log = config.with_extension("log");
         let child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
             .args(["serve", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

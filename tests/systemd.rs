@@ -1,0 +1,157 @@
+//! Under systemd (`Type=notify`): the server says READY=1 only once it answers DNS, reports
+//! reloads (good and rejected) as RELOADING=1 then READY=1 with a status line, pings the
+//! watchdog, and says STOPPING=1 on SIGTERM. systemd's side is played by a Unix datagram
+//! socket named in `NOTIFY_SOCKET`, as systemd itself does it.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use common::process::Serving;
+use common::*;
+
+fn config(port: u16) -> String {
+    format!(
+        "{}\n[[service]]\nname = \"downloads.example.com\"\nmirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]\n{MIRRORS}",
+        server_section().replace(
+            "127.0.0.1:0\"\nzones",
+            &format!("127.0.0.1:{port}\"\nzones")
+        )
+    )
+}
+
+/// The next notification that is not a watchdog ping, within `secs`.
+fn next_state(sock: &UnixDatagram, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no notification within {secs} s");
+        sock.set_read_timeout(Some(left)).unwrap();
+        let n = sock
+            .recv(&mut buf)
+            .expect("a notification before the deadline");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg != "WATCHDOG=1" {
+            return msg;
+        }
+    }
+}
+
+/// An A query for www.example.com over UDP: the answer's addresses.
+fn www(dns: std::net::SocketAddr) -> Vec<String> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let q = query(
+        "www.example.com.",
+        hickory_proto::rr::RecordType::A,
+        None,
+        None,
+    );
+    sock.send_to(&q, dns).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf).expect("an answer");
+    let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+    addrs(&m)
+}
+
+fn lines_of(msg: &str) -> Vec<&str> {
+    msg.lines().collect()
+}
+
+#[test]
+fn tells_systemd_when_it_answers_reloads_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(port);
+    let cfg_path = write_files(&dir, &cfg, ZONE, None);
+    let notify_path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&notify_path).unwrap();
+    let mut srv = Serving::start_with_env(
+        &cfg_path,
+        port,
+        &[
+            ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+
+    let ready = next_state(&sock, 15);
+    let ready_lines = lines_of(&ready);
+    assert_eq!(ready_lines[0], "READY=1", "{ready}");
+    assert!(
+        ready_lines
+            .iter()
+            .any(|l| l.starts_with("STATUS=serving config generation 1 on 127.0.0.1:")),
+        "{ready}"
+    );
+    // Ready means answering: no wait between the notification and the first query.
+    assert_eq!(www(srv.dns), ["192.0.2.100"]);
+
+    // The watchdog is pinged at half of WATCHDOG_USEC while DNS is served.
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("a watchdog ping within 2 s");
+    assert_eq!(&buf[..n], b"WATCHDOG=1");
+
+    // A good reload: RELOADING=1 with the monotonic timestamp, then READY=1, generation 2.
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        ZONE.replace("192.0.2.100", "192.0.2.101"),
+    )
+    .unwrap();
+    srv.signal(libc::SIGHUP);
+    let reloading = next_state(&sock, 15);
+    let r = lines_of(&reloading);
+    assert_eq!(r[0], "RELOADING=1", "{reloading}");
+    let usec: u64 = r
+        .iter()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reloading}"));
+    assert!(usec > 0);
+    let again = next_state(&sock, 30);
+    assert!(
+        again.starts_with("READY=1\nSTATUS=serving config generation 2 "),
+        "{again}"
+    );
+    assert_eq!(www(srv.dns), ["192.0.2.101"]);
+
+    // A rejected reload: still READY (the old state serves), and the status says why.
+    std::fs::write(&cfg_path, format!("{cfg}\nwhat is this line\n")).unwrap();
+    srv.signal(libc::SIGHUP);
+    assert!(next_state(&sock, 15).starts_with("RELOADING=1\n"));
+    let rejected = next_state(&sock, 30);
+    assert!(
+        rejected.starts_with("READY=1\nSTATUS=serving config generation 2 "),
+        "{rejected}"
+    );
+    assert!(rejected.contains("last reload rejected: "), "{rejected}");
+    assert!(rejected.contains("mirrordns.toml"), "{rejected}");
+    assert_eq!(rejected.lines().count(), 2, "one status line: {rejected}");
+    assert_eq!(www(srv.dns), ["192.0.2.101"]);
+
+    std::fs::write(&cfg_path, &cfg).unwrap();
+    srv.assert_running();
+    let log = srv.stop();
+    let stopping = next_state(&sock, 5);
+    assert!(stopping.starts_with("STOPPING=1"), "{stopping}\n{log}");
+}
+
+/// systemd usually names a socket in the abstract namespace (`@/org/freedesktop/...`).
+#[test]
+fn notifies_an_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg_path = write_files(&dir, &config(port), ZONE, None);
+    let name = format!("mirrordns-test-{}-{port}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    let srv = Serving::start_with_env(&cfg_path, port, &[("NOTIFY_SOCKET", &format!("@{name}"))]);
+    assert!(next_state(&sock, 15).starts_with("READY=1\n"));
+    assert_eq!(www(srv.dns), ["192.0.2.100"]);
+    srv.stop();
+    assert!(next_state(&sock, 5).starts_with("STOPPING=1"));
+}
