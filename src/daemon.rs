@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::admin::AdminState;
 use crate::diag::{Problem, Problems};
@@ -55,6 +55,8 @@ pub struct Core {
     pub started_at: SystemTime,
     pub dns_running: AtomicBool,
     generation: Arc<AtomicU64>,
+    /// `[rate-limit] table-size` as the limiter was built: a reload does not resize it.
+    rrl_table_size: usize,
     /// The prober, when the config has anything to probe. Its lock also serialises reloads.
     health: Mutex<Option<Health>>,
     geo: std::sync::Mutex<Arc<GeoSource>>,
@@ -128,6 +130,7 @@ impl Server {
             started_at: SystemTime::now(),
             dns_running: AtomicBool::new(true),
             generation,
+            rrl_table_size: cfg.rate_limit.table_size,
             health: Mutex::new(health),
             geo: std::sync::Mutex::new(Arc::new(loaded.geo)),
             config_info: std::sync::Mutex::new(ConfigInfo {
@@ -256,6 +259,16 @@ impl Core {
                 return Err(p);
             }
         };
+        let wanted = loaded.config.rate_limit.table_size;
+        if wanted != self.rrl_table_size {
+            // Said, not silently ignored: the limiter's table is shared lock-free by every UDP
+            // worker and is sized once.
+            warn!(
+                running = self.rrl_table_size,
+                config = wanted,
+                "rate-limit.table-size changed: the new size takes effect at the next restart; everything else is reloaded"
+            );
+        }
         let carried = match health.take() {
             Some(h) => Some(h.stop().await),
             None => None,
