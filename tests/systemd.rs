@@ -1,7 +1,8 @@
-//! The process under a service manager. Under systemd (`Type=notify`) the server says READY=1 only once it answers DNS, reports
-//! reloads (good and rejected) as RELOADING=1 then READY=1 with a status line, pings the
-//! watchdog, and says STOPPING=1 on SIGTERM. systemd's side is played by a Unix datagram
-//! socket named in `NOTIFY_SOCKET`, as systemd itself does it.
+//! The process under a service manager. Under systemd (`Type=notify`) the server says READY=1
+//! only once it answers DNS, reports reloads (good and rejected) as RELOADING=1 then READY=1
+//! with a status line, pings the watchdog, and says STOPPING=1 on SIGTERM. systemd's side is
+//! played by a Unix datagram socket named in `NOTIFY_SOCKET`, as systemd itself does it. A
+//! reload's log tells the operator what it could not apply.
 
 mod common;
 
