@@ -57,6 +57,8 @@ pub struct Core {
     generation: Arc<AtomicU64>,
     /// `[rate-limit] table-size` as the limiter was built: a reload does not resize it.
     rrl_table_size: usize,
+    /// systemd's notification socket, when started by systemd.
+    notifier: Option<Notifier>,
     /// The prober, when the config has anything to probe. Its lock also serialises reloads.
     health: Mutex<Option<Health>>,
     geo: std::sync::Mutex<Arc<GeoSource>>,
@@ -131,6 +133,7 @@ impl Server {
             dns_running: AtomicBool::new(true),
             generation,
             rrl_table_size: cfg.rate_limit.table_size,
+            notifier: Notifier::from_env(),
             health: Mutex::new(health),
             geo: std::sync::Mutex::new(Arc::new(loaded.geo)),
             config_info: std::sync::Mutex::new(ConfigInfo {
@@ -235,7 +238,21 @@ impl Core {
     /// changes and the problems are returned (and counted, and shown in `/status`). Listen
     /// addresses are not rebound. Probe state carries over for mirrors with the same name and
     /// base URL.
+    /// Under systemd, every reload (SIGHUP, `POST /reload`, a watched file) is announced as
+    /// RELOADING=1, then READY=1 with the status line.
     pub async fn reload(&self) -> Result<u64, Problems> {
+        if let Some(n) = &self.notifier {
+            n.reloading();
+        }
+        let result = self.reload_files().await;
+        self.notify(&format!(
+            "READY=1\nSTATUS={}",
+            self.status_line(result.as_ref().err())
+        ));
+        result
+    }
+
+    async fn reload_files(&self) -> Result<u64, Problems> {
         let mut health = self.health.lock().await;
         let path = self.config_path.clone();
         let loaded = tokio::task::spawn_blocking(move || Loaded::from_file(&path))
@@ -554,7 +571,8 @@ impl Core {
 }
 
 /// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads. Under systemd (`NOTIFY_SOCKET`), says
-/// when it answers, reloads and stops, and pings the watchdog while DNS is served.
+/// when it answers and stops, and pings the watchdog while every DNS listener runs. Exits with
+/// an error if the DNS listeners stop on their own, so that a supervisor restarts it.
 pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Handlers first: the server answers as soon as it starts, and a SIGTERM that a supervisor
@@ -562,78 +580,79 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let notifier = Notifier::from_env();
     let server = Server::start(loaded).await?;
-    if let Some(n) = &notifier {
-        n.send(&format!(
-            "READY=1\nSTATUS={}",
-            serving_status(&server, None)
-        ));
-    }
-    let watchdog = notifier
+    let core = server.core().clone();
+    core.notify(&format!("READY=1\nSTATUS={}", core.status_line(None)));
+    let watchdog = core
+        .notifier
         .as_ref()
         .and(notify::watchdog_interval())
-        .map(|every| tokio::spawn(ping_watchdog(server.core().clone(), every)));
+        .map(|every| tokio::spawn(ping_watchdog(core.clone(), every)));
+    let mut dns_check = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut failed = false;
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 info!("SIGHUP: reloading");
-                if let Some(n) = &notifier {
-                    n.reloading();
-                }
-                let rejected = match server.reload().await {
-                    Ok(_) => None,
-                    Err(p) => {
-                        for problem in &p.0 {
-                            error!(%problem, "reload rejected; still serving the previous state");
-                        }
-                        Some(p.0.first().map(|p| p.to_string()).unwrap_or_default())
+                if let Err(p) = server.reload().await {
+                    for problem in &p.0 {
+                        error!(%problem, "reload rejected; still serving the previous state");
                     }
-                };
-                if let Some(n) = &notifier {
-                    n.send(&format!("READY=1\nSTATUS={}", serving_status(&server, rejected)));
                 }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = dns_check.tick() => {
+                if !core.dns_running.load(Ordering::Relaxed) {
+                    error!("the DNS listeners stopped; exiting so that the supervisor restarts the server");
+                    failed = true;
+                    break;
+                }
+            }
         }
     }
     info!("shutting down");
-    if let Some(n) = &notifier {
-        n.send("STOPPING=1\nSTATUS=shutting down");
-    }
+    core.notify("STOPPING=1\nSTATUS=shutting down");
     if let Some(w) = watchdog {
         w.abort();
     }
     server.shutdown().await;
+    if failed {
+        anyhow::bail!("the DNS listeners stopped");
+    }
     Ok(())
 }
 
-/// The one-line status `systemctl status` shows.
-fn serving_status(server: &Server, rejected: Option<String>) -> String {
-    let generation = server.core().config_info().generation;
-    let addrs: Vec<String> = server.dns_addrs().iter().map(|a| a.to_string()).collect();
-    let mut s = format!(
-        "serving config generation {generation} on {}",
-        addrs.join(" ")
-    );
-    if let Some(r) = rejected {
-        // One line: systemd shows STATUS up to the first newline.
-        s.push_str("; last reload rejected: ");
-        s.push_str(r.lines().next().unwrap_or_default());
+impl Core {
+    fn notify(&self, state: &str) {
+        if let Some(n) = &self.notifier {
+            n.send(state);
+        }
     }
-    s
+
+    /// The one-line status `systemctl status` shows.
+    fn status_line(&self, rejected: Option<&Problems>) -> String {
+        let generation = self.config_info().generation;
+        let addrs: Vec<String> = self.dns_addrs.iter().map(|a| a.to_string()).collect();
+        let mut s = format!(
+            "serving config generation {generation} on {}",
+            addrs.join(" ")
+        );
+        if let Some(first) = rejected.and_then(|p| p.0.first()) {
+            // One line: systemd shows STATUS up to the first newline.
+            s.push_str("; last reload rejected: ");
+            s.push_str(first.to_string().lines().next().unwrap_or_default());
+        }
+        s
+    }
 }
 
-/// Pings systemd's watchdog while the DNS listeners run. When they stop (a listener failed),
-/// the pings stop too and systemd restarts the service, as `WatchdogSec=` asks.
+/// Pings systemd's watchdog while the DNS listeners run. When one stops, the pings stop (and
+/// `serve` exits with an error), so systemd restarts the service as `WatchdogSec=` asks.
 async fn ping_watchdog(core: Arc<Core>, every: std::time::Duration) {
-    let Some(n) = Notifier::from_env() else {
-        return;
-    };
     loop {
         if core.dns_running.load(Ordering::Relaxed) {
-            n.send("WATCHDOG=1");
+            core.notify("WATCHDOG=1");
         }
         tokio::time::sleep(every).await;
     }

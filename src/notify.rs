@@ -48,10 +48,10 @@ impl Notifier {
                 ));
             }
         };
-        Ok(Notifier {
-            sock: UnixDatagram::unbound()?,
-            addr,
-        })
+        let sock = UnixDatagram::unbound()?;
+        // Never block the runtime on a service manager that is slow to read its queue.
+        sock.set_nonblocking(true)?;
+        Ok(Notifier { sock, addr })
     }
 
     /// Sends newline-separated `KEY=value` assignments. A lost notification is logged only:

@@ -133,14 +133,25 @@ fn tells_systemd_when_it_answers_reloads_and_stops() {
     assert_eq!(rejected.lines().count(), 2, "one status line: {rejected}");
     assert_eq!(www(srv.dns), ["192.0.2.101"]);
 
+    // Every reload is announced, not only SIGHUP: `POST /reload` (as `mirrordns reload` does).
     std::fs::write(&cfg_path, &cfg).unwrap();
+    let (code, body) = process::http(port, "POST", "/reload");
+    assert_eq!(code, 200, "{body}");
+    assert!(next_state(&sock, 15).starts_with("RELOADING=1\n"));
+    let again = next_state(&sock, 30);
+    assert!(
+        again.starts_with("READY=1\nSTATUS=serving config generation 3 "),
+        "{again}"
+    );
+    assert!(!again.contains("rejected"), "{again}");
     srv.assert_running();
     let log = srv.stop();
     let stopping = next_state(&sock, 5);
     assert!(stopping.starts_with("STOPPING=1"), "{stopping}\n{log}");
 }
 
-/// systemd usually names a socket in the abstract namespace (`@/org/freedesktop/...`).
+/// Older systemd versions (and other service managers) name a socket in the abstract
+/// namespace (`@/org/freedesktop/...`).
 #[test]
 fn notifies_an_abstract_socket() {
     use std::os::linux::net::SocketAddrExt;

@@ -166,6 +166,13 @@ async fn a_client_clock_off_by_an_hour_gets_badtime_with_the_server_time() {
     );
     let ts = start(&config, ZONE, None).await;
 
+    // Just inside the fudge (300 s) is still in time. First: RFC 8945 5.2.3 lets a server
+    // refuse a request older than one it has already seen from the key.
+    let (q, qmac) = signed_query(0x3333, now() - 290);
+    let resp = udp_raw(ts.addr, &q).await.expect("an answer");
+    assert_eq!(resp[3] & 0x0f, 0, "NOERROR inside the fudge");
+    assert_signed_over(&resp, &tsig_of(&resp), &qmac);
+
     // In time: answered and signed, as a control for the signing above.
     let t0 = now();
     let (q, qmac) = signed_query(0x1111, t0);
@@ -196,10 +203,4 @@ async fn a_client_clock_off_by_an_hour_gets_badtime_with_the_server_time() {
             assert_signed_over(&resp, &t, &qmac);
         }
     }
-
-    // Just inside the fudge (300 s) is still in time.
-    let (q, qmac) = signed_query(0x3333, now() - 290);
-    let resp = udp_raw(ts.addr, &q).await.expect("an answer");
-    assert_eq!(resp[3] & 0x0f, 0, "NOERROR inside the fudge");
-    assert_signed_over(&resp, &tsig_of(&resp), &qmac);
 }

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::answer::{Transport, handle};
 use super::{Guard, Stats, transfer};
@@ -219,7 +219,25 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    shutdown.cancelled().await;
+    // A UDP worker only ends on its own if it panicked or could not set up its socket: then
+    // this server no longer answers on that socket, so everything stops and the caller (and
+    // a supervisor) hears of it rather than half the queries going unanswered.
+    let died = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Some(w) = workers.iter().find(|w| w.is_finished()) {
+                return w.thread().name().unwrap_or("udp").to_string();
+            }
+        }
+    };
+    let died = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        name = died => Some(name),
+    };
+    if let Some(name) = &died {
+        error!(worker = %name, "a UDP worker stopped; stopping the DNS listeners");
+        shutdown.cancel();
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     tracker.close();
     tracker.wait().await;
@@ -230,7 +248,10 @@ pub async fn run(
         }
     })
     .await;
-    Ok(())
+    match died {
+        Some(name) => Err(io::Error::other(format!("UDP worker {name} stopped"))),
+        None => Ok(()),
+    }
 }
 
 async fn tcp_accept(
