@@ -182,6 +182,12 @@ impl Server {
         self.http_addr
     }
 
+    /// Completes when the DNS listeners are being stopped: by [`Server::shutdown`], or on
+    /// their own when a UDP worker died (the listeners cancel the shared token themselves).
+    pub async fn dns_stopping(&self) {
+        self.shutdown.cancelled().await
+    }
+
     /// The published routing table.
     pub fn table(&self) -> &Arc<ArcSwap<RoutingTable>> {
         &self.core.table
@@ -238,6 +244,7 @@ impl Core {
     /// changes and the problems are returned (and counted, and shown in `/status`). Listen
     /// addresses are not rebound. Probe state carries over for mirrors with the same name and
     /// base URL.
+    ///
     /// Under systemd, every reload (SIGHUP, `POST /reload`, a watched file) is announced as
     /// RELOADING=1, then READY=1 with the status line.
     pub async fn reload(&self) -> Result<u64, Problems> {
@@ -588,7 +595,6 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .as_ref()
         .and(notify::watchdog_interval())
         .map(|every| tokio::spawn(ping_watchdog(core.clone(), every)));
-    let mut dns_check = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut failed = false;
     loop {
         tokio::select! {
@@ -602,12 +608,10 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = dns_check.tick() => {
-                if !core.dns_running.load(Ordering::Relaxed) {
-                    error!("the DNS listeners stopped; exiting so that the supervisor restarts the server");
-                    failed = true;
-                    break;
-                }
+            _ = server.dns_stopping() => {
+                error!("the DNS listeners stopped; exiting so that the supervisor restarts the server");
+                failed = true;
+                break;
             }
         }
     }

@@ -42,19 +42,23 @@ fn next_state(sock: &UnixDatagram, secs: u64) -> String {
 
 /// An A query for www.example.com over UDP: the answer's addresses.
 fn www(dns: std::net::SocketAddr) -> Vec<String> {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let q = query(
         "www.example.com.",
         hickory_proto::rr::RecordType::A,
         None,
         None,
     );
-    sock.send_to(&q, dns).unwrap();
-    let mut buf = [0u8; 1500];
-    let n = sock.recv(&mut buf).expect("an answer");
-    let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
-    addrs(&m)
+    addrs(&rt.block_on(udp(dns, &q)))
+}
+
+/// A config (monitoring endpoint on a free port) and the zone, written to a fresh directory.
+fn files() -> (tempfile::TempDir, u16, String, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(port);
+    let cfg_path = write_files(&dir, &cfg, ZONE, None);
+    (dir, port, cfg, cfg_path)
 }
 
 fn lines_of(msg: &str) -> Vec<&str> {
@@ -63,10 +67,7 @@ fn lines_of(msg: &str) -> Vec<&str> {
 
 #[test]
 fn tells_systemd_when_it_answers_reloads_and_stops() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = config(port);
-    let cfg_path = write_files(&dir, &cfg, ZONE, None);
+    let (dir, port, cfg, cfg_path) = files();
     let notify_path = dir.path().join("notify");
     let sock = UnixDatagram::bind(&notify_path).unwrap();
     let mut srv = Serving::start_with_env(
@@ -155,9 +156,7 @@ fn tells_systemd_when_it_answers_reloads_and_stops() {
 #[test]
 fn notifies_an_abstract_socket() {
     use std::os::linux::net::SocketAddrExt;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg_path = write_files(&dir, &config(port), ZONE, None);
+    let (_dir, port, _, cfg_path) = files();
     let name = format!("mirrordns-test-{}-{port}", std::process::id());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let sock = UnixDatagram::bind_addr(&addr).unwrap();
@@ -173,10 +172,7 @@ fn notifies_an_abstract_socket() {
 /// applies everything else.
 #[test]
 fn a_reload_says_the_rate_limit_table_keeps_its_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = config(port);
-    let cfg_path = write_files(&dir, &cfg, ZONE, None);
+    let (dir, port, cfg, cfg_path) = files();
     let mut srv = Serving::start(&cfg_path, port);
     std::fs::write(
         &cfg_path,
