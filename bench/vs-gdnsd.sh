@@ -2,7 +2,8 @@
 # mirrordns side by side with gdnsd on the shared harness's geo job (../shared/bench): five
 # mirrors by continent/country table, 1200 ECS /24s from every continent, server pinned to
 # CPU 0, load generator on CPU 1, loopback only, every run time-bounded. Prints the harness's
-# tables with ratios to gdnsd (QPS, QPS per server core, latency at a fixed rate, RSS, scopes).
+# tables with ratios to gdnsd (QPS, QPS per server core, latency at a fixed rate, RSS, scopes),
+# then the same ratios paired round by round (bench/paired.py: rounds won and a sign test).
 #   ROUNDS=3 (alternating rounds)   THREADS=1 (server threads)   SECONDS_RUN=10
 # The harness fetches GeoLite2-City from a package registry at run time (never committed) and
 # installs gdnsd and dnsperf with apt.
@@ -14,4 +15,6 @@ export PATH="/usr/bin:$PATH"
 cargo build --release --quiet
 export MIRRORDNS_SRC="$PWD" MIRRORDNS_BIN="$PWD/target/release/mirrordns"
 export MIRRORDNS_ARGS="--threads ${THREADS:-1}"
+export RUN_ID="${RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)}"
 SERVERS="gdnsd mirrordns" ROUNDS="${ROUNDS:-3}" bash "$HARNESS/run-all.sh"
+python3 bench/paired.py "${ANCHORS_WORK:-/tmp/geo-anchors}/results.tsv" "$RUN_ID-t${THREADS:-1}-r"

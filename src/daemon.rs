@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::admin::AdminState;
 use crate::diag::{Problem, Problems};
@@ -55,8 +55,9 @@ pub struct Core {
     pub started_at: SystemTime,
     pub dns_running: AtomicBool,
     generation: Arc<AtomicU64>,
-    /// `[rate-limit] table-size` as the limiter was built: a reload does not resize it.
-    rrl_table_size: usize,
+    /// Abuse-protection state shared with the DNS listeners; a reload that changes
+    /// `[rate-limit] table-size` swaps in a guard with a table of the new size.
+    pub guard: Arc<ArcSwap<Guard>>,
     /// systemd's notification socket, when started by systemd.
     notifier: Option<Notifier>,
     /// The prober, when the config has anything to probe. Its lock also serialises reloads.
@@ -123,6 +124,7 @@ impl Server {
         // The compiled tables are all the DNS path needs; explanations re-open the database.
         loaded.geo.release_database();
         release_free_memory();
+        let guard = Arc::new(ArcSwap::from_pointee(Guard::new(cfg.rate_limit.table_size)));
         let core = Arc::new(Core {
             dns_addrs: dns_addrs.clone(),
             config_path: cfg.path.clone(),
@@ -132,7 +134,7 @@ impl Server {
             started_at: SystemTime::now(),
             dns_running: AtomicBool::new(true),
             generation,
-            rrl_table_size: cfg.rate_limit.table_size,
+            guard: guard.clone(),
             notifier: Notifier::from_env(),
             health: Mutex::new(health),
             geo: std::sync::Mutex::new(Arc::new(loaded.geo)),
@@ -149,7 +151,7 @@ impl Server {
         let shared = server::Shared {
             table,
             stats,
-            guard: Arc::new(Guard::new(cfg.rate_limit.table_size)),
+            guard,
         };
         let dns_run = server::run(listeners, shared, limits, shutdown.clone());
         let dns = tokio::spawn(async move {
@@ -284,13 +286,17 @@ impl Core {
             }
         };
         let wanted = loaded.config.rate_limit.table_size;
-        if wanted != self.rrl_table_size {
-            // Said, not silently ignored: the limiter's table is shared lock-free by every UDP
-            // worker and is sized once.
-            warn!(
-                running = self.rrl_table_size,
-                config = wanted,
-                "rate-limit.table-size changed: the new size takes effect at the next restart; everything else is reloaded"
+        let running = self.guard.load().rrl.cells();
+        if wanted != running {
+            // The UDP workers pick the new table up with their next batch. Counting starts
+            // again, so a flood in progress gets at most one more burst.
+            let g = self.guard.load().with_table_size(wanted);
+            let cells = g.rrl.cells();
+            self.guard.store(Arc::new(g));
+            info!(
+                from = running,
+                to = cells,
+                "rate-limit table resized; flows are counted afresh"
             );
         }
         let carried = match health.take() {

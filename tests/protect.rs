@@ -169,6 +169,59 @@ async fn rate_limiting_drops_and_slips_a_flood_but_not_tcp_or_cookie_clients() {
     assert!(metric(&text, "mirrordns_dns_cookies_valid_total") >= 200.0);
 }
 
+/// A reload that changes `[rate-limit] table-size` swaps in a table of the new size: the gauge
+/// says so, the new table limits a flood from the first burst on, and a server cookie handed
+/// out before the reload still exempts its client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_resizes_the_rate_limit_table() {
+    let ts = start(
+        &config("[rate-limit]\nresponses-per-second = 20\nslip = 2\nexempt = []\n"),
+        ZONE,
+        None,
+    )
+    .await;
+    let cells = |text: &str| metric(text, "mirrordns_dns_rrl_table_cells");
+    assert_eq!(cells(&metrics_text(&ts).await), 65536.0);
+    let ecs = (8, vec![0, 1, 24, 0, 81, 2, 69]);
+    let hello = raw_query("downloads.example.com", 1, &[ecs.clone(), (10, vec![7; 8])]);
+    let answer = udp_raw(ts.addr, &hello).await.expect("an answer");
+    let cookie = cookie_option(&answer).expect("a server cookie");
+
+    let path = ts.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("exempt = []\n"));
+    std::fs::write(
+        &path,
+        text.replace("exempt = []\n", "exempt = []\ntable-size = 1024\n"),
+    )
+    .unwrap();
+    ts.server.reload().await.expect("reloads");
+    assert_eq!(cells(&metrics_text(&ts).await), 1024.0);
+
+    let q = query(
+        "downloads.example.com.",
+        hickory_proto::rr::RecordType::A,
+        Some(1232),
+        Some(("81.2.69.0", 24)),
+    );
+    let started = Instant::now();
+    let (full, tc) = flood(ts.addr, &q, 1000).await;
+    let secs = started.elapsed().as_secs_f64();
+    assert!(full >= 20, "a fresh burst: {full}");
+    assert!(
+        full as f64 <= 20.0 + 20.0 * secs + 2.0,
+        "{full} in {secs} s"
+    );
+    assert!(tc > 0, "limited responses slip");
+
+    let with_cookie = raw_query("downloads.example.com", 1, &[ecs, (10, cookie)]);
+    assert_eq!(
+        flood(ts.addr, &with_cookie, 200).await,
+        (200, 0),
+        "the cookie from before the reload still exempts"
+    );
+}
+
 fn dig(args: &[&str]) -> String {
     let out = Command::new("dig")
         .args(args)

@@ -166,37 +166,3 @@ fn notifies_an_abstract_socket() {
     srv.stop();
     assert!(next_state(&sock, 5).starts_with("STOPPING=1"));
 }
-
-/// `[rate-limit] table-size` is read at start only; a reload that changes it says so in the
-/// log (what `journalctl -u mirrordns` shows) instead of ignoring it silently, and still
-/// applies everything else.
-#[test]
-fn a_reload_says_the_rate_limit_table_keeps_its_size() {
-    let (dir, port, cfg, cfg_path) = files();
-    let mut srv = Serving::start(&cfg_path, port);
-    std::fs::write(
-        &cfg_path,
-        format!("{cfg}\n[rate-limit]\ntable-size = 1024\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("example.com.zone"),
-        ZONE.replace("192.0.2.100", "192.0.2.101"),
-    )
-    .unwrap();
-    srv.signal(libc::SIGHUP);
-    srv.wait("the reload", 30, |s| {
-        process::status(s.port)["config"]["generation"] == 2
-    });
-    assert_eq!(www(srv.dns), ["192.0.2.101"]);
-    let log = srv.stop();
-    let line = log
-        .lines()
-        .find(|l| l.contains("rate-limit.table-size changed"))
-        .unwrap_or_else(|| panic!("no table-size warning:\n{log}"));
-    assert!(
-        line.contains("WARN") && line.contains("next restart"),
-        "{line}"
-    );
-    assert!(line.contains("65536") && line.contains("1024"), "{line}");
-}

@@ -164,7 +164,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// `table_size` is read once: the rate limiter's table is not resized by a reload.
+    /// A guard with a rate-limit table of `table_size` cells and fresh random keys.
     pub fn new(table_size: usize) -> Guard {
         let mut secret = [0u8; 16];
         let mut key = [0u8; 16];
@@ -186,6 +186,15 @@ impl Guard {
         Guard {
             rrl: rrl::Rrl::new(table_size, key),
             random_secret: secret,
+        }
+    }
+
+    /// The same guard with an empty rate-limit table of `table_size` cells. The cookie secret
+    /// stays, so server cookies already handed out stay valid; flows are counted afresh.
+    pub fn with_table_size(&self, table_size: usize) -> Guard {
+        Guard {
+            rrl: self.rrl.with_size(table_size),
+            random_secret: self.random_secret,
         }
     }
 

@@ -73,6 +73,16 @@ impl Rrl {
         }
     }
 
+    /// An empty table of `table_size` cells (rounded up to a power of two) with this one's key.
+    pub fn with_size(&self, table_size: usize) -> Rrl {
+        Rrl::new(table_size, self.key)
+    }
+
+    /// Cells in the table.
+    pub fn cells(&self) -> usize {
+        self.cells.len()
+    }
+
     /// Decides for one response to `src` (UDP only: TCP sources cannot be spoofed).
     pub fn check(&self, cfg: &RateLimit, src: IpAddr, flow: Flow<'_>) -> Verdict {
         let now = self.epoch.elapsed().as_micros() as u64 & TIME_MASK;

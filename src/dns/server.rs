@@ -186,7 +186,8 @@ impl PerClient {
 pub struct Shared {
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub stats: Arc<Stats>,
-    pub guard: Arc<Guard>,
+    /// Swapped whole when a reload resizes the rate-limit table.
+    pub guard: Arc<ArcSwap<Guard>>,
 }
 
 /// Serves until `shutdown` is cancelled, then waits for in-flight TCP answers.
@@ -333,7 +334,7 @@ async fn tcp_conn(
                         Transport::Tcp,
                         &mut out,
                         &shared.stats,
-                        &shared.guard,
+                        &shared.guard.load(),
                     );
                     (Vec::new(), a)
                 }

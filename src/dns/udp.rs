@@ -2,7 +2,7 @@
 //!
 //! Each worker owns one SO_REUSEPORT socket (the kernel spreads queries across them), receives
 //! up to [`BATCH`] datagrams per system call, answers each with `answer::handle` against one
-//! `load()` of the routing table, and sends all answers with one call. No task, no lock, and
+//! `load()` of the routing table (and of the rate limiter), and sends all answers with one call. No task, no lock, and
 //! no heap allocation per query. A receive timeout lets the worker notice shutdown.
 
 use std::mem::{size_of, zeroed};
@@ -55,7 +55,7 @@ pub fn worker(
     sock: UdpSocket,
     table: Arc<ArcSwap<RoutingTable>>,
     stats: Arc<Stats>,
-    guard: Arc<Guard>,
+    guard: Arc<ArcSwap<Guard>>,
     stop: Arc<AtomicBool>,
 ) {
     if let Err(e) = sock
@@ -117,6 +117,7 @@ pub fn worker(
         let mut m = 0;
         {
             let t = table.load();
+            let g = guard.load();
             for i in 0..n {
                 if in_hdr[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -136,7 +137,7 @@ pub fn worker(
                     Transport::Udp,
                     &mut outbuf[m],
                     &stats,
-                    &guard,
+                    &g,
                 );
                 if let Some(s) = started {
                     stats.latency.observe(s.elapsed());

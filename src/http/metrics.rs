@@ -139,6 +139,16 @@ pub fn render(
         );
     }
     e.family(
+        "mirrordns_dns_rrl_table_cells",
+        "gauge",
+        "Flow cells in the response rate limiter's table ([rate-limit] table-size).",
+    );
+    e.sample(
+        "mirrordns_dns_rrl_table_cells",
+        &[],
+        core.guard.load().rrl.cells() as f64,
+    );
+    e.family(
         "mirrordns_dns_query_duration_seconds",
         "histogram",
         "Time spent answering one query (the answer logic, not the network).",
