@@ -74,7 +74,8 @@ pub fn explain(
     let list = &route.map.lists[hit.list as usize];
     let answer = &route.answers[hit.list as usize];
     let loc = located.location;
-    let candidates = list
+    // The whole order for this location: the table keeps only the nearest few per list.
+    let candidates = crate::routing::order(service, cfg, &loc)
         .mirrors
         .iter()
         .map(|&i| {

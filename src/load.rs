@@ -89,11 +89,22 @@ impl Loaded {
                 format!("cannot read the database: {e}"),
             )
         })?;
-        let maps = config
+        let maps: Vec<Arc<routing::ClientMap>> = config
             .services
             .iter()
             .map(|s| Arc::new(routing::compile_client_map(s, &config, &locations)))
             .collect();
+        for (s, m) in config.services.iter().zip(&maps) {
+            let (v4, v6) = m.ranges();
+            tracing::debug!(
+                service = %s.name,
+                lists = m.lists.len(),
+                ranges_v4 = v4,
+                ranges_v6 = v6,
+                kib = m.heap_bytes() / 1024,
+                "client map"
+            );
+        }
         let answer_counts = Arc::new(AnswerCounters::new(
             config.services.len(),
             config.mirrors.len(),

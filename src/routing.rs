@@ -21,7 +21,9 @@ use crate::zone::{Name, ZoneSet};
 /// One client network's ordered mirrors.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CandidateList {
-    /// Indices into `Config::mirrors`, most preferred first.
+    /// Indices into `Config::mirrors`, most preferred first. For `nearest`, the
+    /// [`nearest_kept`] nearest only: a full order per location would make almost every
+    /// GeoLite2 location a list of its own (see [`ClientMap::reps`] for the rest).
     pub mirrors: Vec<usize>,
     /// The client's location was unknown, so this is the service's default order.
     pub unknown: bool,
@@ -33,6 +35,11 @@ pub struct ClientMap {
     v4: PrefixTable<u32>,
     v6: PrefixTable<u128>,
     pub lists: Vec<CandidateList>,
+    /// Per list, the coordinates of one client location it was made for. When every mirror
+    /// of a shortened `nearest` list is out, the others are tried in their distance from
+    /// here: the locations sharing a list share their nearest mirrors, so this is their order
+    /// too, give or take mirrors at almost equal distances.
+    pub reps: Vec<Option<(f64, f64)>>,
 }
 
 /// A client's candidate list id and the ECS scope within which it holds.
@@ -42,6 +49,41 @@ pub struct ClientHit {
     /// Index into [`CONTINENTS`] (for answer metrics).
     pub continent: usize,
     pub scope: u8,
+}
+
+/// Mirrors of a `nearest` service kept per client list: enough for the answer and two more
+/// to fail over to before the list's representative order is needed ([`ClientMap::reps`]).
+pub fn nearest_kept(service: &Service) -> usize {
+    service.answers.saturating_add(2).min(service.mirrors.len())
+}
+
+/// A service's mirrors as (mirror index, point on the unit sphere), in configured order.
+/// Config validation guarantees every mirror of a `nearest` service has a location; one
+/// without would sort last.
+fn mirror_points(service: &Service, config: &Config) -> Vec<(usize, Option<[f64; 3]>)> {
+    service
+        .mirrors
+        .iter()
+        .map(|&i| (i, config.mirrors[i].location.map(geo::unit_vector)))
+        .collect()
+}
+
+/// The `k` mirrors nearest to `here`, nearest first; equal distances keep the configured order.
+fn nearest_first(points: &[(usize, Option<[f64; 3]>)], here: [f64; 3], k: usize) -> Vec<usize> {
+    let k = k.min(points.len());
+    // (squared chord, position): a short sorted array beats sorting every mirror when only
+    // the first few are kept.
+    let mut best: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
+    for (pos, (_, p)) in points.iter().enumerate() {
+        let d = p.map_or(f64::MAX, |p| geo::chord2(here, p));
+        if best.len() == k && best.last().is_none_or(|&(worst, _)| d >= worst) {
+            continue;
+        }
+        let at = best.partition_point(|&(b, _)| b <= d);
+        best.insert(at, (d, pos));
+        best.truncate(k);
+    }
+    best.into_iter().map(|(_, pos)| points[pos].0).collect()
 }
 
 /// Values in a client map: the candidate list id, with the continent index in the top bits so
@@ -92,19 +134,11 @@ pub fn order(service: &Service, config: &Config, loc: &Location) -> CandidateLis
                 .to_vec()
         }
         Policy::Nearest => match loc.coords {
-            Some(here) => {
-                let mut v = service.mirrors.clone();
-                // Config validation guarantees every mirror of a "nearest" service has a location.
-                let dist = |i: &usize| {
-                    config.mirrors[*i]
-                        .location
-                        .map(|m| geo::distance_km(here, m))
-                        .unwrap_or(f64::MAX)
-                };
-                // Stable sort: equal distances keep the configured order.
-                v.sort_by(|a, b| dist(a).total_cmp(&dist(b)));
-                v
-            }
+            Some(here) => nearest_first(
+                &mirror_points(service, config),
+                geo::unit_vector(here),
+                usize::MAX,
+            ),
             None => service.default_order().to_vec(),
         },
     };
@@ -117,18 +151,28 @@ pub fn order(service: &Service, config: &Config, loc: &Location) -> CandidateLis
 /// Compiles one service's client map from the location map.
 pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap) -> ClientMap {
     let mut lists: Vec<CandidateList> = Vec::new();
+    let mut reps = Vec::new();
     let mut index: HashMap<CandidateList, u32> = HashMap::new();
+    let points = mirror_points(service, config);
+    let kept = nearest_kept(service);
     let by_location: Vec<u32> = locs
         .locations
         .iter()
         .enumerate()
         .map(|(id, loc)| {
-            let mut l = order(service, config, loc);
+            let mut l = match (service.policy, loc.coords) {
+                (Policy::Nearest, Some(here)) => CandidateList {
+                    mirrors: nearest_first(&points, geo::unit_vector(here), kept),
+                    unknown: false,
+                },
+                _ => order(service, config, loc),
+            };
             if id as u32 == UNKNOWN {
                 l.unknown = true;
             }
             let list = *index.entry(l.clone()).or_insert_with(|| {
                 lists.push(l);
+                reps.push(loc.coords);
                 (lists.len() - 1) as u32
             });
             let continent = loc
@@ -142,6 +186,7 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
         v4: locs.v4.map_values(|id| by_location[id as usize]),
         v6: locs.v6.map_values(|id| by_location[id as usize]),
         lists,
+        reps,
     }
 }
 
@@ -316,50 +361,85 @@ impl AnswerCounters {
 }
 
 /// The first `answers` mirrors of `list` that pass `ok` and have addresses of each family.
+/// A shortened `nearest` list that cannot fill the answer while other mirrors could goes on
+/// with `rest()`: the service's mirrors in the list's representative order.
 fn pick(
     list: &CandidateList,
+    rest: impl Fn() -> Vec<usize>,
     service: &Service,
     config: &Config,
     ok: impl Fn(usize) -> bool,
 ) -> Answer {
     let mut ans = Answer::default();
-    for &i in list
-        .mirrors
-        .iter()
-        .filter(|&&i| ok(i) && !config.mirrors[i].ipv4.is_empty())
-        .take(service.answers)
-    {
-        ans.a
-            .extend(config.mirrors[i].ipv4.iter().map(|a| a.octets()));
-        ans.a_mirrors.push(i);
-    }
-    for &i in list
-        .mirrors
-        .iter()
-        .filter(|&&i| ok(i) && !config.mirrors[i].ipv6.is_empty())
-        .take(service.answers)
-    {
-        ans.aaaa
-            .extend(config.mirrors[i].ipv6.iter().map(|a| a.octets()));
-        ans.aaaa_mirrors.push(i);
+    let mut rest_order: Option<Vec<usize>> = None;
+    let shortened = list.mirrors.len() < service.mirrors.len();
+    for v6 in [false, true] {
+        let usable = |i: usize| {
+            let m = &config.mirrors[i];
+            ok(i)
+                && !if v6 {
+                    m.ipv6.is_empty()
+                } else {
+                    m.ipv4.is_empty()
+                }
+        };
+        let mut chosen: Vec<usize> = list
+            .mirrors
+            .iter()
+            .copied()
+            .filter(|&i| usable(i))
+            .take(service.answers)
+            .collect();
+        if chosen.len() < service.answers
+            && shortened
+            && service.mirrors.iter().filter(|&&i| usable(i)).count() > chosen.len()
+        {
+            let more = rest_order
+                .get_or_insert_with(&rest)
+                .iter()
+                .copied()
+                .filter(|&i| !list.mirrors.contains(&i) && usable(i))
+                .take(service.answers - chosen.len());
+            chosen.extend(more);
+        }
+        for i in chosen {
+            let m = &config.mirrors[i];
+            if v6 {
+                ans.aaaa.extend(m.ipv6.iter().map(|a| a.octets()));
+                ans.aaaa_mirrors.push(i);
+            } else {
+                ans.a.extend(m.ipv4.iter().map(|a| a.octets()));
+                ans.a_mirrors.push(i);
+            }
+        }
     }
     ans
 }
 
-/// The answer for one candidate list in the service's current mode.
+/// The answer for candidate list `li` of `map` in the service's current mode.
 fn answer_for(
-    list: &CandidateList,
+    map: &ClientMap,
+    li: usize,
     si: usize,
     mode: Mode,
     config: &Config,
     health: &HealthSnapshot,
 ) -> Answer {
     let service = &config.services[si];
+    let list = &map.lists[li];
+    let rest = || match map.reps.get(li).copied().flatten() {
+        Some(here) => nearest_first(
+            &mirror_points(service, config),
+            geo::unit_vector(here),
+            usize::MAX,
+        ),
+        None => service.default_order().to_vec(),
+    };
     match mode {
-        Mode::Mirrors => pick(list, service, config, |i| {
+        Mode::Mirrors => pick(list, rest, service, config, |i| {
             health.get(si, i) == Eligibility::Routable
         }),
-        Mode::Fallback(Fallback::Live) => pick(list, service, config, |i| {
+        Mode::Fallback(Fallback::Live) => pick(list, rest, service, config, |i| {
             health.get(si, i) != Eligibility::Out
         }),
         Mode::Fallback(Fallback::Origin) => {
@@ -418,10 +498,8 @@ pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> Routi
                     .map(|m| health.get(si, m))
                     .collect(),
                 map: map.clone(),
-                answers: map
-                    .lists
-                    .iter()
-                    .map(|l| answer_for(l, si, mode, config, health))
+                answers: (0..map.lists.len())
+                    .map(|li| answer_for(map, li, si, mode, config, health))
                     .collect(),
             }
         })
@@ -435,3 +513,6 @@ pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> Routi
         answer_counts: answer_counts.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+use std::path::Path;
+
+use super::*;
+use crate::geo::GeoSource;
+
+/// Six mirrors on the equator, 10° apart eastwards from 0°, and a client just west of the
+/// first: its order by distance is m0, m1, ..., m5. The default order is the reverse, so a
+/// failover that fell back to it instead of to distance would show.
+fn equator() -> (Config, ClientMap) {
+    let mut src = String::from(
+        "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"example.com.zone\"]\n\
+         [[geo.override]]\nnetwork = \"198.51.100.0/24\"\nlocation = { lat = 0.0, lon = -1.0 }\n\
+         [[service]]\nname = \"downloads.example.com\"\npolicy = \"nearest\"\nanswers = 1\n\
+         mirrors = [\"m0\", \"m1\", \"m2\", \"m3\", \"m4\", \"m5\"]\n\
+         [service.regions]\ndefault = [\"m5\", \"m4\", \"m3\", \"m2\", \"m1\", \"m0\"]\n",
+    );
+    for i in 0..6 {
+        src += &format!(
+            "[[mirror]]\nname = \"m{i}\"\nipv4 = [\"192.0.2.{i}\"]\nlocation = {{ lat = 0.0, lon = {}.0 }}\n",
+            i * 10
+        );
+    }
+    let path = Path::new("/etc/mirrordns/test.toml");
+    let config = Config::parse(path, &src).unwrap_or_else(|p| panic!("{p}"));
+    let locs = GeoSource::load(&config.geo, path)
+        .and_then(|g| {
+            g.compile()
+                .map_err(|e| crate::diag::Problem::new(path, None, None, e))
+        })
+        .unwrap_or_else(|p| panic!("{p}"));
+    let map = compile_client_map(&config.services[0], &config, &locs);
+    (config, map)
+}
+
+fn answer_with_out(config: &Config, map: &ClientMap, out: &[usize]) -> Vec<usize> {
+    let health = HealthSnapshot {
+        services: vec![
+            (0..config.mirrors.len())
+                .map(|m| {
+                    if out.contains(&m) {
+                        Eligibility::Out
+                    } else {
+                        Eligibility::Routable
+                    }
+                })
+                .collect(),
+        ],
+    };
+    let hit = map.lookup("198.51.100.7".parse().unwrap());
+    let mode = mode_of(0, config, &health);
+    answer_for(map, hit.list as usize, 0, mode, config, &health).a_mirrors
+}
+
+#[test]
+fn a_nearest_list_keeps_the_answer_and_two_more() {
+    let (config, map) = equator();
+    let hit = map.lookup("198.51.100.7".parse().unwrap());
+    assert_eq!(map.lists[hit.list as usize].mirrors, [0, 1, 2]);
+    assert_eq!(nearest_kept(&config.services[0]), 3);
+}
+
+#[test]
+fn failover_past_the_kept_mirrors_goes_on_by_distance() {
+    let (config, map) = equator();
+    assert_eq!(answer_with_out(&config, &map, &[]), [0]);
+    assert_eq!(answer_with_out(&config, &map, &[0]), [1]);
+    assert_eq!(answer_with_out(&config, &map, &[0, 1, 2]), [3]);
+    assert_eq!(answer_with_out(&config, &map, &[0, 1, 2, 3]), [4]);
+    assert_eq!(answer_with_out(&config, &map, &[0, 1, 2, 3, 4]), [5]);
+}
+
+#[test]
+fn ordering_by_chord_is_ordering_by_great_circle_distance() {
+    // A small deterministic generator: the same points every run.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut point = || (next() * 180.0 - 90.0, next() * 360.0 - 180.0);
+    let mirrors: Vec<(f64, f64)> = (0..40).map(|_| point()).collect();
+    let points: Vec<(usize, Option<[f64; 3]>)> = mirrors
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| (i, Some(geo::unit_vector(m))))
+        .collect();
+    for _ in 0..500 {
+        let here = point();
+        let mut by_haversine: Vec<usize> = (0..mirrors.len()).collect();
+        by_haversine.sort_by(|&a, &b| {
+            geo::distance_km(here, mirrors[a]).total_cmp(&geo::distance_km(here, mirrors[b]))
+        });
+        let u = geo::unit_vector(here);
+        assert_eq!(
+            nearest_first(&points, u, usize::MAX),
+            by_haversine,
+            "{here:?}"
+        );
+        assert_eq!(nearest_first(&points, u, 3), by_haversine[..3], "{here:?}");
+    }
+}
+
+#[test]
+fn equal_distances_keep_the_configured_order() {
+    let p = geo::unit_vector((10.0, 20.0));
+    let points = [(7, Some(p)), (3, Some(p)), (5, None), (1, Some(p))];
+    assert_eq!(nearest_first(&points, p, usize::MAX), [7, 3, 1, 5]);
+    assert_eq!(nearest_first(&points, p, 2), [7, 3]);
+}
