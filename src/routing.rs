@@ -70,12 +70,18 @@ fn mirror_points(service: &Service, config: &Config) -> Vec<(usize, Option<[f64;
 
 /// The `k` mirrors nearest to `here`, nearest first; equal distances keep the configured order.
 fn nearest_first(points: &[(usize, Option<[f64; 3]>)], here: [f64; 3], k: usize) -> Vec<usize> {
-    let k = k.min(points.len());
+    let dist = |p: &Option<[f64; 3]>| p.map_or(f64::MAX, |p| geo::chord2(here, p));
+    if k >= points.len() {
+        let mut all: Vec<(f64, usize)> = points.iter().map(|(i, p)| (dist(p), *i)).collect();
+        // Stable: equal distances keep the configured order.
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        return all.into_iter().map(|(_, i)| i).collect();
+    }
     // (squared chord, position): a short sorted array beats sorting every mirror when only
     // the first few are kept.
     let mut best: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
     for (pos, (_, p)) in points.iter().enumerate() {
-        let d = p.map_or(f64::MAX, |p| geo::chord2(here, p));
+        let d = dist(p);
         if best.len() == k && best.last().is_none_or(|&(worst, _)| d >= worst) {
             continue;
         }
@@ -416,7 +422,8 @@ fn pick(
     ans
 }
 
-/// The answer for candidate list `li` of `map` in the service's current mode.
+/// The answer for candidate list `li` of `map` in the service's current mode. `points`:
+/// the service's [`mirror_points`].
 fn answer_for(
     map: &ClientMap,
     li: usize,
@@ -424,15 +431,12 @@ fn answer_for(
     mode: Mode,
     config: &Config,
     health: &HealthSnapshot,
+    points: &[(usize, Option<[f64; 3]>)],
 ) -> Answer {
     let service = &config.services[si];
     let list = &map.lists[li];
     let rest = || match map.reps.get(li).copied().flatten() {
-        Some(here) => nearest_first(
-            &mirror_points(service, config),
-            geo::unit_vector(here),
-            usize::MAX,
-        ),
+        Some(here) => nearest_first(points, geo::unit_vector(here), usize::MAX),
         None => service.default_order().to_vec(),
     };
     match mode {
@@ -489,6 +493,7 @@ pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> Routi
         .enumerate()
         .map(|(si, (s, map))| {
             let mode = mode_of(si, config, health);
+            let points = mirror_points(s, config);
             ServiceRoute {
                 // Validated at load: every service name is a valid domain name.
                 name: Name::from_text(&s.name).unwrap_or_else(|| Name::from_wire(Name::ROOT)),
@@ -499,7 +504,7 @@ pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> Routi
                     .collect(),
                 map: map.clone(),
                 answers: (0..map.lists.len())
-                    .map(|li| answer_for(map, li, si, mode, config, health))
+                    .map(|li| answer_for(map, li, si, mode, config, health, &points))
                     .collect(),
             }
         })

@@ -48,7 +48,8 @@ fn answer_with_out(config: &Config, map: &ClientMap, out: &[usize]) -> Vec<usize
     };
     let hit = map.lookup("198.51.100.7".parse().unwrap());
     let mode = mode_of(0, config, &health);
-    answer_for(map, hit.list as usize, 0, mode, config, &health).a_mirrors
+    let points = mirror_points(&config.services[0], config);
+    answer_for(map, hit.list as usize, 0, mode, config, &health, &points).a_mirrors
 }
 
 #[test]
