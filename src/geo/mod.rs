@@ -428,11 +428,19 @@ impl GeoSource {
                         }
                     };
                     networks += 1;
-                    out.push(Span {
-                        start,
-                        end,
-                        value: id,
-                    });
+                    // The walk is in address order; neighbours with the same location are
+                    // one span already, which keeps the whole list (and the compile's peak
+                    // memory) a fraction of the network count.
+                    match out.last_mut() {
+                        Some(l) if l.value == id && l.end.checked_add(1) == Some(start) => {
+                            l.end = end;
+                        }
+                        _ => out.push(Span {
+                            start,
+                            end,
+                            value: id,
+                        }),
+                    }
                 }
                 Ok(())
             };
@@ -457,8 +465,17 @@ impl GeoSource {
                 IpNet::V6(_) => top6.push(span),
             }
         }
-        let v4 = overlay(&v4, &paint(top4));
-        let v6 = overlay(&v6, &paint(top6));
+        // Without overrides (the usual case) there is nothing to overlay and no copy to make.
+        let v4 = if top4.is_empty() {
+            v4
+        } else {
+            overlay(&v4, &paint(top4))
+        };
+        let v6 = if top6.is_empty() {
+            v6
+        } else {
+            overlay(&v6, &paint(top6))
+        };
         Ok(LocationMap {
             v4: PrefixTable::from_spans(v4, UNKNOWN),
             v6: PrefixTable::from_spans(v6, UNKNOWN),
