@@ -361,10 +361,30 @@ impl GeoSource {
                 (locations.len() - 1) as u32
             })
         };
+        // Shortest prefix first, so that painting leaves the longest prefix on top.
+        let mut overrides: Vec<&Override> = self.overrides.iter().collect();
+        overrides.sort_by_key(|o| o.network.prefix_len());
+        let mut top4 = Vec::new();
+        let mut top6 = Vec::new();
+        for o in overrides {
+            let id = intern(o.location, &mut locations);
+            let (start, end) = bounds(o.network);
+            let span = Span {
+                start,
+                end,
+                value: id,
+            };
+            match o.network {
+                IpNet::V4(_) => top4.push(span),
+                IpNet::V6(_) => top6.push(span),
+            }
+        }
+        // Each family's spans become its table before the next family is walked, so that only
+        // one family's span list is ever held.
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         let mut networks = 0;
-        if let Some((path, reader)) = &self.db {
+        let (v4, v6) = if let Some((path, reader)) = &self.db {
             // Many networks share one data record; decode each record once. Neighbouring
             // networks in tree order usually share it, so the last one is checked before the
             // map (whose random probes into a few MB were most of the compile time).
@@ -445,44 +465,30 @@ impl GeoSource {
                 Ok(())
             };
             walk("0.0.0.0/0", &mut v4, &mut locations)?;
+            let t4 = table(std::mem::take(&mut v4), std::mem::take(&mut top4));
             walk("::/0", &mut v6, &mut locations)?;
-        }
-        // Shortest prefix first, so that painting leaves the longest prefix on top.
-        let mut overrides: Vec<&Override> = self.overrides.iter().collect();
-        overrides.sort_by_key(|o| o.network.prefix_len());
-        let mut top4 = Vec::new();
-        let mut top6 = Vec::new();
-        for o in overrides {
-            let id = intern(o.location, &mut locations);
-            let (start, end) = bounds(o.network);
-            let span = Span {
-                start,
-                end,
-                value: id,
-            };
-            match o.network {
-                IpNet::V4(_) => top4.push(span),
-                IpNet::V6(_) => top6.push(span),
-            }
-        }
-        // Without overrides (the usual case) there is nothing to overlay and no copy to make.
-        let v4 = if top4.is_empty() {
-            v4
+            (t4, table(v6, top6))
         } else {
-            overlay(&v4, &paint(top4))
-        };
-        let v6 = if top6.is_empty() {
-            v6
-        } else {
-            overlay(&v6, &paint(top6))
+            (table(v4, top4), table(v6, top6))
         };
         Ok(LocationMap {
-            v4: PrefixTable::from_spans(v4, UNKNOWN),
-            v6: PrefixTable::from_spans(v6, UNKNOWN),
+            v4,
+            v6,
             locations,
             networks,
         })
     }
+}
+
+/// One family's table from its database spans and its override spans. Without overrides (the
+/// usual case) there is nothing to overlay and no copy to make.
+fn table<K: prefix::Key>(spans: Vec<Span>, top: Vec<Span>) -> PrefixTable<K> {
+    let spans = if top.is_empty() {
+        spans
+    } else {
+        overlay(&spans, &paint(top))
+    };
+    PrefixTable::from_spans(spans, UNKNOWN)
 }
 
 fn is_v4_subtree(a: Ipv6Addr) -> bool {
