@@ -35,7 +35,8 @@ pub struct ClientMap {
     v4: PrefixTable<u32>,
     v6: PrefixTable<u128>,
     pub lists: Vec<CandidateList>,
-    /// Per list, the coordinates of one client location it was made for. When every mirror
+    /// Per `nearest` list, the coordinates of one client location it was made for (None for
+    /// `regions` lists and default orders, which are used as configured). When every mirror
     /// of a shortened `nearest` list is out, the others are tried in their distance from
     /// here: the locations sharing a list share their nearest mirrors, so this is their order
     /// too, give or take mirrors at almost equal distances.
@@ -166,19 +167,22 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
         .iter()
         .enumerate()
         .map(|(id, loc)| {
-            let mut l = match (service.policy, loc.coords) {
-                (Policy::Nearest, Some(here)) => CandidateList {
-                    mirrors: nearest_first(&points, geo::unit_vector(here), kept),
-                    unknown: false,
-                },
-                _ => order(service, config, loc),
+            let (mut l, rep) = match (service.policy, loc.coords) {
+                (Policy::Nearest, Some(here)) => (
+                    CandidateList {
+                        mirrors: nearest_first(&points, geo::unit_vector(here), kept),
+                        unknown: false,
+                    },
+                    Some(here),
+                ),
+                _ => (order(service, config, loc), None),
             };
             if id as u32 == UNKNOWN {
                 l.unknown = true;
             }
             let list = *index.entry(l.clone()).or_insert_with(|| {
                 lists.push(l);
-                reps.push(loc.coords);
+                reps.push(rep);
                 (lists.len() - 1) as u32
             });
             let continent = loc
@@ -368,16 +372,17 @@ impl AnswerCounters {
 
 /// The first `answers` mirrors of `list` that pass `ok` and have addresses of each family.
 /// A shortened `nearest` list that cannot fill the answer while other mirrors could goes on
-/// with `rest()`: the service's mirrors in the list's representative order.
+/// with `rest()`: the service's mirrors in the list's representative order (None for lists
+/// that are whole as configured: `regions` lists and default orders).
 fn pick(
     list: &CandidateList,
-    rest: impl Fn() -> Vec<usize>,
+    rest: impl Fn() -> Option<Vec<usize>>,
     service: &Service,
     config: &Config,
     ok: impl Fn(usize) -> bool,
 ) -> Answer {
     let mut ans = Answer::default();
-    let mut rest_order: Option<Vec<usize>> = None;
+    let mut rest_order: Option<Option<Vec<usize>>> = None;
     let shortened = list.mirrors.len() < service.mirrors.len();
     for v6 in [false, true] {
         let usable = |i: usize| {
@@ -400,13 +405,14 @@ fn pick(
             && shortened
             && service.mirrors.iter().filter(|&&i| usable(i)).count() > chosen.len()
         {
-            let more = rest_order
-                .get_or_insert_with(&rest)
-                .iter()
-                .copied()
-                .filter(|&i| !list.mirrors.contains(&i) && usable(i))
-                .take(service.answers - chosen.len());
-            chosen.extend(more);
+            if let Some(order) = rest_order.get_or_insert_with(&rest) {
+                let more = order
+                    .iter()
+                    .copied()
+                    .filter(|&i| !list.mirrors.contains(&i) && usable(i))
+                    .take(service.answers - chosen.len());
+                chosen.extend(more);
+            }
         }
         for i in chosen {
             let m = &config.mirrors[i];
@@ -435,9 +441,9 @@ fn answer_for(
 ) -> Answer {
     let service = &config.services[si];
     let list = &map.lists[li];
-    let rest = || match map.reps.get(li).copied().flatten() {
-        Some(here) => nearest_first(points, geo::unit_vector(here), usize::MAX),
-        None => service.default_order().to_vec(),
+    let rest = || {
+        let here = map.reps.get(li).copied().flatten()?;
+        Some(nearest_first(points, geo::unit_vector(here), usize::MAX))
     };
     match mode {
         Mode::Mirrors => pick(list, rest, service, config, |i| {

@@ -3,16 +3,19 @@ use std::path::Path;
 use super::*;
 use crate::geo::GeoSource;
 
-/// Six mirrors on the equator, 10° apart eastwards from 0°, and a client just west of the
-/// first: its order by distance is m0, m1, ..., m5. The default order is the reverse, so a
-/// failover that fell back to it instead of to distance would show.
-fn equator() -> (Config, ClientMap) {
-    let mut src = String::from(
+/// Six mirrors on the equator, 10° apart eastwards from 0°, and a client in Africa just west
+/// of the first: its order by distance is m0, m1, ..., m5. The default order is the reverse,
+/// so a failover that fell back to it instead of to distance would show; the region list for
+/// Africa is m0, m1.
+fn equator(policy: &str) -> (Config, ClientMap) {
+    let mut src = format!(
         "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"example.com.zone\"]\n\
-         [[geo.override]]\nnetwork = \"198.51.100.0/24\"\nlocation = { lat = 0.0, lon = -1.0 }\n\
-         [[service]]\nname = \"downloads.example.com\"\npolicy = \"nearest\"\nanswers = 1\n\
+         [[geo.override]]\nnetwork = \"198.51.100.0/24\"\n\
+         location = {{ lat = 0.0, lon = -1.0, continent = \"AF\" }}\n\
+         [[service]]\nname = \"downloads.example.com\"\npolicy = \"{policy}\"\nanswers = 1\n\
          mirrors = [\"m0\", \"m1\", \"m2\", \"m3\", \"m4\", \"m5\"]\n\
-         [service.regions]\ndefault = [\"m5\", \"m4\", \"m3\", \"m2\", \"m1\", \"m0\"]\n",
+         [service.regions]\ndefault = [\"m5\", \"m4\", \"m3\", \"m2\", \"m1\", \"m0\"]\n\
+         [service.regions.continent]\nAF = [\"m0\", \"m1\"]\n",
     );
     for i in 0..6 {
         src += &format!(
@@ -54,7 +57,7 @@ fn answer_with_out(config: &Config, map: &ClientMap, out: &[usize]) -> Vec<usize
 
 #[test]
 fn a_nearest_list_keeps_the_answer_and_two_more() {
-    let (config, map) = equator();
+    let (config, map) = equator("nearest");
     let hit = map.lookup("198.51.100.7".parse().unwrap());
     assert_eq!(map.lists[hit.list as usize].mirrors, [0, 1, 2]);
     assert_eq!(nearest_kept(&config.services[0]), 3);
@@ -62,7 +65,7 @@ fn a_nearest_list_keeps_the_answer_and_two_more() {
 
 #[test]
 fn failover_past_the_kept_mirrors_goes_on_by_distance() {
-    let (config, map) = equator();
+    let (config, map) = equator("nearest");
     assert_eq!(answer_with_out(&config, &map, &[]), [0]);
     assert_eq!(answer_with_out(&config, &map, &[0]), [1]);
     assert_eq!(answer_with_out(&config, &map, &[0, 1, 2]), [3]);
@@ -109,4 +112,13 @@ fn equal_distances_keep_the_configured_order() {
     let points = [(7, Some(p)), (3, Some(p)), (5, None), (1, Some(p))];
     assert_eq!(nearest_first(&points, p, usize::MAX), [7, 3, 1, 5]);
     assert_eq!(nearest_first(&points, p, 2), [7, 3]);
+}
+
+#[test]
+fn a_region_list_is_used_as_configured() {
+    let (config, map) = equator("regions");
+    assert_eq!(answer_with_out(&config, &map, &[]), [0]);
+    assert_eq!(answer_with_out(&config, &map, &[0]), [1]);
+    // Both listed mirrors out: nothing borrowed from outside the list.
+    assert!(answer_with_out(&config, &map, &[0, 1]).is_empty());
 }
