@@ -404,15 +404,14 @@ fn pick(
         if chosen.len() < service.answers
             && shortened
             && service.mirrors.iter().filter(|&&i| usable(i)).count() > chosen.len()
+            && let Some(order) = rest_order.get_or_insert_with(&rest)
         {
-            if let Some(order) = rest_order.get_or_insert_with(&rest) {
-                let more = order
-                    .iter()
-                    .copied()
-                    .filter(|&i| !list.mirrors.contains(&i) && usable(i))
-                    .take(service.answers - chosen.len());
-                chosen.extend(more);
-            }
+            let more = order
+                .iter()
+                .copied()
+                .filter(|&i| !list.mirrors.contains(&i) && usable(i))
+                .take(service.answers - chosen.len());
+            chosen.extend(more);
         }
         for i in chosen {
             let m = &config.mirrors[i];
