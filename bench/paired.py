@@ -39,14 +39,14 @@ def per_core(r):
 
 def main():
     path, prefix = sys.argv[1], sys.argv[2]
-    # (round, mix) -> server -> row
-    by = defaultdict(dict)
+    # (round, mix) -> server -> rows (REPS > 1 gives several per round: their median counts)
+    by = defaultdict(lambda: defaultdict(list))
     for r in rows(path, prefix):
         mix = r["mix"]
         if r.get("args", "none").startswith("-Q"):
             mix = "latency"
         rnd = r["tag"].rsplit("-r", 1)[-1]
-        by[(rnd, mix)][r["server"]] = r
+        by[(rnd, mix)][r["server"]].append(r)
 
     metrics = [
         ("QPS", ["noecs", "ecs", "static"], lambda r: float(r["qps"]), True),
@@ -62,7 +62,8 @@ def main():
             for (rnd, m), servers in sorted(by.items()):
                 if m != mix or "gdnsd" not in servers or "mirrordns" not in servers:
                     continue
-                a, b = value(servers["mirrordns"]), value(servers["gdnsd"])
+                a = statistics.median(value(r) for r in servers["mirrordns"])
+                b = statistics.median(value(r) for r in servers["gdnsd"])
                 if a != a or b != b or b == 0:
                     continue
                 ours.append(a)
@@ -75,8 +76,9 @@ def main():
             print(f"| {name} | {mix} | {statistics.median(ratios):.3f} | "
                   f"{min(ratios):.2f}-{max(ratios):.2f} | {wins}/{n} | {sign_test(wins, n):.2f} | "
                   f"{statistics.median(ours) / statistics.median(theirs):.3f} |")
-    lost = sum(int(r.get("lost", 0)) for s in by.values() for r in s.values() if r["server"] == "mirrordns")
-    wrong = sum(int(r.get("mismatch", 0)) for s in by.values() for r in s.values() if r["server"] == "mirrordns")
+    ours = [r for s in by.values() for r in s.get("mirrordns", [])]
+    lost = sum(int(r.get("lost", 0)) for r in ours)
+    wrong = sum(int(r.get("mismatch", 0)) for r in ours)
     print(f"\nmirrordns over all rounds: {lost} lost, {wrong} answers different from the table")
 
 

@@ -22,7 +22,7 @@ use crate::zone::{Name, ZoneSet};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CandidateList {
     /// Indices into `Config::mirrors`, most preferred first. For `nearest`, the
-    /// [`nearest_kept`] nearest only: a full order per location would make almost every
+    /// [`nearest_kept`] nearest with IPv4 and those with IPv6 only: a full order per location would make almost every
     /// GeoLite2 location a list of its own (see [`ClientMap::reps`] for the rest).
     pub mirrors: Vec<usize>,
     /// The client's location was unknown, so this is the service's default order.
@@ -52,8 +52,9 @@ pub struct ClientHit {
     pub scope: u8,
 }
 
-/// Mirrors of a `nearest` service kept per client list: enough for the answer and two more
-/// to fail over to before the list's representative order is needed ([`ClientMap::reps`]).
+/// Mirrors of each address family a `nearest` service keeps per client list: enough for the
+/// answer and two more to fail over to before the list's representative order is needed
+/// ([`ClientMap::reps`]).
 pub fn nearest_kept(service: &Service) -> usize {
     service.answers.saturating_add(2).min(service.mirrors.len())
 }
@@ -78,11 +79,27 @@ fn nearest_first(points: &[(usize, Option<[f64; 3]>)], here: [f64; 3], k: usize)
         all.sort_by(|a, b| a.0.total_cmp(&b.0));
         return all.into_iter().map(|(_, i)| i).collect();
     }
-    // (squared chord, position): a short sorted array beats sorting every mirror when only
-    // the first few are kept.
+    select(points, here, k, |_| true)
+        .into_iter()
+        .map(|(_, pos)| points[pos].0)
+        .collect()
+}
+
+/// (squared chord, position in `points`) of the `k` points nearest to `here` among those whose
+/// mirror passes `keep`, nearest first; equal distances keep the configured order. A short
+/// sorted array beats sorting every mirror when only the first few are kept.
+fn select(
+    points: &[(usize, Option<[f64; 3]>)],
+    here: [f64; 3],
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<(f64, usize)> {
     let mut best: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
-    for (pos, (_, p)) in points.iter().enumerate() {
-        let d = dist(p);
+    for (pos, (i, p)) in points.iter().enumerate() {
+        if !keep(*i) {
+            continue;
+        }
+        let d = p.map_or(f64::MAX, |p| geo::chord2(here, p));
         if best.len() == k && best.last().is_none_or(|&(worst, _)| d >= worst) {
             continue;
         }
@@ -90,7 +107,25 @@ fn nearest_first(points: &[(usize, Option<[f64; 3]>)], here: [f64; 3], k: usize)
         best.insert(at, (d, pos));
         best.truncate(k);
     }
-    best.into_iter().map(|(_, pos)| points[pos].0).collect()
+    best
+}
+
+/// What a `nearest` client network keeps: its `k` nearest mirrors with IPv4 and its `k`
+/// nearest with IPv6, together in distance order, so that A and AAAA answers both come from
+/// the client's own order while the kept mirrors are up.
+fn nearest_kept_list(
+    points: &[(usize, Option<[f64; 3]>)],
+    here: [f64; 3],
+    k: usize,
+    config: &Config,
+) -> Vec<usize> {
+    let mut both = select(points, here, k, |i| !config.mirrors[i].ipv4.is_empty());
+    both.extend(select(points, here, k, |i| {
+        !config.mirrors[i].ipv6.is_empty()
+    }));
+    both.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    both.dedup_by_key(|e| e.1);
+    both.into_iter().map(|(_, pos)| points[pos].0).collect()
 }
 
 /// Values in a client map: the candidate list id, with the continent index in the top bits so
@@ -159,7 +194,9 @@ pub fn order(service: &Service, config: &Config, loc: &Location) -> CandidateLis
 pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap) -> ClientMap {
     let mut lists: Vec<CandidateList> = Vec::new();
     let mut reps = Vec::new();
-    let mut index: HashMap<CandidateList, u32> = HashMap::new();
+    // Keyed with whether the list has a representative: a default order that happens to equal
+    // a kept nearest list must not share its failover.
+    let mut index: HashMap<(CandidateList, bool), u32> = HashMap::new();
     let points = mirror_points(service, config);
     let kept = nearest_kept(service);
     let by_location: Vec<u32> = locs
@@ -170,7 +207,7 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
             let (mut l, rep) = match (service.policy, loc.coords) {
                 (Policy::Nearest, Some(here)) => (
                     CandidateList {
-                        mirrors: nearest_first(&points, geo::unit_vector(here), kept),
+                        mirrors: nearest_kept_list(&points, geo::unit_vector(here), kept, config),
                         unknown: false,
                     },
                     Some(here),
@@ -180,7 +217,7 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
             if id as u32 == UNKNOWN {
                 l.unknown = true;
             }
-            let list = *index.entry(l.clone()).or_insert_with(|| {
+            let list = *index.entry((l.clone(), rep.is_some())).or_insert_with(|| {
                 lists.push(l);
                 reps.push(rep);
                 (lists.len() - 1) as u32

@@ -156,8 +156,9 @@ impl Stats {
     }
 }
 
-/// Protection state that outlives reloads, shared by every listener: the rate limiter's table
-/// and the cookie secret used when the config sets none.
+/// Protection state shared by every listener: the rate limiter's table and the cookie secret
+/// used when the config sets none. It outlives reloads, except that a reload changing
+/// `[rate-limit] table-size` swaps in a copy with a new, empty table ([`Guard::with_table_size`]).
 pub struct Guard {
     pub rrl: rrl::Rrl,
     random_secret: [u8; 16],

@@ -8,6 +8,11 @@ use crate::geo::GeoSource;
 /// so a failover that fell back to it instead of to distance would show; the region list for
 /// Africa is m0, m1.
 fn equator(policy: &str) -> (Config, ClientMap) {
+    equator_with_v6(policy, &[])
+}
+
+/// [`equator`], with IPv6 addresses on the mirrors in `v6`.
+fn equator_with_v6(policy: &str, v6: &[usize]) -> (Config, ClientMap) {
     let mut src = format!(
         "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"example.com.zone\"]\n\
          [[geo.override]]\nnetwork = \"198.51.100.0/24\"\n\
@@ -22,6 +27,9 @@ fn equator(policy: &str) -> (Config, ClientMap) {
             "[[mirror]]\nname = \"m{i}\"\nipv4 = [\"192.0.2.{i}\"]\nlocation = {{ lat = 0.0, lon = {}.0 }}\n",
             i * 10
         );
+        if v6.contains(&i) {
+            src += &format!("ipv6 = [\"2001:db8::{i}\"]\n");
+        }
     }
     let path = Path::new("/etc/mirrordns/test.toml");
     let config = Config::parse(path, &src).unwrap_or_else(|p| panic!("{p}"));
@@ -36,6 +44,10 @@ fn equator(policy: &str) -> (Config, ClientMap) {
 }
 
 fn answer_with_out(config: &Config, map: &ClientMap, out: &[usize]) -> Vec<usize> {
+    answer_of(config, map, out).a_mirrors
+}
+
+fn answer_of(config: &Config, map: &ClientMap, out: &[usize]) -> Answer {
     let health = HealthSnapshot {
         services: vec![
             (0..config.mirrors.len())
@@ -52,7 +64,7 @@ fn answer_with_out(config: &Config, map: &ClientMap, out: &[usize]) -> Vec<usize
     let hit = map.lookup("198.51.100.7".parse().unwrap());
     let mode = mode_of(0, config, &health);
     let points = mirror_points(&config.services[0], config);
-    answer_for(map, hit.list as usize, 0, mode, config, &health, &points).a_mirrors
+    answer_for(map, hit.list as usize, 0, mode, config, &health, &points)
 }
 
 #[test]
@@ -121,4 +133,17 @@ fn a_region_list_is_used_as_configured() {
     assert_eq!(answer_with_out(&config, &map, &[0]), [1]);
     // Both listed mirrors out: nothing borrowed from outside the list.
     assert!(answer_with_out(&config, &map, &[0, 1]).is_empty());
+}
+
+#[test]
+fn a_nearest_list_keeps_the_nearest_of_each_family() {
+    // Only the two farthest mirrors have IPv6: the list keeps them too, so AAAA answers come
+    // from this client's own order (m4 before m5) with everything up.
+    let (config, map) = equator_with_v6("nearest", &[4, 5]);
+    let hit = map.lookup("198.51.100.7".parse().unwrap());
+    assert_eq!(map.lists[hit.list as usize].mirrors, [0, 1, 2, 4, 5]);
+    let all_up = answer_of(&config, &map, &[]);
+    assert_eq!((all_up.a_mirrors, all_up.aaaa_mirrors), (vec![0], vec![4]));
+    let m4_out = answer_of(&config, &map, &[4]);
+    assert_eq!((m4_out.a_mirrors, m4_out.aaaa_mirrors), (vec![0], vec![5]));
 }
