@@ -52,11 +52,24 @@ pub fn write(root: &Path, dir: &str, version: &str) {
     let files = files(version);
     let mut sums = String::new();
     for (n, data) in &files {
-        std::fs::write(d.join(n), data).unwrap();
+        replace(&d.join(n), data);
         sums.push_str(&format!("{}  {n}\n", hex(&Sha256::digest(data))));
     }
-    std::fs::write(d.join("manifest.json"), manifest_json(version, &files)).unwrap();
-    std::fs::write(d.join("SHA256SUMS"), sums).unwrap();
+    replace(
+        &d.join("manifest.json"),
+        manifest_json(version, &files).as_bytes(),
+    );
+    replace(&d.join("SHA256SUMS"), sums.as_bytes());
+}
+
+/// Writes a file the way rsync and other sync tools do, through a temporary file renamed
+/// over the old one: a prober reading at that moment sees the old bytes or the new, never a
+/// truncated file (which it would rightly call a mismatch and not retry for minutes).
+fn replace(path: &Path, data: &[u8]) {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    std::fs::write(&tmp, data).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// Flips one byte of a file.
