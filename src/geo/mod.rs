@@ -381,8 +381,8 @@ impl GeoSource {
         }
         // Each family's spans become its table before the next family is walked, so that only
         // one family's span list is ever held.
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
+        let mut v4 = SpanList::default();
+        let mut v6 = SpanList::default();
         let mut networks = 0;
         let (v4, v6) = if let Some((path, reader)) = &self.db {
             // Many networks share one data record; decode each record once. Neighbouring
@@ -391,7 +391,7 @@ impl GeoSource {
             let mut by_offset: FxHashMap<usize, u32> = FxHashMap::default();
             let mut last: Option<(usize, u32)> = None;
             let mut walk = |cidr: &str,
-                            out: &mut Vec<Span>,
+                            out: &mut SpanList,
                             locations: &mut Vec<Location>|
              -> Result<(), String> {
                 let Ok(net) = cidr.parse() else {
@@ -448,19 +448,11 @@ impl GeoSource {
                         }
                     };
                     networks += 1;
-                    // The walk is in address order; neighbours with the same location are
-                    // one span already, which keeps the whole list (and the compile's peak
-                    // memory) a fraction of the network count.
-                    match out.last_mut() {
-                        Some(l) if l.value == id && l.end.checked_add(1) == Some(start) => {
-                            l.end = end;
-                        }
-                        _ => out.push(Span {
-                            start,
-                            end,
-                            value: id,
-                        }),
-                    }
+                    out.push(Span {
+                        start,
+                        end,
+                        value: id,
+                    });
                 }
                 Ok(())
             };
@@ -482,13 +474,54 @@ impl GeoSource {
 
 /// One family's table from its database spans and its override spans. Without overrides (the
 /// usual case) there is nothing to overlay and no copy to make.
-fn table<K: prefix::Key>(spans: Vec<Span>, top: Vec<Span>) -> PrefixTable<K> {
-    let spans = if top.is_empty() {
-        spans
+fn table<K: prefix::Key>(spans: SpanList, top: Vec<Span>) -> PrefixTable<K> {
+    if top.is_empty() {
+        PrefixTable::from_spans(spans.into_spans(), UNKNOWN)
     } else {
-        overlay(&spans, &paint(top))
-    };
-    PrefixTable::from_spans(spans, UNKNOWN)
+        let spans: Vec<Span> = spans.into_spans().collect();
+        PrefixTable::from_spans(overlay(&spans, &paint(top)), UNKNOWN)
+    }
+}
+
+/// A database walk's spans, in address order, held in fixed-size chunks: a growing `Vec` of
+/// a few million spans would copy itself into one twice its size, briefly holding both, and
+/// that was most of the compile's peak memory.
+#[derive(Default)]
+struct SpanList {
+    chunks: Vec<Vec<Span>>,
+}
+
+/// 48 MiB of spans: above glibc's largest mmap threshold, so every chunk is a mapping of its
+/// own, given back to the system when freed (smaller chunks came from the heap, and the
+/// fragments they left kept the serving RSS 1.5 MiB higher). Untouched pages of the last
+/// chunk cost nothing.
+const SPAN_CHUNK: usize = 1 << 20;
+
+impl SpanList {
+    /// Appends `s`, or lengthens the last span when `s` continues it with the same location:
+    /// neighbours with one location are one span, a fraction of the network count.
+    fn push(&mut self, s: Span) {
+        if let Some(l) = self.chunks.last_mut().and_then(|c| c.last_mut())
+            && l.value == s.value
+            && l.end.checked_add(1) == Some(s.start)
+        {
+            l.end = s.end;
+            return;
+        }
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < SPAN_CHUNK => c.push(s),
+            _ => {
+                let mut c = Vec::with_capacity(SPAN_CHUNK);
+                c.push(s);
+                self.chunks.push(c);
+            }
+        }
+    }
+
+    /// Every span in order; each chunk is freed once read.
+    fn into_spans(self) -> impl Iterator<Item = Span> {
+        self.chunks.into_iter().flatten()
+    }
 }
 
 fn is_v4_subtree(a: Ipv6Addr) -> bool {
