@@ -286,18 +286,17 @@ impl Core {
             }
         };
         let wanted = loaded.config.rate_limit.table_size;
-        let running = self.guard.load().rrl.cells();
-        if wanted != running {
+        let guard = self.guard.load_full();
+        if wanted != guard.rrl.cells() {
             // The UDP workers pick the new table up with their next batch. Counting starts
             // again, so a flood in progress gets at most one more burst.
-            let g = self.guard.load().with_table_size(wanted);
-            let cells = g.rrl.cells();
-            self.guard.store(Arc::new(g));
+            let g = guard.with_table_size(wanted);
             info!(
-                from = running,
-                to = cells,
+                from = guard.rrl.cells(),
+                to = g.rrl.cells(),
                 "rate-limit table resized; flows are counted afresh"
             );
+            self.guard.store(Arc::new(g));
         }
         let carried = match health.take() {
             Some(h) => Some(h.stop().await),

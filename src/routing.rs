@@ -21,9 +21,9 @@ use crate::zone::{Name, ZoneSet};
 /// One client network's ordered mirrors.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CandidateList {
-    /// Indices into `Config::mirrors`, most preferred first. For `nearest`, the
-    /// [`nearest_kept`] nearest with IPv4 and those with IPv6 only: a full order per location would make almost every
-    /// GeoLite2 location a list of its own (see [`ClientMap::reps`] for the rest).
+    /// Indices into `Config::mirrors`, most preferred first. For `nearest`, only the
+    /// [`nearest_kept`] nearest with IPv4 and those with IPv6: a full order per location would
+    /// make almost every GeoLite2 location a list of its own (see [`ClientMap::reps`]).
     pub mirrors: Vec<usize>,
     /// The client's location was unknown, so this is the service's default order.
     pub unknown: bool,
@@ -70,19 +70,21 @@ fn mirror_points(service: &Service, config: &Config) -> Vec<(usize, Option<[f64;
         .collect()
 }
 
-/// The `k` mirrors nearest to `here`, nearest first; equal distances keep the configured order.
-fn nearest_first(points: &[(usize, Option<[f64; 3]>)], here: [f64; 3], k: usize) -> Vec<usize> {
-    let dist = |p: &Option<[f64; 3]>| p.map_or(f64::MAX, |p| geo::chord2(here, p));
-    if k >= points.len() {
-        let mut all: Vec<(f64, usize)> = points.iter().map(|(i, p)| (dist(p), *i)).collect();
-        // Stable: equal distances keep the configured order.
-        all.sort_by(|a, b| a.0.total_cmp(&b.0));
-        return all.into_iter().map(|(_, i)| i).collect();
-    }
-    select(points, here, k, |_| true)
-        .into_iter()
-        .map(|(_, pos)| points[pos].0)
-        .collect()
+/// How far a mirror's point is from `here`, for ordering only (a squared chord); a mirror
+/// without a location is farther than any with one.
+fn remoteness(here: [f64; 3], p: &Option<[f64; 3]>) -> f64 {
+    p.map_or(f64::MAX, |p| geo::chord2(here, p))
+}
+
+/// Every mirror of `points`, nearest to `here` first; equal distances keep the configured order.
+fn by_distance(points: &[(usize, Option<[f64; 3]>)], here: [f64; 3]) -> Vec<usize> {
+    let mut all: Vec<(f64, usize)> = points
+        .iter()
+        .map(|(i, p)| (remoteness(here, p), *i))
+        .collect();
+    // Stable: equal distances keep the configured order.
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    all.into_iter().map(|(_, i)| i).collect()
 }
 
 /// (squared chord, position in `points`) of the `k` points nearest to `here` among those whose
@@ -99,7 +101,7 @@ fn select(
         if !keep(*i) {
             continue;
         }
-        let d = p.map_or(f64::MAX, |p| geo::chord2(here, p));
+        let d = remoteness(here, p);
         if best.len() == k && best.last().is_none_or(|&(worst, _)| d >= worst) {
             continue;
         }
@@ -176,11 +178,7 @@ pub fn order(service: &Service, config: &Config, loc: &Location) -> CandidateLis
                 .to_vec()
         }
         Policy::Nearest => match loc.coords {
-            Some(here) => nearest_first(
-                &mirror_points(service, config),
-                geo::unit_vector(here),
-                usize::MAX,
-            ),
+            Some(here) => by_distance(&mirror_points(service, config), geo::unit_vector(here)),
             None => service.default_order().to_vec(),
         },
     };
@@ -479,7 +477,7 @@ fn answer_for(
     let list = &map.lists[li];
     let rest = || {
         let here = map.reps.get(li).copied().flatten()?;
-        Some(nearest_first(points, geo::unit_vector(here), usize::MAX))
+        Some(by_distance(points, geo::unit_vector(here)))
     };
     match mode {
         Mode::Mirrors => pick(list, rest, service, config, |i| {

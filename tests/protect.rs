@@ -20,6 +20,14 @@ fn config(extra: &str) -> String {
     )
 }
 
+/// A limit of 20 identical responses a second, loopback included: what the flood tests use.
+const LIMITED: &str = "[rate-limit]\nresponses-per-second = 20\nslip = 2\nexempt = []\n";
+
+/// The ECS option (code 8) of [`london_query`]: 81.2.69.0/24.
+fn london_ecs() -> (u16, Vec<u8>) {
+    (8, vec![0, 1, 24, 0, 81, 2, 69])
+}
+
 async fn metrics_text(ts: &TestServer) -> String {
     mirrordns::health::http::install_crypto();
     let url = format!("http://{}/metrics", ts.server.http_addr().unwrap());
@@ -73,18 +81,8 @@ async fn flood(addr: SocketAddr, q: &[u8], n: usize) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limiting_drops_and_slips_a_flood_but_not_tcp_or_cookie_clients() {
-    let ts = start(
-        &config("[rate-limit]\nresponses-per-second = 20\nslip = 2\nexempt = []\n"),
-        ZONE,
-        None,
-    )
-    .await;
-    let q = query(
-        "downloads.example.com.",
-        hickory_proto::rr::RecordType::A,
-        Some(1232),
-        Some(("81.2.69.0", 24)),
-    );
+    let ts = start(&config(LIMITED), ZONE, None).await;
+    let q = london_query();
     let started = Instant::now();
     let (full, tc) = flood(ts.addr, &q, 2000).await;
     let secs = started.elapsed().as_secs_f64();
@@ -134,10 +132,7 @@ async fn rate_limiting_drops_and_slips_a_flood_but_not_tcp_or_cookie_clients() {
     let first = raw_query(
         "downloads.example.com",
         1,
-        &[
-            (8, vec![0, 1, 24, 0, 81, 2, 69]),
-            (10, client_cookie.clone()),
-        ],
+        &[london_ecs(), (10, client_cookie.clone())],
     );
     let mut cookie = None;
     for _ in 0..20 {
@@ -154,11 +149,7 @@ async fn rate_limiting_drops_and_slips_a_flood_but_not_tcp_or_cookie_clients() {
         client_cookie[..],
         "the client cookie comes back"
     );
-    let with_cookie = raw_query(
-        "downloads.example.com",
-        1,
-        &[(8, vec![0, 1, 24, 0, 81, 2, 69]), (10, cookie)],
-    );
+    let with_cookie = raw_query("downloads.example.com", 1, &[london_ecs(), (10, cookie)]);
     let (full, tc) = flood(ts.addr, &with_cookie, 200).await;
     assert_eq!(
         (full, tc),
@@ -174,24 +165,17 @@ async fn rate_limiting_drops_and_slips_a_flood_but_not_tcp_or_cookie_clients() {
 /// a server cookie handed out before the reload still exempts its client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_resizes_the_rate_limit_table() {
-    let ts = start(
-        &config("[rate-limit]\nresponses-per-second = 20\nslip = 2\nexempt = []\n"),
-        ZONE,
-        None,
-    )
-    .await;
+    let ts = start(&config(LIMITED), ZONE, None).await;
     let cells = |text: &str| metric(text, "mirrordns_dns_rrl_table_cells");
     assert_eq!(cells(&metrics_text(&ts).await), 65536.0);
-    let ecs = (8, vec![0, 1, 24, 0, 81, 2, 69]);
-    let hello = raw_query("downloads.example.com", 1, &[ecs.clone(), (10, vec![7; 8])]);
+    let hello = raw_query(
+        "downloads.example.com",
+        1,
+        &[london_ecs(), (10, vec![7; 8])],
+    );
     let answer = udp_raw(ts.addr, &hello).await.expect("an answer");
     let cookie = cookie_option(&answer).expect("a server cookie");
-    let q = query(
-        "downloads.example.com.",
-        hickory_proto::rr::RecordType::A,
-        Some(1232),
-        Some(("81.2.69.0", 24)),
-    );
+    let q = london_query();
     // Use up this flow's burst in the old table.
     let (full, _) = flood(ts.addr, &q, 200).await;
     assert!(full < 100, "limited before the reload: {full}");
@@ -217,7 +201,7 @@ async fn a_reload_resizes_the_rate_limit_table() {
     );
     assert!(tc > 0, "limited responses slip");
 
-    let with_cookie = raw_query("downloads.example.com", 1, &[ecs, (10, cookie)]);
+    let with_cookie = raw_query("downloads.example.com", 1, &[london_ecs(), (10, cookie)]);
     assert_eq!(
         flood(ts.addr, &with_cookie, 200).await,
         (200, 0),

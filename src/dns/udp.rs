@@ -2,8 +2,9 @@
 //!
 //! Each worker owns one SO_REUSEPORT socket (the kernel spreads queries across them), receives
 //! up to [`BATCH`] datagrams per system call, answers each with `answer::handle` against one
-//! `load()` of the routing table (and of the rate limiter), and sends all answers with one call. No task, no lock, and
-//! no heap allocation per query. A receive timeout lets the worker notice shutdown.
+//! `load()` of the routing table (and of the abuse-protection guard), and sends all answers
+//! with one call. No task, no lock, and no heap allocation per query. A receive timeout lets
+//! the worker notice shutdown.
 
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};

@@ -85,6 +85,14 @@ fn failover_past_the_kept_mirrors_goes_on_by_distance() {
     assert_eq!(answer_with_out(&config, &map, &[0, 1, 2, 3, 4]), [5]);
 }
 
+/// The `k` nearest of every mirror, as a kept list selects them.
+fn nearest(points: &[(usize, Option<[f64; 3]>)], here: [f64; 3], k: usize) -> Vec<usize> {
+    select(points, here, k, |_| true)
+        .into_iter()
+        .map(|(_, pos)| points[pos].0)
+        .collect()
+}
+
 #[test]
 fn ordering_by_chord_is_ordering_by_great_circle_distance() {
     // A small deterministic generator: the same points every run.
@@ -109,12 +117,8 @@ fn ordering_by_chord_is_ordering_by_great_circle_distance() {
             geo::distance_km(here, mirrors[a]).total_cmp(&geo::distance_km(here, mirrors[b]))
         });
         let u = geo::unit_vector(here);
-        assert_eq!(
-            nearest_first(&points, u, usize::MAX),
-            by_haversine,
-            "{here:?}"
-        );
-        assert_eq!(nearest_first(&points, u, 3), by_haversine[..3], "{here:?}");
+        assert_eq!(by_distance(&points, u), by_haversine, "{here:?}");
+        assert_eq!(nearest(&points, u, 3), by_haversine[..3], "{here:?}");
     }
 }
 
@@ -122,8 +126,8 @@ fn ordering_by_chord_is_ordering_by_great_circle_distance() {
 fn equal_distances_keep_the_configured_order() {
     let p = geo::unit_vector((10.0, 20.0));
     let points = [(7, Some(p)), (3, Some(p)), (5, None), (1, Some(p))];
-    assert_eq!(nearest_first(&points, p, usize::MAX), [7, 3, 1, 5]);
-    assert_eq!(nearest_first(&points, p, 2), [7, 3]);
+    assert_eq!(by_distance(&points, p), [7, 3, 1, 5]);
+    assert_eq!(nearest(&points, p, 2), [7, 3]);
 }
 
 #[test]
