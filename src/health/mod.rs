@@ -13,6 +13,7 @@
 //!   global readiness, and writes the state file.
 
 pub mod http;
+mod integrity;
 pub mod oneshot;
 pub mod state;
 pub mod verify;
@@ -28,11 +29,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::manifest::Manifest;
+
 use crate::metrics::{Histogram, PROBE_BUCKETS};
 use crate::routing::HealthSnapshot;
-use state::{HealthState, MirrorHealth, MirrorState, Mismatch, StateFile, Verified};
-use verify::{ReleaseOutcome, fetch_manifest, verify_release};
+use state::{HealthState, MirrorHealth, MirrorState, StateFile};
+use verify::fetch_manifest;
 
 /// Receives every new snapshot; the daemon builds and publishes a routing table from it.
 pub type Publisher = Arc<dyn Fn(&HealthSnapshot) + Send + Sync>;
@@ -382,8 +383,8 @@ async fn mirror_task(sh: Arc<Shared>, i: usize, ep: http::Endpoint, stagger: Dur
                     _ = tokio::time::sleep(hc.interval) => {},
                 }
             }
-            spot_check(&sh, i, &ep, &mut spot).await;
-            integrity(&sh, i, &ep).await;
+            integrity::spot_check(&sh, i, &ep, &mut spot).await;
+            integrity::run(&sh, i, &ep).await;
         }
         {
             let mut st = lock(&sh.state);
@@ -409,183 +410,6 @@ fn rounds_done(st: &mut HealthState, cfg: &Config) {
         .all(|(_, h)| h.last_probe.is_some() && !h.verifying);
     if all && st.origin_done {
         st.first_round_done = true;
-    }
-}
-
-/// One verified file to spot-check.
-#[derive(Clone)]
-struct SpotTarget {
-    path: String,
-    size: u64,
-    digest: state::Digest,
-    seen: http::Validators,
-}
-
-/// HEAD one verified file (rotating) and drop the verification if it changed.
-async fn spot_check(sh: &Shared, i: usize, ep: &http::Endpoint, spot: &mut usize) {
-    let target = {
-        let st = lock(&sh.state);
-        let h = &st.mirrors[i];
-        let mut all: Vec<(&Manifest, &Verified)> = st
-            .releases
-            .values()
-            .filter_map(|r| r.current.as_deref())
-            .filter_map(|m| h.verified.get(&m.digest).map(|v| (m, v)))
-            .collect();
-        all.sort_by(|a, b| a.0.release.cmp(&b.0.release));
-        let files: Vec<SpotTarget> = all
-            .iter()
-            .flat_map(|(m, v)| {
-                m.files.iter().filter_map(move |f| {
-                    Some(SpotTarget {
-                        path: format!("{}{}", crate::manifest::release_dir(&m.release), f.path),
-                        size: f.size?,
-                        digest: m.digest,
-                        seen: v.files.get(&f.path)?.clone(),
-                    })
-                })
-            })
-            .collect();
-        if files.is_empty() {
-            return;
-        }
-        *spot = (*spot + 1) % files.len();
-        files[*spot].clone()
-    };
-    let Ok(url) = ep.url(&target.path) else {
-        return;
-    };
-    let seen = &target.seen;
-    let changed = match http::head(ep, &url, sh.config.health.timeout).await {
-        Ok(v) => {
-            let len_changed = v.length.is_some_and(|l| l != target.size);
-            let etag_changed = seen.etag.is_some() && v.etag.is_some() && seen.etag != v.etag;
-            let lm_changed = seen.last_modified.is_some()
-                && v.last_modified.is_some()
-                && seen.last_modified != v.last_modified;
-            (len_changed || etag_changed || lm_changed)
-                .then(|| format!("{}: changed since it was verified", target.path))
-        }
-        Err(e @ http::ProbeError::Status { status: 404, .. }) => Some(e.to_string()),
-        Err(_) => None,
-    };
-    if let Some(why) = changed {
-        info!(mirror = %sh.config.mirrors[i].name, reason = %why, "spot check: re-verifying");
-        let mut st = lock(&sh.state);
-        st.mirrors[i].verified.remove(&target.digest);
-        st.mirrors[i].partial.remove(&target.digest);
-    }
-}
-
-/// Verifies every required release the mirror has not verified (or whose `reverify` is due).
-async fn integrity(sh: &Shared, i: usize, ep: &http::Endpoint) {
-    let cfg = &sh.config;
-    let hc = &cfg.health;
-    let mirror = &cfg.mirrors[i];
-    let now = SystemTime::now();
-    // Wrong bytes are retried, but not every round: a full download each interval would be
-    // a heavy price for a mirror that stays broken.
-    let mismatch_retry = hc.reverify.min(Duration::from_secs(300)).max(hc.interval);
-    let todo: Vec<(Arc<Manifest>, Option<state::Digest>)> = {
-        let st = lock(&sh.state);
-        let h = &st.mirrors[i];
-        if let Some(mm) = &h.mismatch
-            && now.duration_since(mm.at).unwrap_or_default() < mismatch_retry
-        {
-            return;
-        }
-        let mut v = Vec::new();
-        for (r, _) in state::required_digests(cfg, &st, i) {
-            let Some(rel) = st.releases.get(&r) else {
-                continue;
-            };
-            let Some(cur) = rel.current.clone() else {
-                continue;
-            };
-            let due = match h.verified.get(&cur.digest) {
-                None => true,
-                Some(ver) => now.duration_since(ver.at).unwrap_or_default() >= hc.reverify,
-            };
-            if due {
-                v.push((cur, rel.previous.as_ref().map(|p| p.digest)));
-            }
-        }
-        v
-    };
-    if todo.is_empty() {
-        let mut st = lock(&sh.state);
-        st.mirrors[i].lag_since = None;
-        if st.mirrors[i].mismatch.is_some() && !state::required_digests(cfg, &st, i).is_empty() {
-            // Everything required verified since the mismatch: the mirror is clean again.
-            st.mirrors[i].mismatch = None;
-        }
-        return;
-    }
-    lock(&sh.state).mirrors[i].verifying = true;
-    sh.notify.notify_one();
-    let mut clean = true;
-    for (m, previous) in todo {
-        let mut done = lock(&sh.state).mirrors[i]
-            .partial
-            .remove(&m.digest)
-            .unwrap_or_default();
-        let mut report = Vec::new();
-        let outcome = tokio::select! {
-            _ = sh.token.cancelled() => break,
-            o = verify_release(ep, hc, &m, previous, &mut done, &sh.downloads, false, &mut report) => o,
-        };
-        let mut st = lock(&sh.state);
-        let changed_at = st.releases.get(&m.release).and_then(|r| r.changed_at);
-        let h = &mut st.mirrors[i];
-        match outcome {
-            ReleaseOutcome::Verified(files) => {
-                info!(mirror = %mirror.name, release = %m.release, version = %m.version, "verified");
-                h.verified.insert(
-                    m.digest,
-                    Verified {
-                        at: SystemTime::now(),
-                        files,
-                    },
-                );
-                if let Some(p) = previous {
-                    h.verified.remove(&p);
-                }
-            }
-            ReleaseOutcome::Previous => {
-                clean = false;
-                h.lag_since.get_or_insert(changed_at.unwrap_or(now));
-                h.last_error = Some(format!("{}: still the previous release", m.release));
-            }
-            ReleaseOutcome::Failed { error, mismatch } => {
-                clean = false;
-                h.last_error = Some(error.to_string());
-                if mismatch {
-                    sh.counters.hash_mismatches[i].fetch_add(1, Relaxed);
-                    warn!(mirror = %mirror.name, release = %m.release, error = %error, "integrity check failed: never routed until it verifies");
-                    h.mismatch = Some(Mismatch {
-                        digest: m.digest,
-                        at: SystemTime::now(),
-                        reason: error.to_string(),
-                    });
-                    h.verified.remove(&m.digest);
-                } else {
-                    let missing = matches!(error, http::ProbeError::Status { status: 404, .. });
-                    if missing || previous.is_some_and(|p| h.verified.contains_key(&p)) {
-                        h.lag_since.get_or_insert(changed_at.unwrap_or(now));
-                    }
-                    // Keep what matched so far; only the rest is fetched next round.
-                    h.partial.insert(m.digest, done);
-                }
-            }
-        }
-    }
-    let mut st = lock(&sh.state);
-    let h = &mut st.mirrors[i];
-    h.verifying = false;
-    if clean {
-        h.mismatch = None;
-        h.lag_since = None;
-        h.last_error = None;
     }
 }
 
