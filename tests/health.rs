@@ -2,164 +2,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
+use common::mirrors::*;
 use common::release;
 use common::*;
 use hickory_proto::op::ResponseCode;
-use mirrordns::daemon::Server;
-use mirrordns::demo::files::FileServer;
-use mirrordns::load::Loaded;
-
-const V1: &str = "tool/v1.8.2";
-
-/// An origin and two mirrors: eu-west (nearest to London) and us-east.
-struct Setup {
-    dir: tempfile::TempDir,
-    origin: FileServer,
-    eu: FileServer,
-    us: FileServer,
-}
-
-impl Setup {
-    async fn new() -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["origin", "eu", "us"] {
-            release::write(&dir.path().join(d), V1, "v1.8.2");
-        }
-        let origin = FileServer::start(&dir.path().join("origin")).await.unwrap();
-        let eu = FileServer::start(&dir.path().join("eu")).await.unwrap();
-        let us = FileServer::start(&dir.path().join("us")).await.unwrap();
-        Setup {
-            dir,
-            origin,
-            eu,
-            us,
-        }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    /// A config with `extra` lines added to the service.
-    fn config(&self, release: &str, service_extra: &str, health_extra: &str) -> String {
-        format!(
-            r#"[server]
-dns-listen = ["127.0.0.1:0"]
-http-listen = "127.0.0.1:0"
-zones = ["example.com.zone"]
-
-[[geo.override]]
-network = "81.2.69.0/24"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-
-[origin]
-base-url = "{origin}"
-ipv4 = ["192.0.2.1"]
-ipv6 = ["2001:db8::1"]
-
-[health]
-interval = "100ms"
-timeout = "1s"
-rise = 2
-fall = 2
-{health_extra}
-
-[[service]]
-name = "downloads.example.com"
-mirrors = ["eu-west", "us-east"]
-releases = ["{release}"]
-{service_extra}
-
-[[mirror]]
-name = "eu-west"
-ipv4 = ["192.0.2.11"]
-location = {{ lat = 50.1, lon = 8.7 }}
-base-url = "http://eu.mirror.test:8000/"
-probe-address = "{eu}"
-
-[[mirror]]
-name = "us-east"
-ipv4 = ["192.0.2.10"]
-location = {{ lat = 38.9, lon = -77.0 }}
-base-url = "{us}"
-"#,
-            origin = self.origin.url(),
-            eu = self.eu.addr(),
-            us = self.us.url(),
-        )
-    }
-
-    async fn start(&self, config: &str) -> (Server, std::net::SocketAddr) {
-        let path = self.dir.path().join("mirrordns.toml");
-        std::fs::write(self.dir.path().join("example.com.zone"), ZONE).unwrap();
-        std::fs::write(&path, config).unwrap();
-        let server = Server::start(Loaded::from_file(&path).unwrap_or_else(|p| panic!("{p}")))
-            .await
-            .unwrap();
-        let addr = server.dns_addrs()[0];
-        (server, addr)
-    }
-}
-
-async fn london(addr: std::net::SocketAddr) -> (ResponseCode, Vec<String>) {
-    let m = udp(addr, &london_query()).await;
-    (m.metadata.response_code, addrs(&m))
-}
-
-/// Polls until the London answer is `want`, or panics after `secs` with what it saw.
-async fn wait_for(addr: std::net::SocketAddr, want: &[&str], secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut last = (ResponseCode::NoError, vec![]);
-    while Instant::now() < deadline {
-        last = london(addr).await;
-        if last.1 == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("waited {secs} s for {want:?}; last answer {last:?}");
-}
-
-async fn state_of(server: &Server, name: &str) -> String {
-    server
-        .with_health(|cfg, st| {
-            let i = cfg.mirrors.iter().position(|m| m.name == name).unwrap();
-            let h = &st.mirrors[i];
-            format!(
-                "{} {}",
-                mirrordns::health::state::mirror_state(cfg, st, i).as_str(),
-                h.mismatch
-                    .as_ref()
-                    .map(|m| m.reason.clone())
-                    .or(h.last_error.clone())
-                    .unwrap_or_default()
-            )
-        })
-        .await
-        .unwrap()
-}
-
-/// Polls until a mirror's "state reason" satisfies `ok` (answers can move before the slower
-/// mirror's verification has finished), or panics with what it saw.
-async fn wait_state(server: &Server, name: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = state_of(server, name).await;
-        if ok(&st) {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "{name}: {st}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-const MANIFEST: &str = "tool/v1.8.2/manifest.json";
-const EU: &str = "192.0.2.11";
-const US: &str = "192.0.2.10";
-const ORIGIN: &str = "192.0.2.1";
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn good_mirrors_are_routed_and_a_corrupted_byte_never_is() {
@@ -179,7 +27,7 @@ async fn good_mirrors_are_routed_and_a_corrupted_byte_never_is() {
     s.us.set(|k| k.status = Some(503));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (rcode, a) = london(addr).await;
+        let (rcode, a) = london_answer(addr).await;
         assert!(!a.contains(&EU.to_string()), "mismatched mirror served");
         if a.is_empty() {
             assert_eq!(rcode, ResponseCode::NoError);
@@ -243,7 +91,7 @@ async fn slow_truncated_and_overlong_mirrors_are_not_routed() {
         wait_for(addr, &[US], 10).await;
         // Stays out for a while.
         for _ in 0..10 {
-            assert_eq!(london(addr).await.1, [US], "{what}");
+            assert_eq!(london_answer(addr).await.1, [US], "{what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let mut st = state_of(&server, "eu-west").await;
@@ -283,7 +131,7 @@ async fn redirects_within_the_mirror_are_followed_and_off_host_ones_refused() {
     // Take eu-west away: us-east is not verified (its redirect leaves the host), so SERVFAIL.
     s.eu.set(|k| k.status = Some(500));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while london(addr).await.0 != ResponseCode::ServFail {
+    while london_answer(addr).await.0 != ResponseCode::ServFail {
         assert!(
             Instant::now() < deadline,
             "no SERVFAIL; us-east: {}",
@@ -335,7 +183,7 @@ async fn fallback_modes() {
             .await;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let got = london(addr).await;
+            let got = london_answer(addr).await;
             if got == (want_rcode, want.clone()) {
                 break;
             }
@@ -344,64 +192,6 @@ async fn fallback_modes() {
         }
         server.shutdown().await;
     }
-}
-
-#[tokio::test]
-async fn new_release_mid_test_mirrors_lag_then_follow() {
-    let s = Setup::new().await;
-    // A channel path whose content changes at each release.
-    for d in ["origin", "eu", "us"] {
-        release::write(&s.path(d), "tool/stable", "v1.8.2");
-    }
-    let (server, addr) = s
-        .start(&s.config("tool/stable/manifest.json", "", ""))
-        .await;
-    wait_for(addr, &[EU], 10).await;
-    // The origin publishes v1.9.0 on the channel: every mirror lags, the origin answers.
-    release::write(&s.path("origin"), "tool/stable", "v1.9.0");
-    wait_for(addr, &[ORIGIN], 10).await;
-    assert!(
-        state_of(&server, "eu-west").await.starts_with("lagging"),
-        "{}",
-        state_of(&server, "eu-west").await
-    );
-    // us-east syncs first: it alone is routable (strict consistency, lag-grace 0).
-    release::write(&s.path("us"), "tool/stable", "v1.9.0");
-    wait_for(addr, &[US], 10).await;
-    release::write(&s.path("eu"), "tool/stable", "v1.9.0");
-    wait_for(addr, &[EU], 10).await;
-    // Global readiness was recorded.
-    let ready = server
-        .with_health(|_, st| {
-            st.releases
-                .get("tool/stable/manifest.json")
-                .and_then(|r| r.ready_at)
-                .is_some()
-        })
-        .await
-        .unwrap();
-    assert!(ready);
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn lag_grace_keeps_the_previous_release_routable() {
-    let s = Setup::new().await;
-    for d in ["origin", "eu", "us"] {
-        release::write(&s.path(d), "tool/stable", "v1.8.2");
-    }
-    let (server, addr) = s
-        .start(&s.config("tool/stable/manifest.json", "lag-grace = \"1h\"", ""))
-        .await;
-    wait_for(addr, &[EU], 10).await;
-    release::write(&s.path("origin"), "tool/stable", "v1.9.0");
-    // Give the prober time to notice; eu-west keeps answering throughout.
-    for _ in 0..20 {
-        assert_eq!(london(addr).await.1, [EU]);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(state_of(&server, "eu-west").await.starts_with("lagging"));
-    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -439,7 +229,7 @@ async fn state_file_carries_known_bad_mirrors_across_a_restart() {
     s.us.set(|k| k.delay = Some(Duration::from_millis(800)));
     let (server, addr) = s.start(&cfg).await;
     assert_eq!(
-        london(addr).await.1,
+        london_answer(addr).await.1,
         [US],
         "the saved state routes before the first probe round"
     );
@@ -453,7 +243,7 @@ async fn state_file_carries_known_bad_mirrors_across_a_restart() {
     );
     std::thread::sleep(Duration::from_millis(1100));
     let (server, addr) = s.start(&cfg).await;
-    assert_eq!(london(addr).await.1, [ORIGIN]);
+    assert_eq!(london_answer(addr).await.1, [ORIGIN]);
     server.shutdown().await;
 }
 
@@ -496,7 +286,7 @@ async fn manifest_signatures_are_checked_and_a_bad_one_changes_nothing() {
     sign(&s.path("origin/tool/stable/manifest.json"), &evil.sk);
     // Nothing changes: eu-west (still on v1.8.2, the last good manifest) keeps answering.
     for _ in 0..30 {
-        assert_eq!(london(addr).await.1, [EU]);
+        assert_eq!(london_answer(addr).await.1, [EU]);
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let err = server
@@ -579,7 +369,11 @@ async fn probe_state_survives_a_reload_and_removed_mirrors_leave_at_once() {
     s.eu.set(|k| k.delay = Some(Duration::from_secs(3)));
     s.us.set(|k| k.delay = Some(Duration::from_secs(3)));
     server.reload().await.expect("same config reloads");
-    assert_eq!(london(addr).await.1, [EU], "verified state carried over");
+    assert_eq!(
+        london_answer(addr).await.1,
+        [EU],
+        "verified state carried over"
+    );
     // eu-west removed from the config: it leaves every answer at the swap.
     let path = s.path("mirrordns.toml");
     std::fs::write(
@@ -591,6 +385,6 @@ async fn probe_state_survives_a_reload_and_removed_mirrors_leave_at_once() {
     )
     .unwrap();
     server.reload().await.expect("reloads");
-    assert_eq!(london(addr).await.1, [US]);
+    assert_eq!(london_answer(addr).await.1, [US]);
     server.shutdown().await;
 }

@@ -52,6 +52,13 @@ pub enum ProbeError {
         expected: u64,
         actual: String,
     },
+    /// Fewer bytes than the manifest says: most likely a sync writing the file in place.
+    #[error("{path}: incomplete: {got} of {expected} bytes (still being synced?)")]
+    Short {
+        path: String,
+        expected: u64,
+        got: u64,
+    },
     #[error("{path}: sha256 mismatch: expected {expected}, got {actual}")]
     Hash {
         path: String,
@@ -79,6 +86,7 @@ impl ProbeError {
             ProbeError::Status { .. } => "http-status",
             ProbeError::Body { .. } => "body",
             ProbeError::Size { .. } => "size-mismatch",
+            ProbeError::Short { .. } => "incomplete",
             ProbeError::Hash { .. } => "hash-mismatch",
         }
     }
@@ -371,7 +379,8 @@ pub async fn head(ep: &Endpoint, url: &Url, timeout: Duration) -> Result<Validat
 
 /// Streams `url` into SHA-256 and compares with the manifest entry. Aborts as soon as the body
 /// is longer than `size`; `idle` bounds the wait for each chunk (slow-drip mirrors), `total`
-/// the whole download.
+/// the whole download. A file shorter than `size` is [`ProbeError::Short`], not a mismatch:
+/// sync tools that write in place leave exactly that behind until they finish.
 pub async fn verify_file(
     ep: &Endpoint,
     url: &Url,
@@ -384,14 +393,21 @@ pub async fn verify_file(
     let started = std::time::Instant::now();
     let mut resp = send(ep.request(reqwest::Method::GET, url), url, idle).await?;
     let v = validators(&resp);
-    if let Some(len) = v.length
-        && len != size
-    {
-        return Err(ProbeError::Size {
-            path: path.to_string(),
-            expected: size,
-            actual: len.to_string(),
-        });
+    if let Some(len) = v.length {
+        if len < size {
+            return Err(ProbeError::Short {
+                path: path.to_string(),
+                expected: size,
+                got: len,
+            });
+        }
+        if len > size {
+            return Err(ProbeError::Size {
+                path: path.to_string(),
+                expected: size,
+                actual: len.to_string(),
+            });
+        }
     }
     let mut hasher = Sha256::new();
     let mut got: u64 = 0;
@@ -432,11 +448,11 @@ pub async fn verify_file(
         }
         hasher.update(&chunk);
     }
-    if got != size {
-        return Err(ProbeError::Size {
+    if got < size {
+        return Err(ProbeError::Short {
             path: path.to_string(),
             expected: size,
-            actual: got.to_string(),
+            got,
         });
     }
     let actual: [u8; 32] = hasher.finalize().into();

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use super::state::{self, Mismatch, Verified};
+use super::state::{self, Mismatch, ShortFile, Verified};
 use super::verify::{ReleaseOutcome, verify_release};
 use super::{Shared, http, lock};
 use crate::manifest::Manifest;
@@ -130,9 +130,22 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
             .remove(&m.digest)
             .unwrap_or_default();
         let mut report = Vec::new();
+        let short = lock(&sh.state).mirrors[i].short.remove(&m.digest);
         let outcome = tokio::select! {
             _ = sh.token.cancelled() => break,
-            o = verify_release(ep, hc, &m, previous, &mut done, &sh.downloads, false, &mut report) => o,
+            o = async {
+                match &short {
+                    Some(s) if still_short(ep, hc.timeout, &m, s).await => ReleaseOutcome::Failed {
+                        error: http::ProbeError::Short {
+                            path: s.path.clone(),
+                            expected: s.expected,
+                            got: s.got,
+                        },
+                        mismatch: false,
+                    },
+                    _ => verify_release(ep, hc, &m, previous, &mut done, &sh.downloads, false, &mut report).await,
+                }
+            } => o,
         };
         let mut st = lock(&sh.state);
         let changed_at = st.releases.get(&m.release).and_then(|r| r.changed_at);
@@ -170,7 +183,28 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                     h.verified.remove(&m.digest);
                 } else {
                     let missing = matches!(error, http::ProbeError::Status { status: 404, .. });
-                    if missing || previous.is_some_and(|p| h.verified.contains_key(&p)) {
+                    // A short file is a sync in progress: the mirror lags, and is looked at
+                    // again next round rather than kept out for the mismatch retry time.
+                    let syncing = match &error {
+                        http::ProbeError::Short {
+                            path,
+                            expected,
+                            got,
+                        } => {
+                            let now_short = ShortFile {
+                                path: path.clone(),
+                                expected: *expected,
+                                got: *got,
+                            };
+                            if short.as_ref() != Some(&now_short) {
+                                info!(mirror = %mirror.name, release = %m.release, %error, "a file is incomplete: waiting for its sync");
+                            }
+                            h.short.insert(m.digest, now_short);
+                            true
+                        }
+                        _ => false,
+                    };
+                    if missing || syncing || previous.is_some_and(|p| h.verified.contains_key(&p)) {
                         h.lag_since.get_or_insert(changed_at.unwrap_or(now));
                     }
                     // Keep what matched so far; only the rest is fetched next round.
@@ -187,4 +221,17 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
         h.lag_since = None;
         h.last_error = None;
     }
+}
+
+/// Whether a file found short last round is still the same length (a HEAD, not a download):
+/// a sync that stalled, or a mirror that keeps a cut copy, costs one request per round.
+async fn still_short(ep: &http::Endpoint, timeout: Duration, m: &Manifest, s: &ShortFile) -> bool {
+    let Ok(url) = ep.url(&format!(
+        "{}{}",
+        crate::manifest::release_dir(&m.release),
+        s.path
+    )) else {
+        return false;
+    };
+    matches!(http::head(ep, &url, timeout).await, Ok(v) if v.length == Some(s.got))
 }

@@ -363,6 +363,7 @@ async fn mirror_task(sh: Arc<Shared>, i: usize, ep: http::Endpoint, stagger: Dur
                 // Back after being down: what it serves now must be verified again.
                 h.verified.clear();
                 h.partial.clear();
+                h.short.clear();
                 true
             } else {
                 false

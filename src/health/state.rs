@@ -59,6 +59,14 @@ pub struct Mismatch {
     pub reason: String,
 }
 
+/// A file found shorter than its manifest entry: most likely a sync writing it in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShortFile {
+    pub path: String,
+    pub expected: u64,
+    pub got: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct MirrorHealth {
     /// None until the first liveness probe.
@@ -74,6 +82,9 @@ pub struct MirrorHealth {
     /// Files of a release in progress that already matched (so a lagging mirror's retries
     /// download only what is still missing).
     pub partial: HashMap<Digest, HashMap<String, Validators>>,
+    /// Per release content: the file found short last round, so the next round can see with
+    /// a HEAD whether it grew before downloading it again.
+    pub short: HashMap<Digest, ShortFile>,
     /// When this mirror's lag began (it lacked a current release), if it is lagging.
     pub lag_since: Option<SystemTime>,
 }

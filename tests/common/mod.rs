@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broken_files;
+pub mod mirrors;
 pub mod mmdb;
 pub mod process;
 pub mod release;

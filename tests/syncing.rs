@@ -1,0 +1,108 @@
+//! Mirrors that are behind: a new release they have not synced yet, and files a sync is still
+//! writing in place. Real loopback HTTP mirrors, observed through real DNS answers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::mirrors::*;
+use common::release;
+
+#[tokio::test]
+async fn new_release_mid_test_mirrors_lag_then_follow() {
+    let s = Setup::new().await;
+    // A channel path whose content changes at each release.
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), "tool/stable", "v1.8.2");
+    }
+    let (server, addr) = s
+        .start(&s.config("tool/stable/manifest.json", "", ""))
+        .await;
+    wait_for(addr, &[EU], 10).await;
+    // The origin publishes v1.9.0 on the channel: every mirror lags, the origin answers.
+    release::write(&s.path("origin"), "tool/stable", "v1.9.0");
+    wait_for(addr, &[ORIGIN], 10).await;
+    assert!(
+        state_of(&server, "eu-west").await.starts_with("lagging"),
+        "{}",
+        state_of(&server, "eu-west").await
+    );
+    // us-east syncs first: it alone is routable (strict consistency, lag-grace 0).
+    release::write(&s.path("us"), "tool/stable", "v1.9.0");
+    wait_for(addr, &[US], 10).await;
+    release::write(&s.path("eu"), "tool/stable", "v1.9.0");
+    wait_for(addr, &[EU], 10).await;
+    // Global readiness was recorded.
+    let ready = server
+        .with_health(|_, st| {
+            st.releases
+                .get("tool/stable/manifest.json")
+                .and_then(|r| r.ready_at)
+                .is_some()
+        })
+        .await
+        .unwrap();
+    assert!(ready);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lag_grace_keeps_the_previous_release_routable() {
+    let s = Setup::new().await;
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), "tool/stable", "v1.8.2");
+    }
+    let (server, addr) = s
+        .start(&s.config("tool/stable/manifest.json", "lag-grace = \"1h\"", ""))
+        .await;
+    wait_for(addr, &[EU], 10).await;
+    release::write(&s.path("origin"), "tool/stable", "v1.9.0");
+    // Give the prober time to notice; eu-west keeps answering throughout.
+    for _ in 0..20 {
+        assert_eq!(london_answer(addr).await.1, [EU]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(state_of(&server, "eu-west").await.starts_with("lagging"));
+    server.shutdown().await;
+}
+
+/// rsync without a temporary file (`--inplace`), and many other sync tools, leave a file
+/// shorter than the manifest says while they copy it. That mirror is behind, not wrong: it
+/// must come back as soon as the file is complete, not after the minutes a mismatch waits.
+/// A file that stops growing is looked at with a HEAD, not downloaded again every round.
+#[tokio::test]
+async fn a_file_being_synced_in_place_is_waited_for_not_called_a_mismatch() {
+    let s = Setup::new().await;
+    let file = s.path("eu/tool/v1.8.2/tool-linux-amd64.tar.gz");
+    let full = std::fs::read(&file).unwrap();
+    assert_eq!(full.len(), 96 * 1024);
+    std::fs::write(&file, &full[..40 * 1024]).unwrap();
+    let (server, addr) = s.start(&s.config(MANIFEST, "", "")).await;
+    wait_for(addr, &[US], 10).await;
+    wait_state(&server, "eu-west", |st| {
+        st == "lagging tool-linux-amd64.tar.gz: incomplete: 40960 of 98304 bytes (still being synced?)"
+    })
+    .await;
+
+    // While it stays that length, rounds (every 100 ms) cost a HEAD, not the 40 KiB again.
+    let before = s.eu.bytes_sent();
+    for _ in 0..30 {
+        assert_eq!(london_answer(addr).await.1, [US]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spent = s.eu.bytes_sent() - before;
+    assert!(spent < 40 * 1024, "{spent} bytes sent in 1.5 s");
+    assert!(state_of(&server, "eu-west").await.starts_with("lagging"));
+
+    // It grows: downloaded again, still incomplete.
+    std::fs::write(&file, &full[..80 * 1024]).unwrap();
+    wait_state(&server, "eu-west", |st| {
+        st.starts_with("lagging") && st.contains("incomplete: 81920 of 98304 bytes")
+    })
+    .await;
+    // Complete: routed within seconds.
+    std::fs::write(&file, &full).unwrap();
+    wait_for(addr, &[EU], 5).await;
+    assert_eq!(state_of(&server, "eu-west").await, "ready ");
+    server.shutdown().await;
+}
