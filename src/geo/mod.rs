@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::config::{GeoConfig, Override};
 use crate::diag::Problem;
-use prefix::{PrefixTable, Span, overlay, paint};
+use prefix::{Overlay, PrefixTable, Span, paint};
 
 /// A two-letter upper-case code: ISO 3166-1 country or MaxMind continent.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -379,10 +379,10 @@ impl GeoSource {
                 IpNet::V6(_) => top6.push(span),
             }
         }
-        // Each family's spans become its table before the next family is walked, so that only
-        // one family's span list is ever held.
-        let mut v4 = SpanList::default();
-        let mut v6 = SpanList::default();
+        // The walk feeds each family's table as it goes (overrides laid over on the way): the
+        // database's millions of networks are never held as a list.
+        let mut v4: Overlay<u32> = Overlay::new(paint(top4), UNKNOWN);
+        let mut v6: Overlay<u128> = Overlay::new(paint(top6), UNKNOWN);
         let mut networks = 0;
         let (v4, v6) = if let Some((path, reader)) = &self.db {
             // Many networks share one data record; decode each record once. Neighbouring
@@ -391,7 +391,7 @@ impl GeoSource {
             let mut by_offset: FxHashMap<usize, u32> = FxHashMap::default();
             let mut last: Option<(usize, u32)> = None;
             let mut walk = |cidr: &str,
-                            out: &mut SpanList,
+                            out: &mut dyn FnMut(Span),
                             locations: &mut Vec<Location>|
              -> Result<(), String> {
                 let Ok(net) = cidr.parse() else {
@@ -448,7 +448,7 @@ impl GeoSource {
                         }
                     };
                     networks += 1;
-                    out.push(Span {
+                    out(Span {
                         start,
                         end,
                         value: id,
@@ -456,12 +456,12 @@ impl GeoSource {
                 }
                 Ok(())
             };
-            walk("0.0.0.0/0", &mut v4, &mut locations)?;
-            let t4 = table(std::mem::take(&mut v4), std::mem::take(&mut top4));
-            walk("::/0", &mut v6, &mut locations)?;
-            (t4, table(v6, top6))
+            walk("0.0.0.0/0", &mut |s| v4.push(s), &mut locations)?;
+            let v4 = v4.finish();
+            walk("::/0", &mut |s| v6.push(s), &mut locations)?;
+            (v4, v6.finish())
         } else {
-            (table(v4, top4), table(v6, top6))
+            (v4.finish(), v6.finish())
         };
         Ok(LocationMap {
             v4,
@@ -469,58 +469,6 @@ impl GeoSource {
             locations,
             networks,
         })
-    }
-}
-
-/// One family's table from its database spans and its override spans. Without overrides (the
-/// usual case) there is nothing to overlay and no copy to make.
-fn table<K: prefix::Key>(spans: SpanList, top: Vec<Span>) -> PrefixTable<K> {
-    if top.is_empty() {
-        PrefixTable::from_spans(spans.into_spans(), UNKNOWN)
-    } else {
-        let spans: Vec<Span> = spans.into_spans().collect();
-        PrefixTable::from_spans(overlay(&spans, &paint(top)), UNKNOWN)
-    }
-}
-
-/// A database walk's spans, in address order, held in fixed-size chunks: a growing `Vec` of
-/// a few million spans would copy itself into one twice its size, briefly holding both, and
-/// that was most of the compile's peak memory.
-#[derive(Default)]
-struct SpanList {
-    chunks: Vec<Vec<Span>>,
-}
-
-/// 48 MiB of spans: above glibc's largest mmap threshold, so every chunk is a mapping of its
-/// own, given back to the system when freed (smaller chunks came from the heap, and the
-/// fragments they left kept the serving RSS 1.5 MiB higher). Untouched pages of the last
-/// chunk cost nothing.
-const SPAN_CHUNK: usize = 1 << 20;
-
-impl SpanList {
-    /// Appends `s`, or lengthens the last span when `s` continues it with the same location:
-    /// neighbours with one location are one span, a fraction of the network count.
-    fn push(&mut self, s: Span) {
-        if let Some(l) = self.chunks.last_mut().and_then(|c| c.last_mut())
-            && l.value == s.value
-            && l.end.checked_add(1) == Some(s.start)
-        {
-            l.end = s.end;
-            return;
-        }
-        match self.chunks.last_mut() {
-            Some(c) if c.len() < SPAN_CHUNK => c.push(s),
-            _ => {
-                let mut c = Vec::with_capacity(SPAN_CHUNK);
-                c.push(s);
-                self.chunks.push(c);
-            }
-        }
-    }
-
-    /// Every span in order; each chunk is freed once read.
-    fn into_spans(self) -> impl Iterator<Item = Span> {
-        self.chunks.into_iter().flatten()
     }
 }
 

@@ -85,32 +85,14 @@ impl<K: Key> PrefixTable<K> {
     /// Builds a table from sorted, non-overlapping spans; gaps get `gap`. Adjacent equal values
     /// are merged.
     pub fn from_spans(spans: impl IntoIterator<Item = Span>, gap: u32) -> Self {
-        let mut starts: Vec<K> = Vec::new();
-        let mut values: Vec<u32> = Vec::new();
-        let mut push = |start: u128, value: u32| {
-            if values.last() == Some(&value) {
-                return;
-            }
-            starts.push(K::from_u128(start));
-            values.push(value);
-        };
-        let mut next: u128 = 0;
-        let mut covered_all = false;
+        let mut b = Builder::new(gap);
         for s in spans {
-            debug_assert!(s.start >= next, "spans must be sorted and disjoint");
-            if s.start > next {
-                push(next, gap);
-            }
-            push(s.start, s.value);
-            if s.end >= max_of(K::BITS) {
-                covered_all = true;
-                break;
-            }
-            next = s.end + 1;
+            b.push(s);
         }
-        if !covered_all {
-            push(next, gap);
-        }
+        b.finish()
+    }
+
+    fn indexed(starts: Vec<K>, values: Vec<u32>) -> Self {
         let index = if starts.len() < INDEX_MIN_RANGES {
             Vec::new()
         } else {
@@ -222,6 +204,133 @@ impl<K: Key> PrefixTable<K> {
     }
 }
 
+/// Builds a table from spans that arrive in address order (sorted, disjoint), without holding
+/// them: a database walk feeds it directly.
+pub struct Builder<K: Key> {
+    starts: Vec<K>,
+    values: Vec<u32>,
+    gap: u32,
+    /// The first address no span has reached yet; None once the family is covered.
+    next: Option<u128>,
+}
+
+impl<K: Key> Builder<K> {
+    pub fn new(gap: u32) -> Self {
+        Builder {
+            starts: Vec::new(),
+            values: Vec::new(),
+            gap,
+            next: Some(0),
+        }
+    }
+
+    fn range(&mut self, start: u128, value: u32) {
+        if self.values.last() == Some(&value) {
+            return;
+        }
+        self.starts.push(K::from_u128(start));
+        self.values.push(value);
+    }
+
+    pub fn push(&mut self, s: Span) {
+        let Some(next) = self.next else {
+            return;
+        };
+        debug_assert!(s.start >= next, "spans must be sorted and disjoint");
+        if s.start > next {
+            self.range(next, self.gap);
+        }
+        self.range(s.start, s.value);
+        self.next = (s.end < max_of(K::BITS)).then(|| s.end + 1);
+    }
+
+    pub fn finish(mut self) -> PrefixTable<K> {
+        if let Some(next) = self.next {
+            self.range(next, self.gap);
+        }
+        // The vectors grew by doubling; a table of millions of ranges would keep up to half
+        // of that unused.
+        self.starts.shrink_to_fit();
+        self.values.shrink_to_fit();
+        PrefixTable::indexed(self.starts, self.values)
+    }
+}
+
+/// Lays `top` (sorted and disjoint, as [`paint`] makes it) over base spans that arrive in
+/// address order: where they overlap, `top` wins. The result goes straight into a [`Builder`],
+/// so the base (a whole database walk) is never held.
+pub struct Overlay<K: Key> {
+    top: Vec<Span>,
+    /// The next top span not passed on yet.
+    ti: usize,
+    /// The last address covered by a top span passed on.
+    covered: Option<u128>,
+    out: Builder<K>,
+}
+
+impl<K: Key> Overlay<K> {
+    pub fn new(top: Vec<Span>, gap: u32) -> Self {
+        Overlay {
+            top,
+            ti: 0,
+            covered: None,
+            out: Builder::new(gap),
+        }
+    }
+
+    fn emit_top(&mut self) {
+        let t = self.top[self.ti];
+        self.out.push(t);
+        self.covered = Some(t.end);
+        self.ti += 1;
+    }
+
+    pub fn push(&mut self, b: Span) {
+        let mut cur = match self.covered {
+            Some(c) if c >= b.end => return,
+            Some(c) if c >= b.start => c + 1,
+            _ => b.start,
+        };
+        loop {
+            // Top spans wholly before what is left of `b` go first, in order.
+            while self.ti < self.top.len() && self.top[self.ti].end < cur {
+                self.emit_top();
+            }
+            match self.top.get(self.ti).copied() {
+                Some(t) if t.start <= b.end => {
+                    if t.start > cur {
+                        self.out.push(Span {
+                            start: cur,
+                            end: t.start - 1,
+                            value: b.value,
+                        });
+                    }
+                    self.emit_top();
+                    if t.end >= b.end {
+                        return;
+                    }
+                    cur = t.end + 1;
+                }
+                _ => {
+                    self.out.push(Span {
+                        start: cur,
+                        end: b.end,
+                        value: b.value,
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> PrefixTable<K> {
+        while self.ti < self.top.len() {
+            self.emit_top();
+        }
+        self.out.finish()
+    }
+}
+
 /// The shortest prefix length p such that addr's /p network lies inside [start, end].
 ///
 /// The /p network's low end stays >= start exactly while addr and start-1 differ in a bit that
@@ -253,49 +362,6 @@ fn scope_within_slow(addr: u128, start: u128, end: u128, bits: u8) -> u8 {
         }
     }
     bits
-}
-
-/// Overlays `top` on `base` (both sorted and disjoint): where they overlap, `top` wins.
-pub fn overlay(base: &[Span], top: &[Span]) -> Vec<Span> {
-    let mut out = Vec::with_capacity(base.len() + 2 * top.len());
-    let mut ti = 0;
-    for b in base {
-        while ti < top.len() && top[ti].end < b.start {
-            ti += 1;
-        }
-        // The first address of `b` not yet accounted for; None once `b` is used up.
-        let mut cur = Some(b.start);
-        let mut j = ti;
-        while let Some(c) = cur {
-            if j >= top.len() || top[j].start > b.end {
-                break;
-            }
-            let t = top[j];
-            if t.start > c {
-                out.push(Span {
-                    start: c,
-                    end: t.start - 1,
-                    value: b.value,
-                });
-            }
-            cur = if t.end >= b.end {
-                None
-            } else {
-                Some(t.end + 1)
-            };
-            j += 1;
-        }
-        if let Some(c) = cur {
-            out.push(Span {
-                start: c,
-                end: b.end,
-                value: b.value,
-            });
-        }
-    }
-    out.extend_from_slice(top);
-    out.sort_unstable_by_key(|s| s.start);
-    out
 }
 
 /// Paints networks one over another in the order given (so give them shortest prefix first:
@@ -508,21 +574,78 @@ mod tests {
         );
     }
 
+    fn overlaid(base: &[Span], top: Vec<Span>) -> Vec<Span> {
+        let mut o: Overlay<u32> = Overlay::new(top, 0);
+        for b in base {
+            o.push(*b);
+        }
+        o.finish().spans().collect()
+    }
+
     #[test]
     fn overlay_top_wins() {
         let base = [sp(0, 99, 1), sp(100, 199, 2)];
-        let top = [sp(50, 149, 9), sp(190, 199, 8)];
-        let out = overlay(&base, &top);
+        let top = vec![sp(50, 149, 9), sp(190, 199, 8)];
         assert_eq!(
-            out,
+            overlaid(&base, top),
             vec![
                 sp(0, 49, 1),
                 sp(50, 149, 9),
                 sp(150, 189, 2),
-                sp(190, 199, 8)
+                sp(190, 199, 8),
+                sp(200, u32::MAX as u128, 0)
             ]
         );
-        let out = overlay(&[sp(0, u128::MAX, 1)], &[sp(0, u128::MAX, 2)]);
-        assert_eq!(out, vec![sp(0, u128::MAX, 2)]);
+        let mut o: Overlay<u128> = Overlay::new(vec![sp(0, u128::MAX, 2)], 0);
+        o.push(sp(0, u128::MAX, 1));
+        assert_eq!(
+            o.finish().spans().collect::<Vec<_>>(),
+            vec![sp(0, u128::MAX, 2)]
+        );
+    }
+
+    /// Random bases and overrides over a small space, against the answer worked out address by
+    /// address: an override wins, then the base, then the gap value.
+    #[test]
+    fn overlay_matches_address_by_address() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        const SPACE: usize = 600;
+        for _ in 0..500 {
+            let mut want = [0u32; SPACE];
+            // Base: disjoint spans in order, with gaps.
+            let mut base = Vec::new();
+            let mut at = rnd(20) as u128;
+            while at < 500 {
+                let end = at + rnd(60) as u128;
+                let v = 1 + rnd(3) as u32;
+                base.push(sp(at, end, v));
+                at = end + 1 + rnd(3) as u128 * rnd(15) as u128;
+            }
+            let mut top = Vec::new();
+            for _ in 0..rnd(6) {
+                let start = rnd(560) as u128;
+                top.push(sp(start, start + rnd(80) as u128, 10 + rnd(3) as u32));
+            }
+            let top = paint(top);
+            for s in base.iter().chain(&top) {
+                for a in s.start..=s.end.min(SPACE as u128 - 1) {
+                    want[a as usize] = s.value;
+                }
+            }
+            let got = overlaid(&base, top.clone());
+            for (a, w) in want.iter().enumerate() {
+                let v = got
+                    .iter()
+                    .find(|s| s.start <= a as u128 && a as u128 <= s.end)
+                    .map(|s| s.value);
+                assert_eq!(v, Some(*w), "address {a}: base {base:?} top {top:?}");
+            }
+        }
     }
 }
