@@ -11,10 +11,7 @@ use mirrordns::demo::files::FileServer;
 fn config(extra_service: &str, origin_and_health: &str) -> String {
     format!(
         r#"{}admin-state = "admin.toml"
-[[geo.override]]
-network = "81.2.69.0/24"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-{origin_and_health}
+{LONDON_OVERRIDE}{origin_and_health}
 [[service]]
 name = "downloads.example.com"
 mirrors = ["us-east", "eu-west", "ap-northeast"]

@@ -51,10 +51,7 @@ fn config(origin: &str, ca: Option<&Path>, mirrors: &[Mirror]) -> String {
     let names: Vec<String> = mirrors.iter().map(|m| format!("\"{}\"", m.name)).collect();
     let mut c = format!(
         r#"{}
-[[geo.override]]
-network = "81.2.69.0/24"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-
+{LONDON_OVERRIDE}
 [origin]
 base-url = "{origin}"
 ipv4 = ["192.0.2.1"]

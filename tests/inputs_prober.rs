@@ -24,10 +24,7 @@ const ORIGIN: &str = "192.0.2.1";
 fn probed_config(port: u16, origin: &FileServer, eu: &FileServer) -> String {
     format!(
         r#"{}
-[[geo.override]]
-network = "81.2.69.0/24"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-
+{LONDON_OVERRIDE}
 [origin]
 base-url = "{}"
 ipv4 = ["{ORIGIN}"]

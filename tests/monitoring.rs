@@ -39,10 +39,7 @@ impl Setup {
     async fn start(&self, fallback: &str) -> (Server, String) {
         let cfg = format!(
             r#"{}
-[[geo.override]]
-network = "81.2.69.0/24"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-[origin]
+{LONDON_OVERRIDE}[origin]
 base-url = "{}"
 ipv4 = ["192.0.2.1"]
 [health]

@@ -13,7 +13,7 @@ use common::*;
 /// `extra` is TOML appended after the service (e.g. `[rate-limit]`, `[transfer]`).
 fn config(extra: &str) -> String {
     format!(
-        "{}[[geo.override]]\nnetwork = \"81.2.69.0/24\"\nlocation = {{ lat = 51.5, lon = -0.13, country = \"GB\", continent = \"EU\" }}\n\
+        "{}{LONDON_OVERRIDE}\
          [[service]]\nname = \"downloads.example.com\"\nmirrors = [\"us-east\", \"eu-west\"]\n\
          [service.regions]\ndefault = [\"us-east\"]\n{extra}\n{MIRRORS}",
         server_section()

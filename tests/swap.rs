@@ -14,10 +14,7 @@ use mirrordns::routing::{self, Eligibility, HealthSnapshot};
 fn config() -> String {
     format!(
         r#"{}
-[[geo.override]]
-network = "81.2.69.0/24"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-[[service]]
+{LONDON_OVERRIDE}[[service]]
 name = "downloads.example.com"
 answers = 2
 mirrors = ["us-east", "eu-west", "ap-south", "sa-east", "ap-northeast"]

@@ -50,10 +50,7 @@ dns-listen = ["127.0.0.1:0"]
 http-listen = "127.0.0.1:0"
 zones = ["example.com.zone"]
 
-[[geo.override]]
-network = "81.2.69.0/24"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-
+{LONDON_OVERRIDE}
 [origin]
 base-url = "{origin}"
 ipv4 = ["192.0.2.1"]

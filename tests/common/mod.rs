@@ -257,6 +257,9 @@ pub async fn london(addr: SocketAddr) -> Vec<String> {
     addrs(&udp(addr, &london_query()).await)
 }
 
+/// Places 81.2.69.0/24, where [`london_query`] comes from, in London.
+pub const LONDON_OVERRIDE: &str = "[[geo.override]]\nnetwork = \"81.2.69.0/24\"\nlocation = { lat = 51.5, lon = -0.13, country = \"GB\", continent = \"EU\" }\n";
+
 /// The query behind [`london`].
 pub fn london_query() -> Vec<u8> {
     query(
