@@ -106,3 +106,83 @@ async fn a_file_being_synced_in_place_is_waited_for_not_called_a_mismatch() {
     assert_eq!(state_of(&server, "eu-west").await, "ready ");
     server.shutdown().await;
 }
+
+/// rsync sends files in name order, so on a channel path (`tool/stable`) a mirror has the new
+/// `manifest.json` a moment before the new `tool-*` files it lists. A file that is exactly the
+/// previous release's is a sync under way: the mirror lags, it is not called wrong (a mismatch
+/// would keep it out for minutes, and page someone, at every release).
+#[tokio::test]
+async fn the_new_manifest_before_its_files_is_a_sync_under_way_not_a_mismatch() {
+    let s = Setup::new().await;
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), "tool/stable", "v1.8.2");
+    }
+    let (server, addr) = s
+        .start(&s.config("tool/stable/manifest.json", "", ""))
+        .await;
+    wait_for(addr, &[EU], 10).await;
+    release::write(&s.path("origin"), "tool/stable", "v1.9.0");
+    release::write(&s.path("us"), "tool/stable", "v1.9.0");
+    // eu-west: the new manifest only, its files still v1.8.2's.
+    let new = release::manifest_json("v1.9.0", &release::files("v1.9.0"));
+    std::fs::write(s.path("eu/tool/stable/manifest.json"), new).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eprintln!(
+        "DBG us={} eu={}",
+        state_of(&server, "us-east").await,
+        state_of(&server, "eu-west").await
+    );
+    wait_for(addr, &[US], 10).await;
+    wait_state(&server, "eu-west", |st| {
+        st == "lagging tool/stable/manifest.json: the new manifest is there, but \
+               tool-linux-amd64.tar.gz is still the previous release's"
+    })
+    .await;
+    // The files arrive: routed again at once.
+    release::write(&s.path("eu"), "tool/stable", "v1.9.0");
+    wait_for(addr, &[EU], 5).await;
+    assert_eq!(state_of(&server, "eu-west").await, "ready ");
+    server.shutdown().await;
+}
+
+/// Mirrors sync from the origin as soon as it publishes, and can be quicker than our next look
+/// at the origin. Until we look again, the mirror's manifest differs from the one we know:
+/// that is not wrong bytes. (The origin answers its manifest slowly here, so our view of it
+/// always trails the mirror's.)
+#[tokio::test]
+async fn a_mirror_that_syncs_before_we_see_the_origin_change_is_not_wrong() {
+    let s = Setup::new().await;
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), "tool/stable", "v1.8.2");
+    }
+    s.origin.set(|k| {
+        k.only_path = Some("manifest.json".into());
+        k.delay = Some(Duration::from_millis(600));
+    });
+    let (server, addr) = s
+        .start(&s.config("tool/stable/manifest.json", "", ""))
+        .await;
+    wait_for(addr, &[EU], 10).await;
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), "tool/stable", "v1.9.0");
+    }
+    for _ in 0..40 {
+        for m in ["eu-west", "us-east"] {
+            let st = state_of(&server, m).await;
+            assert!(!st.starts_with("mismatch"), "{m}: {st}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for(addr, &[EU], 5).await;
+    let version = server
+        .with_health(|_, st| {
+            st.releases["tool/stable/manifest.json"]
+                .current
+                .as_ref()
+                .map(|m| m.version.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(version.as_deref(), Some("v1.9.0"));
+    server.shutdown().await;
+}

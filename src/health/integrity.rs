@@ -86,7 +86,7 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
     // Wrong bytes are retried, but not every round: a full download each interval would be
     // a heavy price for a mirror that stays broken.
     let mismatch_retry = hc.reverify.min(Duration::from_secs(300)).max(hc.interval);
-    let todo: Vec<(Arc<Manifest>, Option<state::Digest>)> = {
+    let todo: Vec<(Arc<Manifest>, Option<Arc<Manifest>>)> = {
         let st = lock(&sh.state);
         let h = &st.mirrors[i];
         if let Some(mm) = &h.mismatch
@@ -107,7 +107,7 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                 Some(ver) => now.duration_since(ver.at).unwrap_or_default() >= hc.reverify,
             };
             if due {
-                v.push((cur, rel.previous.as_ref().map(|p| p.digest)));
+                v.push((cur, rel.previous.clone()));
             }
         }
         v
@@ -143,15 +143,17 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                         },
                         mismatch: false,
                     },
-                    _ => verify_release(ep, hc, &m, previous, &mut done, &sh.downloads, false, &mut report).await,
+                    _ => verify_release(ep, hc, &m, previous.as_deref(), &mut done, &sh.downloads, false, &mut report).await,
                 }
             } => o,
         };
         let mut st = lock(&sh.state);
         let changed_at = st.releases.get(&m.release).and_then(|r| r.changed_at);
+        let origin_fetched = st.releases.get(&m.release).and_then(|r| r.fetched_at);
         let h = &mut st.mirrors[i];
         match outcome {
             ReleaseOutcome::Verified(files) => {
+                h.doubt.remove(&m.digest);
                 info!(mirror = %mirror.name, release = %m.release, version = %m.version, "verified");
                 h.verified.insert(
                     m.digest,
@@ -160,18 +162,42 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                         files,
                     },
                 );
-                if let Some(p) = previous {
-                    h.verified.remove(&p);
+                if let Some(p) = &previous {
+                    h.verified.remove(&p.digest);
                 }
             }
-            ReleaseOutcome::Previous => {
+            ReleaseOutcome::Previous { file } => {
                 clean = false;
                 h.lag_since.get_or_insert(changed_at.unwrap_or(now));
-                h.last_error = Some(format!("{}: still the previous release", m.release));
+                h.last_error = Some(match file {
+                    None => format!("{}: still the previous release", m.release),
+                    Some(f) => format!(
+                        "{}: the new manifest is there, but {f} is still the previous release's",
+                        m.release
+                    ),
+                });
+                // The files that already match stay matched: the sync is under way.
+                h.partial.insert(m.digest, done);
             }
-            ReleaseOutcome::Failed { error, mismatch } => {
+            ReleaseOutcome::Failed {
+                error,
+                mut mismatch,
+            } => {
                 clean = false;
                 h.last_error = Some(error.to_string());
+                // Wrong bytes against the origin's manifest as we last fetched it: the origin
+                // may have published since, and the mirror synced first (wholly, or the files
+                // before the manifest). Look at the origin again before calling it wrong.
+                if mismatch {
+                    let since = *h.doubt.entry(m.digest).or_insert(now);
+                    if origin_fetched.is_none_or(|f| f <= since) {
+                        mismatch = false;
+                        h.last_error = Some(format!(
+                            "{error}; fetching the origin's manifest again before calling it a mismatch"
+                        ));
+                        sh.origin_nudge.notify_one();
+                    }
+                }
                 if mismatch {
                     sh.counters.hash_mismatches[i].fetch_add(1, Relaxed);
                     warn!(mirror = %mirror.name, release = %m.release, error = %error, "integrity check failed: never routed until it verifies");
@@ -204,7 +230,12 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                         }
                         _ => false,
                     };
-                    if missing || syncing || previous.is_some_and(|p| h.verified.contains_key(&p)) {
+                    if missing
+                        || syncing
+                        || previous
+                            .as_ref()
+                            .is_some_and(|p| h.verified.contains_key(&p.digest))
+                    {
                         h.lag_since.get_or_insert(changed_at.unwrap_or(now));
                     }
                     // Keep what matched so far; only the rest is fetched next round.
@@ -217,6 +248,7 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
     let h = &mut st.mirrors[i];
     h.verifying = false;
     if clean {
+        h.doubt.clear();
         h.mismatch = None;
         h.lag_since = None;
         h.last_error = None;

@@ -103,6 +103,8 @@ struct Shared {
     state: Arc<Mutex<HealthState>>,
     notify: Arc<Notify>,
     origin_fetched: Notify,
+    /// Asks the origin task to fetch now rather than at the end of its pause.
+    origin_nudge: Notify,
     downloads: Arc<Semaphore>,
     counters: Arc<HealthCounters>,
     token: CancellationToken,
@@ -166,6 +168,7 @@ impl Health {
             state: Arc::new(Mutex::new(state)),
             notify: Arc::new(Notify::new()),
             origin_fetched: Notify::new(),
+            origin_nudge: Notify::new(),
             downloads: Arc::new(Semaphore::new(config.health.max_downloads)),
             counters: counters.clone(),
             token: token.clone(),
@@ -255,6 +258,7 @@ async fn origin_task(sh: Arc<Shared>, client: http::Endpoint) {
         releases.sort();
         releases.dedup();
         for r in &releases {
+            let started = SystemTime::now();
             let res = tokio::select! {
                 _ = sh.token.cancelled() => return,
                 r = fetch_manifest(&client, cfg, r) => r,
@@ -264,6 +268,7 @@ async fn origin_task(sh: Arc<Shared>, client: http::Endpoint) {
             match res {
                 Ok(m) => {
                     rel.last_error = None;
+                    rel.fetched_at = Some(started);
                     if rel.current.as_ref().map(|c| c.digest) != Some(m.digest) {
                         let now = SystemTime::now();
                         let first = rel.current.is_none();
@@ -303,8 +308,12 @@ async fn origin_task(sh: Arc<Shared>, client: http::Endpoint) {
         lock(&sh.state).origin_done = true;
         sh.origin_fetched.notify_waiters();
         sh.notify.notify_one();
-        if !pause(&sh.token, cfg.health.interval).await {
-            return;
+        let nudged = sh.origin_nudge.notified();
+        tokio::select! {
+            _ = nudged => {},
+            go_on = pause(&sh.token, cfg.health.interval) => if !go_on {
+                return;
+            },
         }
     }
 }
@@ -364,6 +373,7 @@ async fn mirror_task(sh: Arc<Shared>, i: usize, ep: http::Endpoint, stagger: Dur
                 h.verified.clear();
                 h.partial.clear();
                 h.short.clear();
+                h.doubt.clear();
                 true
             } else {
                 false

@@ -145,7 +145,7 @@ pub async fn verify(config: &Config, only: Option<&str>) -> Result<VerifyReport,
             }));
             let result = match outcome {
                 ReleaseOutcome::Verified(_) => "verified",
-                ReleaseOutcome::Previous => "previous",
+                ReleaseOutcome::Previous { .. } => "previous",
                 ReleaseOutcome::Failed { mismatch: true, .. } => "mismatch",
                 ReleaseOutcome::Failed { .. } => "incomplete",
             };

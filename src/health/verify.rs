@@ -89,13 +89,16 @@ pub struct FileResult {
 pub enum ReleaseOutcome {
     /// Every file matched.
     Verified(HashMap<String, Validators>),
-    /// The mirror serves the previous content of this release path: not synced yet.
-    Previous,
+    /// The mirror serves the previous content of this release path: not synced yet. With
+    /// `file`, its manifest is already the new one but that file is still the previous
+    /// release's (a sync tool that writes the manifest before the files it lists).
+    Previous { file: Option<String> },
     /// Something failed; `mismatch` when it served wrong bytes.
     Failed { error: ProbeError, mismatch: bool },
 }
 
 /// Verifies `m` on the mirror at `base`. Files in `done` already matched and are skipped.
+/// `previous` is the content the release path had before `m`, if it changed while we watched.
 /// With `keep_going`, every file is tried and reported (for `mirrordns verify`); otherwise
 /// the first failure ends it (the prober retries next round).
 #[allow(clippy::too_many_arguments)]
@@ -103,7 +106,7 @@ pub async fn verify_release(
     ep: &Endpoint,
     hc: &HealthConfig,
     m: &Manifest,
-    previous: Option<[u8; 32]>,
+    previous: Option<&Manifest>,
     done: &mut HashMap<String, Validators>,
     downloads: &Arc<Semaphore>,
     keep_going: bool,
@@ -124,8 +127,8 @@ pub async fn verify_release(
             use sha2::Digest;
             let d: [u8; 32] = sha2::Sha256::digest(&bytes).into();
             if d != m.digest {
-                if Some(d) == previous {
-                    return ReleaseOutcome::Previous;
+                if Some(d) == previous.map(|p| p.digest) {
+                    return ReleaseOutcome::Previous { file: None };
                 }
                 let error = ProbeError::Hash {
                     path: m.release.clone(),
@@ -189,6 +192,11 @@ pub async fn verify_release(
             Ok(v) => {
                 done.insert(f.path.clone(), v);
             }
+            Err(e) if previous.is_some_and(|p| previous_file(&e, p, &f.path)) => {
+                return ReleaseOutcome::Previous {
+                    file: Some(f.path.clone()),
+                };
+            }
             Err(e) => {
                 mismatch |= e.is_mismatch();
                 first_err.get_or_insert(e);
@@ -201,5 +209,19 @@ pub async fn verify_release(
     match first_err {
         None => ReleaseOutcome::Verified(std::mem::take(done)),
         Some(error) => ReleaseOutcome::Failed { error, mismatch },
+    }
+}
+
+/// Whether `e`, for `path`, shows the file the previous content listed there: its size, or its
+/// SHA-256. Then the mirror is behind on this file, not serving wrong bytes.
+fn previous_file(e: &ProbeError, previous: &Manifest, path: &str) -> bool {
+    let Some(old) = previous.files.iter().find(|f| f.path == path) else {
+        return false;
+    };
+    match e {
+        ProbeError::Hash { actual, .. } => *actual == manifest::hex(&old.sha256),
+        ProbeError::Size { actual, .. } => old.size.is_some_and(|s| s.to_string() == *actual),
+        ProbeError::Short { got, .. } => old.size == Some(*got),
+        _ => false,
     }
 }
