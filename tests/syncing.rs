@@ -126,12 +126,6 @@ async fn the_new_manifest_before_its_files_is_a_sync_under_way_not_a_mismatch() 
     // eu-west: the new manifest only, its files still v1.8.2's.
     let new = release::manifest_json("v1.9.0", &release::files("v1.9.0"));
     std::fs::write(s.path("eu/tool/stable/manifest.json"), new).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    eprintln!(
-        "DBG us={} eu={}",
-        state_of(&server, "us-east").await,
-        state_of(&server, "eu-west").await
-    );
     wait_for(addr, &[US], 10).await;
     wait_state(&server, "eu-west", |st| {
         st == "lagging tool/stable/manifest.json: the new manifest is there, but \
@@ -147,7 +141,7 @@ async fn the_new_manifest_before_its_files_is_a_sync_under_way_not_a_mismatch() 
 
 /// Mirrors sync from the origin as soon as it publishes, and can be quicker than our next look
 /// at the origin. Until we look again, the mirror's manifest differs from the one we know:
-/// that is not wrong bytes. (The origin answers its manifest slowly here, so our view of it
+/// that is not wrong bytes. (The origin answers every request slowly here, so our view of it
 /// always trails the mirror's.)
 #[tokio::test]
 async fn a_mirror_that_syncs_before_we_see_the_origin_change_is_not_wrong() {
@@ -185,4 +179,46 @@ async fn a_mirror_that_syncs_before_we_see_the_origin_change_is_not_wrong() {
         .unwrap();
     assert_eq!(version.as_deref(), Some("v1.9.0"));
     server.shutdown().await;
+}
+
+/// Lag grace keeps a mirror on the previous content only while that content is whole. A sync
+/// that has put the new manifest over it, or cut a file short in place, has broken it: the
+/// mirror is out until it verifies the new release.
+#[tokio::test]
+async fn lag_grace_ends_once_a_sync_has_started_overwriting_the_previous_content() {
+    for cut_short in [false, true] {
+        let s = Setup::new().await;
+        for d in ["origin", "eu", "us"] {
+            release::write(&s.path(d), "tool/stable", "v1.8.2");
+        }
+        let (server, addr) = s
+            .start(&s.config("tool/stable/manifest.json", "lag-grace = \"1h\"", ""))
+            .await;
+        wait_for(addr, &[EU], 10).await;
+        release::write(&s.path("origin"), "tool/stable", "v1.9.0");
+        let files = release::files("v1.9.0");
+        let new = release::manifest_json("v1.9.0", &files);
+        std::fs::write(s.path("eu/tool/stable/manifest.json"), new).unwrap();
+        if cut_short {
+            std::fs::write(
+                s.path("eu/tool/stable/tool-linux-amd64.tar.gz"),
+                &files[0].1[..1000],
+            )
+            .unwrap();
+        }
+        // us-east still holds v1.8.2 whole: the grace keeps it.
+        wait_for(addr, &[US], 10).await;
+        let want = if cut_short {
+            "incomplete: 1000 of 98304 bytes"
+        } else {
+            "is still the previous release's"
+        };
+        let st = wait_state(&server, "eu-west", |st| st.contains(want)).await;
+        assert!(st.starts_with("lagging"), "{st}");
+        for _ in 0..10 {
+            assert_eq!(london_answer(addr).await.1, [US], "cut short: {cut_short}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.shutdown().await;
+    }
 }

@@ -112,6 +112,15 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
         }
         v
     };
+    {
+        // What was kept for content no longer required (replaced at the origin) goes.
+        let mut st = lock(&sh.state);
+        let h = &mut st.mirrors[i];
+        h.short
+            .retain(|d, _| todo.iter().any(|(m, _)| m.digest == *d));
+        h.partial
+            .retain(|d, _| todo.iter().any(|(m, _)| m.digest == *d));
+    }
     if todo.is_empty() {
         let mut st = lock(&sh.state);
         st.mirrors[i].lag_since = None;
@@ -131,6 +140,7 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
             .unwrap_or_default();
         let mut report = Vec::new();
         let short = lock(&sh.state).mirrors[i].short.remove(&m.digest);
+        let checked = SystemTime::now();
         let outcome = tokio::select! {
             _ = sh.token.cancelled() => break,
             o = async {
@@ -147,13 +157,33 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                 }
             } => o,
         };
+        // Wrong bytes against the origin's manifest as we last fetched it: the origin may have
+        // published since, and the mirror synced first (wholly, or files before manifest).
+        // Only if the origin still has this content after the check are they wrong.
+        let (outcome, unconfirmed) = match outcome {
+            ReleaseOutcome::Failed {
+                error,
+                mismatch: true,
+            } => {
+                let still = tokio::select! {
+                    _ = sh.token.cancelled() => break,
+                    s = origin_still(sh, &m, checked) => s,
+                };
+                // When the origin cannot be fetched, the last good manifest stays in force.
+                let note = match still {
+                    Some(false) => Some("the origin has published new content since"),
+                    _ => None,
+                };
+                let mismatch = note.is_none();
+                (ReleaseOutcome::Failed { error, mismatch }, note)
+            }
+            o => (o, None),
+        };
         let mut st = lock(&sh.state);
         let changed_at = st.releases.get(&m.release).and_then(|r| r.changed_at);
-        let origin_fetched = st.releases.get(&m.release).and_then(|r| r.fetched_at);
         let h = &mut st.mirrors[i];
         match outcome {
             ReleaseOutcome::Verified(files) => {
-                h.doubt.remove(&m.digest);
                 info!(mirror = %mirror.name, release = %m.release, version = %m.version, "verified");
                 h.verified.insert(
                     m.digest,
@@ -168,6 +198,12 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
             }
             ReleaseOutcome::Previous { file } => {
                 clean = false;
+                // It does not hold this content (any more). With the new manifest over old
+                // files it holds the previous content only in part: no lag grace on it.
+                h.verified.remove(&m.digest);
+                if let (Some(_), Some(p)) = (&file, &previous) {
+                    h.verified.remove(&p.digest);
+                }
                 h.lag_since.get_or_insert(changed_at.unwrap_or(now));
                 h.last_error = Some(match file {
                     None => format!("{}: still the previous release", m.release),
@@ -179,24 +215,20 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                 // The files that already match stay matched: the sync is under way.
                 h.partial.insert(m.digest, done);
             }
-            ReleaseOutcome::Failed {
-                error,
-                mut mismatch,
-            } => {
+            ReleaseOutcome::Failed { error, mismatch } => {
                 clean = false;
-                h.last_error = Some(error.to_string());
-                // Wrong bytes against the origin's manifest as we last fetched it: the origin
-                // may have published since, and the mirror synced first (wholly, or the files
-                // before the manifest). Look at the origin again before calling it wrong.
-                if mismatch {
-                    let since = *h.doubt.entry(m.digest).or_insert(now);
-                    if origin_fetched.is_none_or(|f| f <= since) {
-                        mismatch = false;
-                        h.last_error = Some(format!(
-                            "{error}; fetching the origin's manifest again before calling it a mismatch"
-                        ));
-                        sh.origin_nudge.notify_one();
-                    }
+                h.last_error = Some(match unconfirmed {
+                    None => error.to_string(),
+                    Some(note) => format!("{error} ({note})"),
+                });
+                // Bytes other than the manifest's, even if not called a mismatch: this content
+                // is not held; and a file cut short was overwritten in place, so the previous
+                // content is not whole either (no lag grace on it).
+                if error.is_mismatch() || matches!(error, http::ProbeError::Short { .. }) {
+                    h.verified.remove(&m.digest);
+                }
+                if let (http::ProbeError::Short { .. }, Some(p)) = (&error, &previous) {
+                    h.verified.remove(&p.digest);
                 }
                 if mismatch {
                     sh.counters.hash_mismatches[i].fetch_add(1, Relaxed);
@@ -248,7 +280,6 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
     let h = &mut st.mirrors[i];
     h.verifying = false;
     if clean {
-        h.doubt.clear();
         h.mismatch = None;
         h.lag_since = None;
         h.last_error = None;
@@ -266,4 +297,27 @@ async fn still_short(ep: &http::Endpoint, timeout: Duration, m: &Manifest, s: &S
         return false;
     };
     matches!(http::head(ep, &url, timeout).await, Ok(v) if v.length == Some(s.got))
+}
+
+/// Whether `m` is still the origin's content of its release as fetched after `since`: asks
+/// the origin task for a fetch and waits for it (bounded). None when no fetch succeeds in
+/// time (origin down, manifest rejected).
+async fn origin_still(sh: &Shared, m: &Manifest, since: SystemTime) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + sh.config.health.timeout * 4;
+    sh.origin_nudge.notify_one();
+    loop {
+        {
+            let st = lock(&sh.state);
+            if let Some(rel) = st.releases.get(&m.release)
+                && rel.fetched_at.is_some_and(|f| f > since)
+            {
+                return Some(rel.current.as_ref().map(|c| c.digest) == Some(m.digest));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        // A rare path (wrong bytes found): polling keeps it simple.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

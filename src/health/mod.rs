@@ -373,7 +373,6 @@ async fn mirror_task(sh: Arc<Shared>, i: usize, ep: http::Endpoint, stagger: Dur
                 h.verified.clear();
                 h.partial.clear();
                 h.short.clear();
-                h.doubt.clear();
                 true
             } else {
                 false

@@ -85,10 +85,6 @@ pub struct MirrorHealth {
     /// Per release content: the file found short last round, so the next round can see with
     /// a HEAD whether it grew before downloading it again.
     pub short: HashMap<Digest, ShortFile>,
-    /// Per current release content: when this mirror was first seen serving other bytes. It
-    /// is not called a mismatch until the origin has been fetched again since: the mirror may
-    /// have synced a release the origin published after our last look.
-    pub doubt: HashMap<Digest, SystemTime>,
     /// When this mirror's lag began (it lacked a current release), if it is lagging.
     pub lag_since: Option<SystemTime>,
 }

@@ -192,7 +192,7 @@ pub async fn verify_release(
             Ok(v) => {
                 done.insert(f.path.clone(), v);
             }
-            Err(e) if previous.is_some_and(|p| previous_file(&e, p, &f.path)) => {
+            Err(e) if previous_file(ep, hc, &e, previous, &url, &f.path, downloads).await => {
                 return ReleaseOutcome::Previous {
                     file: Some(f.path.clone()),
                 };
@@ -212,16 +212,33 @@ pub async fn verify_release(
     }
 }
 
-/// Whether `e`, for `path`, shows the file the previous content listed there: its size, or its
-/// SHA-256. Then the mirror is behind on this file, not serving wrong bytes.
-fn previous_file(e: &ProbeError, previous: &Manifest, path: &str) -> bool {
-    let Some(old) = previous.files.iter().find(|f| f.path == path) else {
+/// Whether `e`, for `path`, is because the mirror still has the file the previous content
+/// listed there: that SHA-256 (the size alone says too little). A file of the previous size
+/// where the new one differs is downloaded once more to hash it against the previous entry.
+async fn previous_file(
+    ep: &Endpoint,
+    hc: &HealthConfig,
+    e: &ProbeError,
+    previous: Option<&Manifest>,
+    url: &reqwest::Url,
+    path: &str,
+    downloads: &Semaphore,
+) -> bool {
+    let Some(old) = previous.and_then(|p| p.files.iter().find(|f| f.path == path)) else {
         return false;
     };
     match e {
         ProbeError::Hash { actual, .. } => *actual == manifest::hex(&old.sha256),
-        ProbeError::Size { actual, .. } => old.size.is_some_and(|s| s.to_string() == *actual),
-        ProbeError::Short { got, .. } => old.size == Some(*got),
+        ProbeError::Size { actual, .. } => match old.size {
+            Some(size) if size.to_string() == *actual => {
+                let _permit = downloads.acquire().await;
+                let (idle, total) = (hc.timeout, hc.download_timeout);
+                http::verify_file(ep, url, path, size, &old.sha256, idle, total)
+                    .await
+                    .is_ok()
+            }
+            _ => false,
+        },
         _ => false,
     }
 }

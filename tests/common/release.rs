@@ -62,9 +62,9 @@ pub fn write(root: &Path, dir: &str, version: &str) {
     replace(&d.join("SHA256SUMS"), sums.as_bytes());
 }
 
-/// Writes a file the way rsync and other sync tools do, through a temporary file renamed
-/// over the old one: a prober reading at that moment sees the old bytes or the new, never a
-/// truncated file (which it would rightly call a mismatch and not retry for minutes).
+/// Writes a file the way rsync does by default, through a temporary file renamed over the old
+/// one: a prober reading at that moment sees the old bytes or the new, never a file cut short
+/// (tests/syncing.rs writes in place on purpose where that is what it tests).
 fn replace(path: &Path, data: &[u8]) {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
