@@ -7,18 +7,32 @@ use std::time::Duration;
 
 use common::mirrors::*;
 use common::release;
+use mirrordns::daemon::Server;
+
+/// A channel path: its content changes at each release.
+const CHANNEL: &str = "tool/stable/manifest.json";
+
+/// Origin and both mirrors on v1.8.2 of `tool/stable`, `service_extra` added to the service;
+/// returns once London is answered with eu-west.
+async fn on_channel(s: &Setup, service_extra: &str) -> (Server, std::net::SocketAddr) {
+    for d in ["origin", "eu", "us"] {
+        release::write(&s.path(d), "tool/stable", "v1.8.2");
+    }
+    let (server, addr) = s.start(&s.config(CHANNEL, service_extra, "")).await;
+    wait_for(addr, &[EU], 10).await;
+    (server, addr)
+}
+
+/// What rsync leaves for a moment: the new manifest in `dir`, the files still the old ones.
+fn new_manifest_only(s: &Setup, dir: &str, version: &str) {
+    let new = release::manifest_json(version, &release::files(version));
+    std::fs::write(s.path(&format!("{dir}/tool/stable/manifest.json")), new).unwrap();
+}
 
 #[tokio::test]
 async fn new_release_mid_test_mirrors_lag_then_follow() {
     let s = Setup::new().await;
-    // A channel path whose content changes at each release.
-    for d in ["origin", "eu", "us"] {
-        release::write(&s.path(d), "tool/stable", "v1.8.2");
-    }
-    let (server, addr) = s
-        .start(&s.config("tool/stable/manifest.json", "", ""))
-        .await;
-    wait_for(addr, &[EU], 10).await;
+    let (server, addr) = on_channel(&s, "").await;
     // The origin publishes v1.9.0 on the channel: every mirror lags, the origin answers.
     release::write(&s.path("origin"), "tool/stable", "v1.9.0");
     wait_for(addr, &[ORIGIN], 10).await;
@@ -34,12 +48,7 @@ async fn new_release_mid_test_mirrors_lag_then_follow() {
     wait_for(addr, &[EU], 10).await;
     // Global readiness was recorded.
     let ready = server
-        .with_health(|_, st| {
-            st.releases
-                .get("tool/stable/manifest.json")
-                .and_then(|r| r.ready_at)
-                .is_some()
-        })
+        .with_health(|_, st| st.releases.get(CHANNEL).and_then(|r| r.ready_at).is_some())
         .await
         .unwrap();
     assert!(ready);
@@ -49,13 +58,7 @@ async fn new_release_mid_test_mirrors_lag_then_follow() {
 #[tokio::test]
 async fn lag_grace_keeps_the_previous_release_routable() {
     let s = Setup::new().await;
-    for d in ["origin", "eu", "us"] {
-        release::write(&s.path(d), "tool/stable", "v1.8.2");
-    }
-    let (server, addr) = s
-        .start(&s.config("tool/stable/manifest.json", "lag-grace = \"1h\"", ""))
-        .await;
-    wait_for(addr, &[EU], 10).await;
+    let (server, addr) = on_channel(&s, "lag-grace = \"1h\"").await;
     release::write(&s.path("origin"), "tool/stable", "v1.9.0");
     // Give the prober time to notice; eu-west keeps answering throughout.
     for _ in 0..20 {
@@ -114,18 +117,11 @@ async fn a_file_being_synced_in_place_is_waited_for_not_called_a_mismatch() {
 #[tokio::test]
 async fn the_new_manifest_before_its_files_is_a_sync_under_way_not_a_mismatch() {
     let s = Setup::new().await;
-    for d in ["origin", "eu", "us"] {
-        release::write(&s.path(d), "tool/stable", "v1.8.2");
-    }
-    let (server, addr) = s
-        .start(&s.config("tool/stable/manifest.json", "", ""))
-        .await;
-    wait_for(addr, &[EU], 10).await;
+    let (server, addr) = on_channel(&s, "").await;
     release::write(&s.path("origin"), "tool/stable", "v1.9.0");
     release::write(&s.path("us"), "tool/stable", "v1.9.0");
     // eu-west: the new manifest only, its files still v1.8.2's.
-    let new = release::manifest_json("v1.9.0", &release::files("v1.9.0"));
-    std::fs::write(s.path("eu/tool/stable/manifest.json"), new).unwrap();
+    new_manifest_only(&s, "eu", "v1.9.0");
     wait_for(addr, &[US], 10).await;
     wait_state(&server, "eu-west", |st| {
         st == "lagging tool/stable/manifest.json: the new manifest is there, but \
@@ -146,17 +142,11 @@ async fn the_new_manifest_before_its_files_is_a_sync_under_way_not_a_mismatch() 
 #[tokio::test]
 async fn a_mirror_that_syncs_before_we_see_the_origin_change_is_not_wrong() {
     let s = Setup::new().await;
-    for d in ["origin", "eu", "us"] {
-        release::write(&s.path(d), "tool/stable", "v1.8.2");
-    }
     s.origin.set(|k| {
         k.only_path = Some("manifest.json".into());
         k.delay = Some(Duration::from_millis(600));
     });
-    let (server, addr) = s
-        .start(&s.config("tool/stable/manifest.json", "", ""))
-        .await;
-    wait_for(addr, &[EU], 10).await;
+    let (server, addr) = on_channel(&s, "").await;
     for d in ["origin", "eu", "us"] {
         release::write(&s.path(d), "tool/stable", "v1.9.0");
     }
@@ -170,7 +160,7 @@ async fn a_mirror_that_syncs_before_we_see_the_origin_change_is_not_wrong() {
     wait_for(addr, &[EU], 5).await;
     let version = server
         .with_health(|_, st| {
-            st.releases["tool/stable/manifest.json"]
+            st.releases[CHANNEL]
                 .current
                 .as_ref()
                 .map(|m| m.version.clone())
@@ -188,17 +178,10 @@ async fn a_mirror_that_syncs_before_we_see_the_origin_change_is_not_wrong() {
 async fn lag_grace_ends_once_a_sync_has_started_overwriting_the_previous_content() {
     for cut_short in [false, true] {
         let s = Setup::new().await;
-        for d in ["origin", "eu", "us"] {
-            release::write(&s.path(d), "tool/stable", "v1.8.2");
-        }
-        let (server, addr) = s
-            .start(&s.config("tool/stable/manifest.json", "lag-grace = \"1h\"", ""))
-            .await;
-        wait_for(addr, &[EU], 10).await;
+        let (server, addr) = on_channel(&s, "lag-grace = \"1h\"").await;
         release::write(&s.path("origin"), "tool/stable", "v1.9.0");
+        new_manifest_only(&s, "eu", "v1.9.0");
         let files = release::files("v1.9.0");
-        let new = release::manifest_json("v1.9.0", &files);
-        std::fs::write(s.path("eu/tool/stable/manifest.json"), new).unwrap();
         if cut_short {
             std::fs::write(
                 s.path("eu/tool/stable/tool-linux-amd64.tar.gz"),
