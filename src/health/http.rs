@@ -59,6 +59,9 @@ pub enum ProbeError {
         expected: u64,
         got: u64,
     },
+    /// Other bytes than the manifest's, but the file changed while it was read: a sync at work.
+    #[error("{path}: changed while being read (still being synced?)")]
+    Changed { path: String },
     #[error("{path}: sha256 mismatch: expected {expected}, got {actual}")]
     Hash {
         path: String,
@@ -87,6 +90,7 @@ impl ProbeError {
             ProbeError::Body { .. } => "body",
             ProbeError::Size { .. } => "size-mismatch",
             ProbeError::Short { .. } => "incomplete",
+            ProbeError::Changed { .. } => "changed",
             ProbeError::Hash { .. } => "hash-mismatch",
         }
     }
@@ -295,6 +299,18 @@ pub struct Validators {
     pub length: Option<u64>,
 }
 
+impl Validators {
+    /// Whether a validator both responses carry differs: then the file changed between them.
+    pub fn differs_from(&self, other: &Validators) -> bool {
+        fn both<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+            matches!((a, b), (Some(x), Some(y)) if x != y)
+        }
+        both(&self.etag, &other.etag)
+            || both(&self.last_modified, &other.last_modified)
+            || both(&self.length, &other.length)
+    }
+}
+
 fn validators(resp: &reqwest::Response) -> Validators {
     let h = |name: reqwest::header::HeaderName| {
         resp.headers()
@@ -457,6 +473,15 @@ pub async fn verify_file(
     }
     let actual: [u8; 32] = hasher.finalize().into();
     if &actual != sha256 {
+        // A file rewritten or replaced while we read it (a sync writing in place) is not
+        // wrong bytes: what a HEAD sees now differs from what the GET saw.
+        if let Ok(now) = head(ep, url, idle).await
+            && now.differs_from(&v)
+        {
+            return Err(ProbeError::Changed {
+                path: path.to_string(),
+            });
+        }
         return Err(ProbeError::Hash {
             path: path.to_string(),
             expected: hex(sha256),

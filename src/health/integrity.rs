@@ -224,7 +224,12 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                 // Bytes other than the manifest's, even if not called a mismatch: this content
                 // is not held; and a file cut short was overwritten in place, so the previous
                 // content is not whole either (no lag grace on it).
-                if error.is_mismatch() || matches!(error, http::ProbeError::Short { .. }) {
+                if error.is_mismatch()
+                    || matches!(
+                        error,
+                        http::ProbeError::Short { .. } | http::ProbeError::Changed { .. }
+                    )
+                {
                     h.verified.remove(&m.digest);
                 }
                 if let (http::ProbeError::Short { .. }, Some(p)) = (&error, &previous) {
@@ -260,6 +265,7 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                             h.short.insert(m.digest, now_short);
                             true
                         }
+                        http::ProbeError::Changed { .. } => true,
                         _ => false,
                     };
                     if missing
