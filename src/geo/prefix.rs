@@ -206,7 +206,7 @@ impl<K: Key> PrefixTable<K> {
 
 /// Builds a table from spans that arrive in address order (sorted, disjoint), without holding
 /// them: a database walk feeds it directly.
-pub struct Builder<K: Key> {
+struct Builder<K: Key> {
     starts: Vec<K>,
     values: Vec<u32>,
     gap: u32,

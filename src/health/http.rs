@@ -76,6 +76,12 @@ impl ProbeError {
         matches!(self, ProbeError::Size { .. } | ProbeError::Hash { .. })
     }
 
+    /// Other bytes than the manifest's, as a sync in progress leaves them: a file cut short,
+    /// or one that changed while it was read.
+    pub fn is_syncing(&self) -> bool {
+        matches!(self, ProbeError::Short { .. } | ProbeError::Changed { .. })
+    }
+
     /// A short, fixed reason for metrics and the status table.
     pub fn reason(&self) -> &'static str {
         match self {

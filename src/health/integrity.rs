@@ -55,17 +55,9 @@ pub(super) async fn spot_check(sh: &Shared, i: usize, ep: &http::Endpoint, spot:
     let Ok(url) = ep.url(&target.path) else {
         return;
     };
-    let seen = &target.seen;
     let changed = match http::head(ep, &url, sh.config.health.timeout).await {
-        Ok(v) => {
-            let len_changed = v.length.is_some_and(|l| l != target.size);
-            let etag_changed = seen.etag.is_some() && v.etag.is_some() && seen.etag != v.etag;
-            let lm_changed = seen.last_modified.is_some()
-                && v.last_modified.is_some()
-                && seen.last_modified != v.last_modified;
-            (len_changed || etag_changed || lm_changed)
-                .then(|| format!("{}: changed since it was verified", target.path))
-        }
+        Ok(v) => (v.length.is_some_and(|l| l != target.size) || v.differs_from(&target.seen))
+            .then(|| format!("{}: changed since it was verified", target.path)),
         Err(e @ http::ProbeError::Status { status: 404, .. }) => Some(e.to_string()),
         Err(_) => None,
     };
@@ -224,12 +216,7 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                 // Bytes other than the manifest's, even if not called a mismatch: this content
                 // is not held; and a file cut short was overwritten in place, so the previous
                 // content is not whole either (no lag grace on it).
-                if error.is_mismatch()
-                    || matches!(
-                        error,
-                        http::ProbeError::Short { .. } | http::ProbeError::Changed { .. }
-                    )
-                {
+                if error.is_mismatch() || error.is_syncing() {
                     h.verified.remove(&m.digest);
                 }
                 if let (http::ProbeError::Short { .. }, Some(p)) = (&error, &previous) {
@@ -243,33 +230,29 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
                         at: SystemTime::now(),
                         reason: error.to_string(),
                     });
-                    h.verified.remove(&m.digest);
                 } else {
                     let missing = matches!(error, http::ProbeError::Status { status: 404, .. });
-                    // A short file is a sync in progress: the mirror lags, and is looked at
-                    // again next round rather than kept out for the mismatch retry time.
-                    let syncing = match &error {
-                        http::ProbeError::Short {
-                            path,
-                            expected,
-                            got,
-                        } => {
-                            let now_short = ShortFile {
-                                path: path.clone(),
-                                expected: *expected,
-                                got: *got,
-                            };
-                            if short.as_ref() != Some(&now_short) {
-                                info!(mirror = %mirror.name, release = %m.release, %error, "a file is incomplete: waiting for its sync");
-                            }
-                            h.short.insert(m.digest, now_short);
-                            true
+                    // A sync in progress: the mirror lags, and is looked at again next round
+                    // rather than kept out for the mismatch retry time. A short file is
+                    // remembered, so that a HEAD can tell next round whether it grew.
+                    if let http::ProbeError::Short {
+                        path,
+                        expected,
+                        got,
+                    } = &error
+                    {
+                        let now_short = ShortFile {
+                            path: path.clone(),
+                            expected: *expected,
+                            got: *got,
+                        };
+                        if short.as_ref() != Some(&now_short) {
+                            info!(mirror = %mirror.name, release = %m.release, %error, "a file is incomplete: waiting for its sync");
                         }
-                        http::ProbeError::Changed { .. } => true,
-                        _ => false,
-                    };
+                        h.short.insert(m.digest, now_short);
+                    }
                     if missing
-                        || syncing
+                        || error.is_syncing()
                         || previous
                             .as_ref()
                             .is_some_and(|p| h.verified.contains_key(&p.digest))

@@ -29,7 +29,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
-
 use crate::metrics::{Histogram, PROBE_BUCKETS};
 use crate::routing::HealthSnapshot;
 use state::{HealthState, MirrorHealth, MirrorState, StateFile};

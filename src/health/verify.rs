@@ -171,19 +171,7 @@ pub async fn verify_release(
                 break;
             }
         };
-        let result = {
-            let _permit = downloads.acquire().await;
-            http::verify_file(
-                ep,
-                &url,
-                &f.path,
-                size,
-                &f.sha256,
-                hc.timeout,
-                hc.download_timeout,
-            )
-            .await
-        };
+        let result = download(ep, hc, downloads, &url, &f.path, size, &f.sha256).await;
         report.push(FileResult {
             path: f.path.clone(),
             result: result.clone(),
@@ -212,6 +200,20 @@ pub async fn verify_release(
     }
 }
 
+/// One file checked against a manifest entry, within the `max-downloads` limit.
+async fn download(
+    ep: &Endpoint,
+    hc: &HealthConfig,
+    downloads: &Semaphore,
+    url: &reqwest::Url,
+    path: &str,
+    size: u64,
+    sha256: &[u8; 32],
+) -> Result<Validators, ProbeError> {
+    let _permit = downloads.acquire().await;
+    http::verify_file(ep, url, path, size, sha256, hc.timeout, hc.download_timeout).await
+}
+
 /// Whether `e`, for `path`, is because the mirror still has the file the previous content
 /// listed there: that SHA-256 (the size alone says too little). A file of the previous size
 /// where the new one differs is downloaded once more to hash it against the previous entry.
@@ -231,9 +233,7 @@ async fn previous_file(
         ProbeError::Hash { actual, .. } => *actual == manifest::hex(&old.sha256),
         ProbeError::Size { actual, .. } => match old.size {
             Some(size) if size.to_string() == *actual => {
-                let _permit = downloads.acquire().await;
-                let (idle, total) = (hc.timeout, hc.download_timeout);
-                http::verify_file(ep, url, path, size, &old.sha256, idle, total)
+                download(ep, hc, downloads, url, path, size, &old.sha256)
                     .await
                     .is_ok()
             }
