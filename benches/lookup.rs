@@ -72,6 +72,42 @@ fn benches(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    // Two threads answering at once, as two UDP workers on two cores do: one iteration is one
+    // query on each thread, so with nothing shared but read-only data it costs what one query
+    // costs on one thread. Anything more is the cores fighting over shared counters.
+    c.bench_function("geo query with ECS, two threads at once (per pair)", |b| {
+        b.iter_custom(|iters| {
+            let start = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                let runs: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut out = Vec::with_capacity(512);
+                            start.wait();
+                            let t = std::time::Instant::now();
+                            for _ in 0..iters {
+                                handle(
+                                    &rt,
+                                    black_box(&q),
+                                    src,
+                                    Transport::Udp,
+                                    &mut out,
+                                    &stats,
+                                    &guard,
+                                );
+                                black_box(out.len());
+                            }
+                            t.elapsed()
+                        })
+                    })
+                    .collect();
+                runs.into_iter()
+                    .map(|r| r.join().expect("bench thread"))
+                    .max()
+                    .unwrap_or_default()
+            })
+        })
+    });
     let static_q = {
         let mut p = q.clone();
         p[13..22].copy_from_slice(b"wwwwwwwww");

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::config::{Config, Fallback, Policy, Service};
 use crate::geo::prefix::{Hit, PrefixTable};
 use crate::geo::{self, Location, LocationMap, UNKNOWN};
+use crate::metrics::Counters;
 use crate::zone::{Name, ZoneSet};
 
 /// One client network's ordered mirrors.
@@ -361,16 +362,15 @@ pub const CONTINENTS: [&str; 8] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA", "un
 #[derive(Debug)]
 pub struct AnswerCounters {
     mirrors: usize,
-    counts: Vec<std::sync::atomic::AtomicU64>,
+    /// [service][mirror, then the origin][continent], sharded per thread.
+    counts: Counters,
 }
 
 impl AnswerCounters {
     pub fn new(services: usize, mirrors: usize) -> Self {
         AnswerCounters {
             mirrors,
-            counts: (0..services * (mirrors + 1) * CONTINENTS.len())
-                .map(|_| std::sync::atomic::AtomicU64::new(0))
-                .collect(),
+            counts: Counters::new(services * (mirrors + 1) * CONTINENTS.len()),
         }
     }
 
@@ -378,22 +378,18 @@ impl AnswerCounters {
     #[inline]
     pub fn add(&self, service: usize, mirror: Option<usize>, continent: usize) {
         let m = mirror.unwrap_or(self.mirrors);
-        if let Some(c) = self
-            .counts
-            .get((service * (self.mirrors + 1) + m) * CONTINENTS.len() + continent)
-        {
-            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.counts.add(
+            (service * (self.mirrors + 1) + m) * CONTINENTS.len() + continent,
+            1,
+        );
     }
 
     /// Non-zero counts as (service index, mirror index or None for origin, continent, count).
     pub fn snapshot(&self) -> Vec<(usize, Option<usize>, &'static str, u64)> {
         let per_service = (self.mirrors + 1) * CONTINENTS.len();
-        self.counts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                let v = c.load(std::sync::atomic::Ordering::Relaxed);
+        (0..self.counts.len())
+            .filter_map(|i| {
+                let v = self.counts.get(i);
                 (v > 0).then(|| {
                     let s = i / per_service;
                     let m = (i % per_service) / CONTINENTS.len();

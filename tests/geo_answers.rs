@@ -6,6 +6,7 @@ use common::mmdb::{Place, build, lookup_country, place};
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use mirrordns::dns::Event;
 
 fn database() -> Vec<u8> {
     build(&[
@@ -160,11 +161,7 @@ async fn regions_policy_country_then_continent_then_default() {
 async fn unknown_locations_use_the_default_order_and_are_counted() {
     let ts = start(&config(), ZONE, Some(database())).await;
     let d = "downloads.example.com.";
-    let before = ts
-        .server
-        .stats()
-        .unknown_location
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let before = ts.server.stats().get(Event::UnknownLocation);
     // Private address: not in the DB.
     assert_eq!(a(&ts, d, "10.1.2.0", 24).await.0, ["192.0.2.10"]);
     // A record without location fields: unknown, like the unlisted space around it (1.1.0.0/16).
@@ -177,11 +174,7 @@ async fn unknown_locations_use_the_default_order_and_are_counted() {
     // No ECS: the source address (127.0.0.1) is unknown.
     let m = udp(ts.addr, &query(d, RecordType::A, None, None)).await;
     assert_eq!(addrs(&m), ["192.0.2.10"]);
-    let after = ts
-        .server
-        .stats()
-        .unknown_location
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let after = ts.server.stats().get(Event::UnknownLocation);
     assert_eq!(
         after - before,
         3,

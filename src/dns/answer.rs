@@ -6,13 +6,12 @@
 
 use std::hash::Hasher;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
 
 pub use super::Transport;
 use super::message::{Flags, OptOut, Owner, Rr, RrList, Sections, write_error, write_response};
 use super::rrl::{Flow, Kind, Verdict};
 use super::wire::{self, Query, Reject};
-use super::{Guard, Stats};
+use super::{Event, Guard, Stats};
 use super::{cookie, transfer, tsig};
 use crate::routing::RoutingTable;
 use crate::zone::{Lookup, RRset, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_SOA, Zone};
@@ -51,7 +50,7 @@ pub fn handle_full(
     let q = match wire::parse(pkt) {
         Ok(q) => q,
         Err(Reject::Drop) => {
-            stats.dropped.fetch_add(1, Relaxed);
+            stats.add(Event::Dropped);
             return false;
         }
         Err(Reject::Error {
@@ -62,7 +61,7 @@ pub fn handle_full(
             edns,
         }) => {
             if rcode == wire::RCODE_FORMERR {
-                stats.malformed.fetch_add(1, Relaxed);
+                stats.add(Event::Malformed);
             }
             stats.count(transport, None, rcode);
             let verdict = limit(table, guard, stats, src, transport, false, || Flow {
@@ -99,7 +98,7 @@ pub fn handle_full(
         Some(tsig::Checked::Valid(s)) => Some(s),
         Some(bad) => {
             let rcode = if matches!(bad, tsig::Checked::Malformed) {
-                stats.malformed.fetch_add(1, Relaxed);
+                stats.add(Event::Malformed);
                 wire::RCODE_FORMERR
             } else {
                 tsig::RCODE_NOTAUTH
@@ -145,7 +144,7 @@ pub fn handle_full(
         .saturating_sub(signer.as_ref().map_or(0, |s| s.record_len()));
     let ecs = q.edns.and_then(|e| e.ecs);
     if ecs.is_some() {
-        stats.ecs.fetch_add(1, Relaxed);
+        stats.add(Event::Ecs);
     }
     let mut sections = Sections::default();
     let (flags, scope) = resolve(table, &q, client_of(ecs, src), &mut sections, stats);
@@ -176,7 +175,7 @@ pub fn handle_full(
                 opt.as_ref(),
                 limit_bytes,
             ) {
-                stats.truncated.fetch_add(1, Relaxed);
+                stats.add(Event::Truncated);
             }
         }
     }
@@ -230,9 +229,9 @@ fn cookie_reply(
     let secret = guard.cookie_secret(&table.config);
     let ok = cookie::is_valid(secret, &c, src, now);
     if ok {
-        stats.cookies_valid.fetch_add(1, Relaxed);
+        stats.add(Event::CookiesValid);
     } else {
-        stats.cookies_new.fetch_add(1, Relaxed);
+        stats.add(Event::CookiesNew);
     }
     let mut b = [0u8; 24];
     b[..8].copy_from_slice(&c.client);
@@ -290,10 +289,10 @@ pub(super) fn limit<'a>(
     }
     let v = guard.rrl.check(rl, src, flow());
     match v {
-        Verdict::Drop => stats.rrl_dropped.fetch_add(1, Relaxed),
-        Verdict::Slip => stats.rrl_slipped.fetch_add(1, Relaxed),
-        Verdict::Send => 0,
-    };
+        Verdict::Drop => stats.add(Event::RrlDropped),
+        Verdict::Slip => stats.add(Event::RrlSlipped),
+        Verdict::Send => {}
+    }
     v
 }
 
@@ -363,7 +362,7 @@ fn resolve<'t>(
     match q.qtype {
         // Transfers go over TCP through `transfer::serve`; one reaching here is refused.
         transfer::TYPE_AXFR | wire::TYPE_IXFR => {
-            stats.transfers_refused.fetch_add(1, Relaxed);
+            stats.add(Event::TransfersRefused);
             return refused();
         }
         wire::TYPE_OPT => {
@@ -469,7 +468,7 @@ fn answer_service<'t>(
     }
     let hit = route.map.lookup(client);
     if route.map.lists[hit.list as usize].unknown {
-        stats.unknown_location.fetch_add(1, Relaxed);
+        stats.add(Event::UnknownLocation);
     }
     let ans = &route.answers[hit.list as usize];
     if ans.servfail {

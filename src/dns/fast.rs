@@ -10,14 +10,13 @@
 
 use std::hash::Hasher;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
 
 use super::Transport;
 use super::answer::{client_of, limit, scope_for, size_limit};
 use super::message::{OptOut, Owner, Rr, put_opt, put_rr};
 use super::rrl::{Flow, Kind, Verdict};
 use super::wire::{self, Ecs};
-use super::{Guard, Stats};
+use super::{Event, Guard, Stats};
 use crate::routing::RoutingTable;
 use crate::zone::{Hot, Rendered, TYPE_A, TYPE_AAAA};
 
@@ -212,12 +211,12 @@ pub(super) fn try_answer(
 
     // Committed: from here on this is the answer, counted as the full path counts it.
     if ecs.is_some() {
-        stats.ecs.fetch_add(1, Relaxed);
+        stats.add(Event::Ecs);
     }
     if let Some((si, hit, v4)) = service {
         let route = &table.services[si];
         if route.map.lists[hit.list as usize].unknown {
-            stats.unknown_location.fetch_add(1, Relaxed);
+            stats.add(Event::UnknownLocation);
         }
         let ans = &route.answers[hit.list as usize];
         let mirrors = if v4 {

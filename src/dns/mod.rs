@@ -14,9 +14,7 @@ pub mod tsig;
 pub mod udp;
 pub mod wire;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
-use crate::metrics::{DNS_BUCKETS, Histogram};
+use crate::metrics::{Counters, DNS_BUCKETS, Histogram};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -67,27 +65,35 @@ pub const RCODES: &[(u16, &str)] = &[
 ];
 const N_RCODES: usize = RCODES.len() + 1;
 
-/// Counters kept by the DNS path (read by the monitoring endpoint).
-#[derive(Debug)]
-pub struct Stats {
-    /// [transport][qtype][rcode]
-    queries: Vec<AtomicU64>,
-    pub ecs: AtomicU64,
-    pub unknown_location: AtomicU64,
-    pub truncated: AtomicU64,
-    pub malformed: AtomicU64,
+/// Things the DNS path counts besides answered queries (read by the monitoring endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Queries carrying an ECS option.
+    Ecs,
+    UnknownLocation,
+    Truncated,
+    Malformed,
     /// Packets not answered at all (shorter than a header, or responses).
-    pub dropped: AtomicU64,
+    Dropped,
     /// Responses withheld by rate limiting, and those sent truncated instead (slipped).
-    pub rrl_dropped: AtomicU64,
-    pub rrl_slipped: AtomicU64,
+    RrlDropped,
+    RrlSlipped,
     /// Queries with a server cookie we made (exempt from rate limiting), and with a client
     /// cookie only or a stale or foreign server cookie (answered with a fresh one).
-    pub cookies_valid: AtomicU64,
-    pub cookies_new: AtomicU64,
+    CookiesValid,
+    CookiesNew,
     /// Zone transfers sent, and refused (not allowed, or TSIG missing or wrong).
-    pub transfers: AtomicU64,
-    pub transfers_refused: AtomicU64,
+    Transfers,
+    TransfersRefused,
+}
+const N_EVENTS: usize = Event::TransfersRefused as usize + 1;
+
+/// Counters kept by the DNS path: events, then answered queries by
+/// [transport][qtype][rcode]. Sharded per thread, so UDP workers on different cores never
+/// write the same cache line.
+#[derive(Debug)]
+pub struct Stats {
+    counts: Counters,
     /// Time spent in the answer logic per query.
     pub latency: Histogram,
 }
@@ -95,26 +101,22 @@ pub struct Stats {
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            queries: (0..2 * N_QTYPES * N_RCODES)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            ecs: AtomicU64::new(0),
-            unknown_location: AtomicU64::new(0),
-            truncated: AtomicU64::new(0),
-            malformed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            rrl_dropped: AtomicU64::new(0),
-            rrl_slipped: AtomicU64::new(0),
-            cookies_valid: AtomicU64::new(0),
-            cookies_new: AtomicU64::new(0),
-            transfers: AtomicU64::new(0),
-            transfers_refused: AtomicU64::new(0),
+            counts: Counters::new(N_EVENTS + 2 * N_QTYPES * N_RCODES),
             latency: Histogram::new(DNS_BUCKETS),
         }
     }
 }
 
 impl Stats {
+    #[inline]
+    pub fn add(&self, e: Event) {
+        self.counts.add(e as usize, 1);
+    }
+
+    pub fn get(&self, e: Event) -> u64 {
+        self.counts.get(e as usize)
+    }
+
     /// Counts one answered query.
     pub fn count(&self, transport: Transport, qtype: Option<u16>, rcode: u16) {
         let t = transport as usize;
@@ -129,7 +131,8 @@ impl Stats {
             .iter()
             .position(|&(v, _)| v == rcode)
             .unwrap_or(RCODES.len());
-        self.queries[(t * N_QTYPES + q) * N_RCODES + r].fetch_add(1, Relaxed);
+        self.counts
+            .add(N_EVENTS + (t * N_QTYPES + q) * N_RCODES + r, 1);
     }
 
     /// Every non-zero query counter as (transport, qtype, rcode, count).
@@ -140,7 +143,9 @@ impl Stats {
         for (t, tname) in [(0, "udp"), (1, "tcp")] {
             for (q, qname) in qnames.clone().enumerate() {
                 for (r, rname) in rnames.iter().enumerate() {
-                    let v = self.queries[(t * N_QTYPES + q) * N_RCODES + r].load(Relaxed);
+                    let v = self
+                        .counts
+                        .get(N_EVENTS + (t * N_QTYPES + q) * N_RCODES + r);
                     if v > 0 {
                         out.push((tname, qname, *rname, v));
                     }
@@ -152,7 +157,9 @@ impl Stats {
 
     /// All answered queries.
     pub fn total(&self) -> u64 {
-        self.queries.iter().map(|c| c.load(Relaxed)).sum()
+        (N_EVENTS..self.counts.len())
+            .map(|i| self.counts.get(i))
+            .sum()
     }
 }
 

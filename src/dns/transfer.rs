@@ -7,12 +7,11 @@
 //! a secondary answers with a working mirror rather than NXDOMAIN.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
 
 use super::message::{Flags, Owner, Rr, put_header, put_rr};
 use super::tsig::{self, Checked, Signer};
 use super::wire;
-use super::{Stats, Transport};
+use super::{Event, Stats, Transport};
 use crate::routing::RoutingTable;
 use crate::zone::{TYPE_A, TYPE_AAAA, TYPE_SOA, Zone};
 
@@ -32,7 +31,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
     let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
     let cfg = &table.config.transfer;
     let refuse = |rcode: u16| {
-        stats.transfers_refused.fetch_add(1, Relaxed);
+        stats.add(Event::TransfersRefused);
         stats.count(Transport::Tcp, Some(q.qtype), rcode);
         let mut out = Vec::new();
         put_header(
@@ -63,7 +62,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
         (key, Some(at)) => match tsig::check(pkt, at, key.as_ref(), super::unix_now()) {
             Checked::Valid(s) => Some(s),
             Checked::Malformed => {
-                stats.malformed.fetch_add(1, Relaxed);
+                stats.add(Event::Malformed);
                 return Some(vec![refuse(wire::RCODE_FORMERR)]);
             }
             Checked::Invalid(r) => {
@@ -73,7 +72,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
             }
         },
     };
-    stats.transfers.fetch_add(1, Relaxed);
+    stats.add(Event::Transfers);
     stats.count(Transport::Tcp, Some(q.qtype), wire::RCODE_NOERROR);
     let mut messages = Vec::new();
     let records = zone_records(table, zone);

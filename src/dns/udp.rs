@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use tracing::debug;
 
 use super::answer::{Transport, handle};
-use super::{Guard, Stats};
+use super::{Event, Guard, Stats};
 use crate::routing::RoutingTable;
 
 /// Datagrams per system call.
@@ -121,7 +121,7 @@ pub fn worker(
             let g = guard.load();
             for i in 0..n {
                 if in_hdr[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    stats.add(Event::Dropped);
                     continue;
                 }
                 let Some(src) = source_ip(&addrs[i]) else {

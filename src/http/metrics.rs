@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
 use crate::daemon::Core;
+use crate::dns::Event;
 use crate::health::state::{HealthState, MirrorState};
 use crate::health::{HealthCounters, PROBE_RESULTS};
 use crate::metrics::Exposition;
@@ -80,62 +81,65 @@ pub fn render(
         (
             "mirrordns_dns_ecs_queries_total",
             "Queries carrying an EDNS Client Subnet option.",
-            &s.ecs,
+            Event::Ecs,
         ),
         (
             "mirrordns_dns_unknown_location_total",
             "Geo lookups whose client location was unknown (default order used).",
-            &s.unknown_location,
+            Event::UnknownLocation,
         ),
         (
             "mirrordns_dns_truncated_total",
             "UDP responses truncated (TC set).",
-            &s.truncated,
+            Event::Truncated,
         ),
         (
             "mirrordns_dns_malformed_total",
             "Queries answered FORMERR.",
-            &s.malformed,
+            Event::Malformed,
         ),
         (
             "mirrordns_dns_dropped_total",
             "Packets not answered (too short, or responses).",
-            &s.dropped,
+            Event::Dropped,
         ),
         (
             "mirrordns_dns_cookies_valid_total",
             "Queries with a valid server cookie (exempt from rate limiting).",
-            &s.cookies_valid,
+            Event::CookiesValid,
         ),
         (
             "mirrordns_dns_cookies_new_total",
             "Queries with a client cookie only, or a stale or foreign server cookie.",
-            &s.cookies_new,
+            Event::CookiesNew,
         ),
         (
             "mirrordns_dns_transfers_total",
             "Zone transfers sent.",
-            &s.transfers,
+            Event::Transfers,
         ),
         (
             "mirrordns_dns_transfers_refused_total",
             "Zone transfer requests refused (not allowed, unsigned or wrongly signed).",
-            &s.transfers_refused,
+            Event::TransfersRefused,
         ),
     ] {
         e.family(name, "counter", help);
-        e.sample(name, &[], v.load(Relaxed) as f64);
+        e.sample(name, &[], s.get(v) as f64);
     }
     e.family(
         "mirrordns_dns_rrl_total",
         "counter",
         "UDP responses withheld by response rate limiting: dropped, or sent truncated (slipped).",
     );
-    for (action, v) in [("dropped", &s.rrl_dropped), ("slipped", &s.rrl_slipped)] {
+    for (action, v) in [
+        ("dropped", Event::RrlDropped),
+        ("slipped", Event::RrlSlipped),
+    ] {
         e.sample(
             "mirrordns_dns_rrl_total",
             &[("action", action)],
-            v.load(Relaxed) as f64,
+            s.get(v) as f64,
         );
     }
     e.family(
