@@ -98,6 +98,11 @@ pub struct Stats {
     pub latency: Histogram,
 }
 
+/// Where the answered-query counter for (transport, qtype, rcode) indices lives.
+fn query_slot(transport: usize, qtype: usize, rcode: usize) -> usize {
+    N_EVENTS + (transport * N_QTYPES + qtype) * N_RCODES + rcode
+}
+
 impl Default for Stats {
     fn default() -> Self {
         Stats {
@@ -131,8 +136,7 @@ impl Stats {
             .iter()
             .position(|&(v, _)| v == rcode)
             .unwrap_or(RCODES.len());
-        self.counts
-            .add(N_EVENTS + (t * N_QTYPES + q) * N_RCODES + r, 1);
+        self.counts.add(query_slot(t, q, r), 1);
     }
 
     /// Every non-zero query counter as (transport, qtype, rcode, count).
@@ -143,9 +147,7 @@ impl Stats {
         for (t, tname) in [(0, "udp"), (1, "tcp")] {
             for (q, qname) in qnames.clone().enumerate() {
                 for (r, rname) in rnames.iter().enumerate() {
-                    let v = self
-                        .counts
-                        .get(N_EVENTS + (t * N_QTYPES + q) * N_RCODES + r);
+                    let v = self.counts.get(query_slot(t, q, r));
                     if v > 0 {
                         out.push((tname, qname, *rname, v));
                     }
