@@ -43,6 +43,9 @@ pub struct Explanation {
     pub ttl: u32,
     /// ECS scope prefix length a query from this client's subnet gets.
     pub scope: u8,
+    /// Families ("A", "AAAA") for which every mirror of this client's own list is out, so the
+    /// answer comes from past it: `regions.default`, then by distance, then configured order.
+    pub fallthrough: Vec<&'static str>,
 }
 
 /// Explains the answer for `name` (default: the only or first service) to a client at `ip`.
@@ -119,6 +122,13 @@ pub fn explain(
         aaaa,
         ttl: route.ttl,
         scope: hit.scope,
+        fallthrough: [
+            ("A", answer.a_fallthrough),
+            ("AAAA", answer.aaaa_fallthrough),
+        ]
+        .into_iter()
+        .filter_map(|(f, past)| past.then_some(f))
+        .collect(),
     })
 }
 
@@ -174,6 +184,13 @@ impl std::fmt::Display for Explanation {
                 self.aaaa.join(" ")
             }
         )?;
+        if !self.fallthrough.is_empty() {
+            writeln!(
+                f,
+                "note        every mirror of this client's list is out for {}: answered from past it",
+                self.fallthrough.join(" and ")
+            )?;
+        }
         writeln!(f, "ttl         {}", self.ttl)?;
         write!(f, "scope       /{}", self.scope)
     }

@@ -105,10 +105,7 @@ impl Loaded {
                 "client map"
             );
         }
-        let answer_counts = Arc::new(AnswerCounters::new(
-            config.services.len(),
-            config.mirrors.len(),
-        ));
+        let answer_counts = Arc::new(AnswerCounters::new(&config));
         let config = Arc::new(config);
         Ok(Loaded {
             config: config.clone(),

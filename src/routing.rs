@@ -36,12 +36,16 @@ pub struct ClientMap {
     v4: PrefixTable<u32>,
     v6: PrefixTable<u128>,
     pub lists: Vec<CandidateList>,
-    /// Per `nearest` list, the coordinates of one client location it was made for (None for
-    /// `regions` lists and default orders, which are used as configured). When every mirror
-    /// of a shortened `nearest` list is out, the others are tried in their distance from
-    /// here: the locations sharing a list share their nearest mirrors, so this is their order
-    /// too, give or take mirrors at almost equal distances.
-    pub reps: Vec<Option<(f64, f64)>>,
+    /// Per list, where its clients are, as a point of [`geo::unit_vector`] (None when none of
+    /// them has coordinates, and for default orders).
+    /// - A `nearest` list holds the point of one client location it was made for. When every
+    ///   mirror of a shortened list is out, the others are tried in their distance from here:
+    ///   the locations sharing a list share their nearest mirrors, so this is their order
+    ///   too, give or take mirrors at almost equal distances.
+    /// - A `regions` list (one per list and continent) holds the centre of its client
+    ///   locations: when every mirror the region lists is out, [`fallthrough`] tries the
+    ///   others by their distance from it.
+    pub reps: Vec<Option<[f64; 3]>>,
 }
 
 /// A client's candidate list id and the ECS scope within which it holds.
@@ -192,10 +196,14 @@ pub fn order(service: &Service, config: &Config, loc: &Location) -> CandidateLis
 /// Compiles one service's client map from the location map.
 pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap) -> ClientMap {
     let mut lists: Vec<CandidateList> = Vec::new();
-    let mut reps = Vec::new();
-    // Keyed with whether the list has a representative: a default order that happens to equal
-    // a kept nearest list must not share its failover.
-    let mut index: HashMap<(CandidateList, bool), u32> = HashMap::new();
+    // Per list: for `nearest`, one location's point; for `regions`, the sum of its locations'
+    // points (made a centre below).
+    let mut reps: Vec<Option<[f64; 3]>> = Vec::new();
+    // Keyed with a tag: for `nearest`, whether the list has a representative (a default order
+    // that happens to equal a kept nearest list must not share its failover); for `regions`,
+    // the continent, so that each list's centre is a region's and not the whole world's. The
+    // continent is in every table value anyway, so this splits no prefix-table range.
+    let mut index: HashMap<(CandidateList, u32), u32> = HashMap::new();
     let points = mirror_points(service, config);
     let kept = nearest_kept(service);
     let by_location: Vec<u32> = locs
@@ -203,37 +211,63 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
         .iter()
         .enumerate()
         .map(|(id, loc)| {
+            let continent = loc
+                .continent
+                .and_then(|c| CONTINENTS.iter().position(|x| *x == c.as_str()))
+                .unwrap_or(CONTINENTS.len() - 1) as u32;
             let (mut l, rep) = match (service.policy, loc.coords) {
                 (Policy::Nearest, Some(here)) => (
                     CandidateList {
                         mirrors: nearest_kept_list(&points, geo::unit_vector(here), kept, config),
                         unknown: false,
                     },
-                    Some(here),
+                    Some(geo::unit_vector(here)),
                 ),
                 _ => (order(service, config, loc), None),
             };
             if id as u32 == UNKNOWN {
                 l.unknown = true;
             }
-            let list = *index.entry((l.clone(), rep.is_some())).or_insert_with(|| {
+            let tag = match service.policy {
+                Policy::Nearest => u32::from(rep.is_some()),
+                Policy::Regions => continent,
+            };
+            let unknown = l.unknown;
+            let list = *index.entry((l.clone(), tag)).or_insert_with(|| {
                 lists.push(l);
                 reps.push(rep);
                 (lists.len() - 1) as u32
             });
-            let continent = loc
-                .continent
-                .and_then(|c| CONTINENTS.iter().position(|x| *x == c.as_str()))
-                .unwrap_or(CONTINENTS.len() - 1) as u32;
+            if service.policy == Policy::Regions
+                && !unknown
+                && let Some(here) = loc.coords
+            {
+                let p = geo::unit_vector(here);
+                let sum = reps[list as usize].get_or_insert([0.0; 3]);
+                for (s, x) in sum.iter_mut().zip(p) {
+                    *s += x;
+                }
+            }
             list.min(LIST_MASK) | (continent << CONTINENT_SHIFT)
         })
         .collect();
+    if service.policy == Policy::Regions {
+        for rep in &mut reps {
+            *rep = rep.and_then(centre);
+        }
+    }
     ClientMap {
         v4: locs.v4.map_values(|id| by_location[id as usize]),
         v6: locs.v6.map_values(|id| by_location[id as usize]),
         lists,
         reps,
     }
+}
+
+/// The point on the unit sphere in the direction of a sum of points, None if they cancel out.
+fn centre(sum: [f64; 3]) -> Option<[f64; 3]> {
+    let len = geo::chord2(sum, [0.0; 3]).sqrt();
+    (len > 1e-9).then(|| sum.map(|x| x / len))
 }
 
 /// Whether a mirror may receive a service's traffic.
@@ -289,6 +323,10 @@ pub struct Answer {
     /// The mirrors whose addresses are in `a` / `aaaa` (empty when the origin answers).
     pub a_mirrors: Vec<usize>,
     pub aaaa_mirrors: Vec<usize>,
+    /// Every mirror of the client's own list was out for IPv4 / IPv6, so `a` / `aaaa` come
+    /// from past it ([`fallthrough`]).
+    pub a_fallthrough: bool,
+    pub aaaa_fallthrough: bool,
     /// Answer SERVFAIL: no mirror is routable and the fallback says so.
     pub servfail: bool,
 }
@@ -358,62 +396,180 @@ pub struct Inputs {
 /// Continent label values, by index; the last is for unknown locations.
 pub const CONTINENTS: [&str; 8] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA", "unknown"];
 
-/// Answers served, by service, mirror (or the origin) and client continent.
+/// Answers served, by service, mirror (or the origin) and client continent, and per service
+/// those that came from past the client's own list. Kept through reloads that leave the
+/// service and mirror names alone, and carried over by name otherwise
+/// ([`AnswerCounters::continue_from`]), so that they only ever grow.
 #[derive(Debug)]
 pub struct AnswerCounters {
-    mirrors: usize,
-    /// [service][mirror, then the origin][continent], sharded per thread.
+    services: Vec<String>,
+    mirrors: Vec<String>,
+    /// [service][mirror, then the origin][continent], then [service] for fallthrough; sharded
+    /// per thread.
     counts: Counters,
 }
 
 impl AnswerCounters {
-    pub fn new(services: usize, mirrors: usize) -> Self {
+    pub fn new(config: &Config) -> Self {
+        let services: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
+        let mirrors: Vec<String> = config.mirrors.iter().map(|m| m.name.clone()).collect();
+        let n = services.len() * ((mirrors.len() + 1) * CONTINENTS.len() + 1);
         AnswerCounters {
+            services,
             mirrors,
-            counts: Counters::new(services * (mirrors + 1) * CONTINENTS.len()),
+            counts: Counters::new(n),
         }
     }
 
-    /// `mirror` None means the origin (fallback).
+    /// The counters for `config` after a reload: `old` itself when the service and mirror
+    /// names are the same, else new ones holding `old`'s counts under the names that remain.
+    /// An answer counted in `old` between the copy and the table swap is the only loss.
+    pub fn continue_from(old: &Arc<AnswerCounters>, config: &Config) -> Arc<AnswerCounters> {
+        let new = AnswerCounters::new(config);
+        if new.services == old.services && new.mirrors == old.mirrors {
+            return old.clone();
+        }
+        for (si, m, cont, v) in old.snapshot() {
+            let Some(nsi) = new.services.iter().position(|s| *s == old.services[si]) else {
+                continue;
+            };
+            let nm = match m {
+                Some(m) => match new.mirrors.iter().position(|x| *x == old.mirrors[m]) {
+                    Some(nm) => Some(nm),
+                    None => continue,
+                },
+                None => None,
+            };
+            new.counts.add(new.slot(nsi, nm, cont), v);
+        }
+        for (si, name) in old.services.iter().enumerate() {
+            if let Some(nsi) = new.services.iter().position(|s| s == name) {
+                new.counts
+                    .add(new.fallthrough_slot(nsi), old.fallthrough(si));
+            }
+        }
+        Arc::new(new)
+    }
+
+    fn slot(&self, service: usize, mirror: Option<usize>, continent: usize) -> usize {
+        let m = mirror.unwrap_or(self.mirrors.len());
+        (service * (self.mirrors.len() + 1) + m) * CONTINENTS.len() + continent
+    }
+
+    fn fallthrough_slot(&self, service: usize) -> usize {
+        self.services.len() * (self.mirrors.len() + 1) * CONTINENTS.len() + service
+    }
+
+    /// Counts one answer of service `si` from `ans` to a client on `continent`: one per
+    /// mirror answered with (or the origin when no mirror is), and one fallthrough when the
+    /// family's mirrors came from past the client's own list. The one place an answer is
+    /// counted, for the fast and the full path alike.
     #[inline]
-    pub fn add(&self, service: usize, mirror: Option<usize>, continent: usize) {
-        let m = mirror.unwrap_or(self.mirrors);
-        self.counts.add(
-            (service * (self.mirrors + 1) + m) * CONTINENTS.len() + continent,
-            1,
-        );
+    pub fn record(&self, si: usize, ans: &Answer, v6: bool, continent: usize) {
+        let (mirrors, past) = if v6 {
+            (&ans.aaaa_mirrors, ans.aaaa_fallthrough)
+        } else {
+            (&ans.a_mirrors, ans.a_fallthrough)
+        };
+        if mirrors.is_empty() {
+            self.counts.add(self.slot(si, None, continent), 1);
+        }
+        for &m in mirrors {
+            self.counts.add(self.slot(si, Some(m), continent), 1);
+        }
+        if past {
+            self.counts.add(self.fallthrough_slot(si), 1);
+        }
+    }
+
+    /// Answers of service `si` that came from past the client's own list.
+    pub fn fallthrough(&self, si: usize) -> u64 {
+        self.counts.get(self.fallthrough_slot(si))
     }
 
     /// Non-zero counts as (service index, mirror index or None for origin, continent, count).
-    pub fn snapshot(&self) -> Vec<(usize, Option<usize>, &'static str, u64)> {
-        let per_service = (self.mirrors + 1) * CONTINENTS.len();
-        (0..self.counts.len())
+    pub fn snapshot(&self) -> Vec<(usize, Option<usize>, usize, u64)> {
+        let per_service = (self.mirrors.len() + 1) * CONTINENTS.len();
+        (0..self.services.len() * per_service)
             .filter_map(|i| {
                 let v = self.counts.get(i);
                 (v > 0).then(|| {
                     let s = i / per_service;
                     let m = (i % per_service) / CONTINENTS.len();
-                    let cont = CONTINENTS[i % CONTINENTS.len()];
-                    (s, (m < self.mirrors).then_some(m), cont, v)
+                    let cont = i % CONTINENTS.len();
+                    (s, (m < self.mirrors.len()).then_some(m), cont, v)
                 })
             })
             .collect()
     }
 }
 
+/// Where a client's list goes on when every mirror in it is out: the `regions.default` list,
+/// then every mirror by distance from `here` (the list's clients, when known), then the
+/// configured order. Each mirror once, and none of `list`.
+pub fn fallthrough(
+    list: &CandidateList,
+    here: Option<[f64; 3]>,
+    service: &Service,
+    config: &Config,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = Vec::with_capacity(service.mirrors.len());
+    let by_distance_here = here.map(|h| by_distance(&mirror_points(service, config), h));
+    let stages = [
+        service.regions.default.as_deref().unwrap_or_default(),
+        by_distance_here.as_deref().unwrap_or_default(),
+        &service.mirrors,
+    ];
+    for i in stages.into_iter().flatten().copied() {
+        if !list.mirrors.contains(&i) && !order.contains(&i) {
+            order.push(i);
+        }
+    }
+    order
+}
+
+/// The orders `pick` may go on in past a candidate list, computed only when needed.
+struct Beyond<'a> {
+    list: &'a CandidateList,
+    here: Option<[f64; 3]>,
+    /// The rest of a shortened `nearest` list, by distance from `here`: still the client's own
+    /// order.
+    own: Option<Vec<usize>>,
+    /// [`fallthrough`].
+    past: Option<Vec<usize>>,
+    points: &'a [(usize, Option<[f64; 3]>)],
+}
+
+impl Beyond<'_> {
+    fn own(&mut self, service: &Service) -> &[usize] {
+        let (here, points, policy) = (self.here, self.points, service.policy);
+        self.own.get_or_insert_with(|| match (policy, here) {
+            (Policy::Nearest, Some(h)) => by_distance(points, h),
+            _ => Vec::new(),
+        })
+    }
+
+    fn past(&mut self, service: &Service, config: &Config) -> &[usize] {
+        let (list, here) = (self.list, self.here);
+        self.past
+            .get_or_insert_with(|| fallthrough(list, here, service, config))
+    }
+}
+
 /// The first `answers` mirrors of `list` that pass `ok` and have addresses of each family.
-/// A shortened `nearest` list that cannot fill the answer while other mirrors could goes on
-/// with `rest()`: the service's mirrors in the list's representative order (None for lists
-/// that are whole as configured: `regions` lists and default orders).
+/// - A shortened `nearest` list that cannot fill the answer while other mirrors could goes on
+///   in the list's own order: the service's mirrors by distance from its clients.
+/// - A list that has no mirror of a family left goes on [`fallthrough`], so that a client
+///   is never answered with nothing while some mirror could serve it. A `regions` list with
+///   one mirror left answers with it alone: traffic stays in its region while it can.
 fn pick(
     list: &CandidateList,
-    rest: impl Fn() -> Option<Vec<usize>>,
+    beyond: &mut Beyond<'_>,
     service: &Service,
     config: &Config,
     ok: impl Fn(usize) -> bool,
 ) -> Answer {
     let mut ans = Answer::default();
-    let mut rest_order: Option<Option<Vec<usize>>> = None;
     let shortened = list.mirrors.len() < service.mirrors.len();
     for v6 in [false, true] {
         let usable = |i: usize| {
@@ -432,26 +588,37 @@ fn pick(
             .filter(|&i| usable(i))
             .take(service.answers)
             .collect();
-        if chosen.len() < service.answers
-            && shortened
-            && service.mirrors.iter().filter(|&&i| usable(i)).count() > chosen.len()
-            && let Some(order) = rest_order.get_or_insert_with(&rest)
-        {
-            let more = order
+        let more_usable = |n: usize| service.mirrors.iter().filter(|&&i| usable(i)).count() > n;
+        if chosen.len() < service.answers && shortened && more_usable(chosen.len()) {
+            let more: Vec<usize> = beyond
+                .own(service)
                 .iter()
                 .copied()
                 .filter(|&i| !list.mirrors.contains(&i) && usable(i))
-                .take(service.answers - chosen.len());
+                .take(service.answers - chosen.len())
+                .collect();
             chosen.extend(more);
+        }
+        let past = chosen.is_empty() && more_usable(0);
+        if past {
+            chosen = beyond
+                .past(service, config)
+                .iter()
+                .copied()
+                .filter(|&i| usable(i))
+                .take(service.answers)
+                .collect();
         }
         for i in chosen {
             let m = &config.mirrors[i];
             if v6 {
                 ans.aaaa.extend(m.ipv6.iter().map(|a| a.octets()));
                 ans.aaaa_mirrors.push(i);
+                ans.aaaa_fallthrough = past;
             } else {
                 ans.a.extend(m.ipv4.iter().map(|a| a.octets()));
                 ans.a_mirrors.push(i);
+                ans.a_fallthrough = past;
             }
         }
     }
@@ -471,15 +638,18 @@ fn answer_for(
 ) -> Answer {
     let service = &config.services[si];
     let list = &map.lists[li];
-    let rest = || {
-        let here = map.reps.get(li).copied().flatten()?;
-        Some(by_distance(points, geo::unit_vector(here)))
+    let mut beyond = Beyond {
+        list,
+        here: map.reps.get(li).copied().flatten(),
+        own: None,
+        past: None,
+        points,
     };
     match mode {
-        Mode::Mirrors => pick(list, rest, service, config, |i| {
+        Mode::Mirrors => pick(list, &mut beyond, service, config, |i| {
             health.get(si, i) == Eligibility::Routable
         }),
-        Mode::Fallback(Fallback::Live) => pick(list, rest, service, config, |i| {
+        Mode::Fallback(Fallback::Live) => pick(list, &mut beyond, service, config, |i| {
             health.get(si, i) != Eligibility::Out
         }),
         Mode::Fallback(Fallback::Origin) => {

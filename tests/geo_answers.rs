@@ -299,3 +299,127 @@ async fn malformed_ecs_is_formerr() {
     let m = hickory_proto::op::Message::from_vec(&udp_raw(ts.addr, &q).await.unwrap()).unwrap();
     assert_eq!(addrs(&m), ["192.0.2.14"]);
 }
+
+/// `config()` with `drained = true` on the named mirrors.
+fn config_draining(names: &[&str]) -> String {
+    let mut c = config();
+    for n in names {
+        let at = format!("name = \"{n}\"\n");
+        c = c.replacen(&at, &format!("{at}drained = true\n"), 1);
+    }
+    c
+}
+
+async fn get(ts: &TestServer, path: &str) -> String {
+    mirrordns::health::http::install_crypto();
+    let base = ts.server.http_addr().expect("http endpoint");
+    let r = reqwest::get(format!("http://{base}{path}"))
+        .await
+        .expect("endpoint answers");
+    assert_eq!(r.status(), 200, "{path}");
+    r.text().await.expect("body")
+}
+
+fn fallthrough_metric(metrics: &str, service: &str) -> f64 {
+    let prefix = format!("mirrordns_dns_fallthrough_total{{service=\"{service}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test]
+async fn a_region_with_every_mirror_out_is_answered_from_past_its_list() {
+    // Tokyo's list is ap-northeast then ap-south; Brazil's sa-east then us-east. Drain them:
+    // both countries go on with `regions.default` (us-east, eu-west) instead of an empty
+    // NOERROR that resolvers would cache.
+    let ts = start(
+        &config_draining(&["ap-northeast", "ap-south", "sa-east"]),
+        ZONE,
+        Some(database()),
+    )
+    .await;
+    let c = "cdn.example.com.";
+    let metrics = get(&ts, "/metrics").await;
+    assert_eq!(fallthrough_metric(&metrics, "cdn.example.com"), 0.0);
+    // Tokyo: both of its mirrors out, the default list answers (answers = 2).
+    assert_eq!(
+        a(&ts, c, "1.0.16.0", 24).await.0,
+        ["192.0.2.10", "192.0.2.11"]
+    );
+    // Brazil: us-east is still on its list, so it answers alone; traffic stays in the list.
+    assert_eq!(a(&ts, c, "177.5.0.0", 16).await.0, ["192.0.2.10"]);
+    // AAAA for Tokyo: the default list's mirrors with IPv6, over TCP too.
+    let q = query(c, RecordType::AAAA, Some(1232), Some(("1.0.16.0", 24)));
+    for m in [udp(ts.addr, &q).await, tcp(ts.addr, &q).await] {
+        assert_eq!(addrs(&m), ["2001:db8::10", "2001:db8::11"]);
+    }
+    let metrics = get(&ts, "/metrics").await;
+    assert_eq!(
+        fallthrough_metric(&metrics, "cdn.example.com"),
+        3.0,
+        "Tokyo's A and two AAAA answers came from past its list; Brazil's did not"
+    );
+    assert_eq!(fallthrough_metric(&metrics, "downloads.example.com"), 0.0);
+
+    // `/lookup` names the mirrors that answered from past the list, and why.
+    let l: serde_json::Value =
+        serde_json::from_str(&get(&ts, "/lookup?ip=1.0.16.1&name=cdn.example.com").await)
+            .expect("JSON");
+    assert_eq!(l["fallthrough"], serde_json::json!(["A", "AAAA"]), "{l}");
+    let used: Vec<(String, String)> = l["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .map(|d| {
+            (
+                d["mirror"].as_str().unwrap_or_default().to_string(),
+                d["used"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(used[0], ("ap-northeast".into(), "drained".into()));
+    assert_eq!(used[1], ("ap-south".into(), "drained".into()));
+    assert!(used[2].0 == "us-east" && used[2].1.contains("past this client's list"));
+    assert!(used[3].0 == "eu-west" && used[3].1.contains("past this client's list"));
+    // The status page and /status say so too.
+    let status: serde_json::Value = serde_json::from_str(&get(&ts, "/status").await).expect("JSON");
+    let cdn = &status["services"][1];
+    assert_eq!(cdn["name"], "cdn.example.com");
+    assert!(cdn["fallthrough_lists"].as_u64() >= Some(1), "{cdn}");
+    assert_eq!(cdn["fallthrough_answers"], 3);
+    let page = get(&ts, "/").await;
+    assert!(
+        page.contains("answering them from past their list"),
+        "status page:\n{page}"
+    );
+}
+
+#[tokio::test]
+async fn nearest_never_answers_nothing_while_a_mirror_is_up() {
+    // Unknown locations use `regions.default` (us-east, eu-west); drain both.
+    let ts = start(
+        &config_draining(&["us-east", "eu-west"]),
+        ZONE,
+        Some(database()),
+    )
+    .await;
+    let d = "downloads.example.com.";
+    let (got, _) = a(&ts, d, "10.1.2.0", 24).await;
+    assert_eq!(
+        got,
+        ["192.0.2.12"],
+        "configured order past the default list"
+    );
+    let metrics = get(&ts, "/metrics").await;
+    assert_eq!(fallthrough_metric(&metrics, "downloads.example.com"), 1.0);
+    // AAAA: only ap-northeast still has IPv6.
+    let m = udp(
+        ts.addr,
+        &query(d, RecordType::AAAA, Some(1232), Some(("10.1.2.0", 24))),
+    )
+    .await;
+    assert_eq!(addrs(&m), ["2001:db8::14"]);
+}

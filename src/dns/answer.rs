@@ -504,19 +504,8 @@ fn answer_service<'t>(
     if s.answer.len() == before {
         push_soa(s, zone);
     } else {
-        let cont = hit.continent;
         let v6 = s.answer[before].rtype == TYPE_AAAA;
-        let (served, mirrors) = if v6 {
-            (!ans.aaaa.is_empty(), &ans.aaaa_mirrors)
-        } else {
-            (!ans.a.is_empty(), &ans.a_mirrors)
-        };
-        if served && mirrors.is_empty() {
-            table.answer_counts.add(si, None, cont);
-        }
-        for &m in mirrors {
-            table.answer_counts.add(si, Some(m), cont);
-        }
+        table.answer_counts.record(si, ans, v6, hit.continent);
     }
     (flags, hit.scope)
 }

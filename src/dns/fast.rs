@@ -219,17 +219,7 @@ pub(super) fn try_answer(
             stats.add(Event::UnknownLocation);
         }
         let ans = &route.answers[hit.list as usize];
-        let mirrors = if v4 {
-            &ans.a_mirrors
-        } else {
-            &ans.aaaa_mirrors
-        };
-        if mirrors.is_empty() {
-            table.answer_counts.add(si, None, hit.continent);
-        }
-        for &m in mirrors {
-            table.answer_counts.add(si, Some(m), hit.continent);
-        }
+        table.answer_counts.record(si, ans, !v4, hit.continent);
     }
     stats.count(transport, Some(qtype), wire::RCODE_NOERROR);
     let verdict = limit(table, guard, stats, src, transport, false, || Flow {

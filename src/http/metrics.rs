@@ -72,9 +72,21 @@ pub fn render(
             &[
                 ("service", service),
                 ("mirror", mirror),
-                ("continent", cont),
+                ("continent", crate::routing::CONTINENTS[cont]),
             ],
             v as f64,
+        );
+    }
+    e.family(
+        "mirrordns_dns_fallthrough_total",
+        "counter",
+        "Geo answers from past the client's own mirror list (every mirror in it was out), by service.",
+    );
+    for (si, s) in cfg.services.iter().enumerate() {
+        e.sample(
+            "mirrordns_dns_fallthrough_total",
+            &[("service", s.name.as_str())],
+            table.answer_counts.fallthrough(si) as f64,
         );
     }
     for (name, help, v) in [

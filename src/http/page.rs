@@ -75,6 +75,22 @@ pub fn render(s: &Status) -> String {
                 " &mdash; <span class=\"bad\">no mirror routable: answering by fallback {f}</span>"
             );
         }
+        if svc.fallthrough_lists > 0 {
+            let _ = write!(
+                h,
+                " &mdash; <span class=\"bad\">every mirror listed for {} client group{} is out: \
+                 answering them from past their list</span>",
+                svc.fallthrough_lists,
+                if svc.fallthrough_lists == 1 { "" } else { "s" }
+            );
+        }
+        if svc.fallthrough_answers > 0 {
+            let _ = write!(
+                h,
+                " &middot; {} answers from past the client's list so far",
+                svc.fallthrough_answers
+            );
+        }
         h.push_str("</p>");
         if !svc.releases.is_empty() {
             h.push_str("<table><tr><th>release</th><th>version</th><th>published</th><th>ready everywhere</th><th>error</th></tr>");

@@ -113,6 +113,12 @@ pub struct ServiceView {
     pub fallback: &'static str,
     /// The fallback answering now because no mirror is routable, else null.
     pub fallback_in_force: Option<&'static str>,
+    /// Client groups (candidate lists) whose every listed mirror is out, answered now from
+    /// past their own list (`regions.default`, then by distance, then configured order).
+    pub fallthrough_lists: usize,
+    /// Answers served from past the client's own list since the server started
+    /// (`mirrordns_dns_fallthrough_total`).
+    pub fallthrough_answers: u64,
     pub releases: Vec<ReleaseView>,
     pub mirrors: Vec<MirrorView>,
 }
@@ -323,6 +329,12 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                     Mode::Mirrors => None,
                     Mode::Fallback(f) => Some(f.as_str()),
                 },
+                fallthrough_lists: route
+                    .answers
+                    .iter()
+                    .filter(|a| a.a_fallthrough || a.aaaa_fallthrough)
+                    .count(),
+                fallthrough_answers: table.answer_counts.fallthrough(si),
                 releases: effective.iter().map(|r| release_view(st, r, now)).collect(),
                 mirrors,
             }
@@ -490,7 +502,39 @@ pub fn lookup(
                 used,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // Mirrors answering from past the client's own list are not among its candidates.
+    let hit = route.map.lookup(ip);
+    let ans = &route.answers[hit.list as usize];
+    let mut past: Vec<usize> = Vec::new();
+    for (mirrors, fell) in [
+        (&ans.a_mirrors, ans.a_fallthrough),
+        (&ans.aaaa_mirrors, ans.aaaa_fallthrough),
+    ] {
+        for &i in mirrors.iter().filter(|_| fell) {
+            let listed = decisions.iter().any(|d| d.mirror == cfg.mirrors[i].name);
+            if !listed && !past.contains(&i) {
+                past.push(i);
+            }
+        }
+    }
+    let mut decisions = decisions;
+    decisions.extend(past.into_iter().map(|i| {
+        let m = &cfg.mirrors[i];
+        LookupCandidate {
+            mirror: m.name.clone(),
+            distance_km: match (e.location.lat.zip(e.location.lon), m.location) {
+                (Some(a), Some(b)) => Some((crate::geo::distance_km(a, b) * 10.0).round() / 10.0),
+                _ => None,
+            },
+            state: states
+                .get(i)
+                .map(|s| s.0)
+                .unwrap_or(MirrorState::Unknown)
+                .as_str(),
+            used: "answer, past this client's list (every mirror in it is out)".into(),
+        }
+    }));
     Ok(Lookup {
         mode: match route.mode {
             Mode::Mirrors => "mirrors".into(),

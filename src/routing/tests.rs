@@ -33,14 +33,19 @@ fn equator_with_v6(policy: &str, v6: &[usize]) -> (Config, ClientMap) {
     }
     let path = Path::new("/etc/mirrordns/test.toml");
     let config = Config::parse(path, &src).unwrap_or_else(|p| panic!("{p}"));
-    let locs = GeoSource::load(&config.geo, path)
+    let map = client_map(&config);
+    (config, map)
+}
+
+/// The first service's client map, compiled from the config's overrides.
+fn client_map(config: &Config) -> ClientMap {
+    let locs = GeoSource::load(&config.geo, &config.path)
         .and_then(|g| {
             g.compile()
-                .map_err(|e| crate::diag::Problem::new(path, None, None, e))
+                .map_err(|e| crate::diag::Problem::new(&config.path, None, None, e))
         })
         .unwrap_or_else(|p| panic!("{p}"));
-    let map = compile_client_map(&config.services[0], &config, &locs);
-    (config, map)
+    compile_client_map(&config.services[0], config, &locs)
 }
 
 fn answer_with_out(config: &Config, map: &ClientMap, out: &[usize]) -> Vec<usize> {
@@ -131,12 +136,83 @@ fn equal_distances_keep_the_configured_order() {
 }
 
 #[test]
-fn a_region_list_is_used_as_configured() {
+fn a_region_list_is_used_as_configured_while_it_has_a_mirror() {
     let (config, map) = equator("regions");
+    let hit = map.lookup("198.51.100.7".parse().unwrap());
+    assert_eq!(map.lists[hit.list as usize].mirrors, [0, 1]);
     assert_eq!(answer_with_out(&config, &map, &[]), [0]);
-    assert_eq!(answer_with_out(&config, &map, &[0]), [1]);
-    // Both listed mirrors out: nothing borrowed from outside the list.
-    assert!(answer_with_out(&config, &map, &[0, 1]).is_empty());
+    let one_left = answer_of(&config, &map, &[0]);
+    assert_eq!(one_left.a_mirrors, [1]);
+    assert!(!one_left.a_fallthrough);
+}
+
+#[test]
+fn an_exhausted_region_list_goes_on_with_the_default_list_first() {
+    let (config, map) = equator("regions");
+    // Both listed mirrors out: `regions.default` (m5 first) before distance (m2 would be next).
+    let past = answer_of(&config, &map, &[0, 1]);
+    assert_eq!(past.a_mirrors, [5]);
+    assert!(past.a_fallthrough);
+    assert_eq!(answer_with_out(&config, &map, &[0, 1, 5]), [4]);
+}
+
+#[test]
+fn past_the_default_list_the_order_is_by_distance_then_as_configured() {
+    let (mut config, _) = equator("regions");
+    // m0..m3 form the default list now; m4 and m5 are left for distance.
+    config.services[0].regions.default = Some(vec![3, 2, 1, 0]);
+    let map = client_map(&config);
+    let hit = map.lookup("198.51.100.7".parse().unwrap());
+    let li = hit.list as usize;
+    let here = map.reps[li].expect("a region list with a located client has a centre");
+    assert_eq!(
+        fallthrough(&map.lists[li], Some(here), &config.services[0], &config),
+        [3, 2, 4, 5]
+    );
+    // Seen from the far side of the equator, distance puts m5 before m4.
+    let far = geo::unit_vector((0.0, 80.0));
+    assert_eq!(
+        fallthrough(&map.lists[li], Some(far), &config.services[0], &config),
+        [3, 2, 5, 4]
+    );
+    // With no default list and no location: the configured order.
+    config.services[0].regions.default = None;
+    assert_eq!(
+        fallthrough(&map.lists[li], None, &config.services[0], &config),
+        [2, 3, 4, 5]
+    );
+    assert_eq!(answer_with_out(&config, &map, &[0, 1, 2, 3]), [4]);
+}
+
+#[test]
+fn no_family_is_left_empty_while_a_mirror_has_it() {
+    // Only m4 and m5 have IPv6, and neither is on the Africa list.
+    let (config, map) = equator_with_v6("regions", &[4, 5]);
+    let a = answer_of(&config, &map, &[]);
+    assert_eq!((a.a_mirrors, a.a_fallthrough), (vec![0], false));
+    assert_eq!((a.aaaa_mirrors, a.aaaa_fallthrough), (vec![5], true));
+    // Every mirror out: the fallback, not a fallthrough.
+    let all: Vec<usize> = (0..6).collect();
+    let none = answer_of(&config, &map, &all);
+    assert!(none.a_mirrors.is_empty() && !none.a_fallthrough);
+}
+
+#[test]
+fn a_nearest_default_order_goes_on_past_itself() {
+    // A client of unknown location gets `regions.default`; with all of it out, the rest.
+    let (mut config, _) = equator("nearest");
+    config.services[0].regions.default = Some(vec![5, 4]);
+    let map = client_map(&config);
+    let hit = map.lookup("203.0.113.9".parse().unwrap());
+    let li = hit.list as usize;
+    assert!(map.lists[li].unknown);
+    let mut health = HealthSnapshot::static_config(&config);
+    health.services[0][5] = Eligibility::Out;
+    health.services[0][4] = Eligibility::Out;
+    let points = mirror_points(&config.services[0], &config);
+    let mode = mode_of(0, &config, &health);
+    let ans = answer_for(&map, li, 0, mode, &config, &health, &points);
+    assert_eq!((ans.a_mirrors, ans.a_fallthrough), (vec![0], true));
 }
 
 #[test]
