@@ -60,13 +60,18 @@ pub struct Core {
     pub guard: Arc<ArcSwap<Guard>>,
     /// systemd's notification socket, when started by systemd.
     notifier: Option<Notifier>,
-    /// The prober, when the config has anything to probe. Its lock also serialises reloads.
+    /// Serialises reloads (SIGHUP, `POST /reload`, a watched file) for their whole length, the
+    /// geo compile included. Nothing the monitoring endpoint or the admin-state watcher
+    /// needs waits on it.
+    reload_lock: Mutex<()>,
+    /// The prober, when the config has anything to probe. Held only to read it or to swap it,
+    /// never while a reload loads files.
     health: Mutex<Option<Health>>,
-    geo: std::sync::Mutex<Arc<GeoSource>>,
+    geo: ArcSwap<GeoSource>,
     config_info: std::sync::Mutex<ConfigInfo>,
     /// On-call actions in force, and the last rejected admin-state file.
     pub admin: Arc<ArcSwap<AdminState>>,
-    pub admin_error: std::sync::Mutex<Option<(SystemTime, String)>>,
+    admin_error: std::sync::Mutex<Option<(SystemTime, String)>>,
     /// For configs without probes: how to publish again when the admin state changes.
     static_publish: std::sync::Mutex<Option<(Publisher, routing::HealthSnapshot)>>,
 }
@@ -136,8 +141,9 @@ impl Server {
             generation,
             guard: guard.clone(),
             notifier: Notifier::from_env(),
+            reload_lock: Mutex::new(()),
             health: Mutex::new(health),
-            geo: std::sync::Mutex::new(Arc::new(loaded.geo)),
+            geo: ArcSwap::from_pointee(loaded.geo),
             config_info: std::sync::Mutex::new(ConfigInfo {
                 generation: 1,
                 loaded_at: SystemTime::now(),
@@ -159,11 +165,18 @@ impl Server {
             dns_core.dns_running.store(false, Ordering::Relaxed);
             r
         });
+        tokio::spawn(watch_admin(core.clone(), shutdown.clone()));
         tokio::spawn(watch_files(core.clone(), shutdown.clone()));
         let http_shutdown = CancellationToken::new();
         let http = http_listener
             .map(|l| tokio::spawn(crate::http::serve(l, core.clone(), http_shutdown.clone())));
-        info!(dns = ?dns_addrs, http = ?http_addr, zones = cfg.server.zones.len(), services = cfg.services.len(), "serving");
+        info!(
+            dns = %dns_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            http = %http_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
+            zones = cfg.server.zones.len(),
+            services = cfg.services.len(),
+            "serving"
+        );
         Ok(Server {
             core,
             http_addr,
@@ -242,8 +255,9 @@ impl Server {
 }
 
 impl Core {
-    /// Reloads config, zones and geo data from the config file. On any problem nothing
-    /// changes and the problems are returned (and counted, and shown in `/status`). Listen
+    /// Reloads config, zones and geo data from the config file and returns the new config
+    /// generation (`/status` config.generation). On any problem nothing changes and the
+    /// problems are returned (and counted, and shown in `/status`). Listen
     /// addresses are not rebound. Probe state carries over for mirrors with the same name and
     /// base URL.
     ///
@@ -262,8 +276,10 @@ impl Core {
     }
 
     async fn reload_files(&self) -> Result<u64, Problems> {
-        let mut health = self.health.lock().await;
+        let _reloading = self.reload_lock.lock().await;
         let path = self.config_path.clone();
+        // Compiling a GeoLite2-City database takes seconds: it runs with no lock held that
+        // `/status`, `/metrics` or an on-call action need.
         let loaded = tokio::task::spawn_blocking(move || Loaded::from_file(&path))
             .await
             .map_err(|e| {
@@ -279,12 +295,12 @@ impl Core {
             Ok(l) => l,
             Err(p) => {
                 self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut ci) = self.config_info.lock() {
-                    ci.last_error = Some((SystemTime::now(), p.to_string()));
-                }
+                lock(&self.config_info).last_error = Some((SystemTime::now(), p.to_string()));
                 return Err(p);
             }
         };
+        // Answer counts go on from where they were (Prometheus counters never go down).
+        loaded.continue_counters(&self.table.load().answer_counts);
         let wanted = loaded.config.rate_limit.table_size;
         let guard = self.guard.load_full();
         if wanted != guard.rrl.cells() {
@@ -298,53 +314,54 @@ impl Core {
             );
             self.guard.store(Arc::new(g));
         }
-        let carried = match health.take() {
-            Some(h) => Some(h.stop().await),
-            None => None,
-        };
-        let carried_ref = carried.as_ref().map(|(c, s)| (c.as_ref(), s));
         // The admin state is checked against the new config (mirror names may have changed).
         let (admin_state, admin_err) = load_admin(&loaded.config, &self.metrics);
         if let Some(a) = admin_state {
             self.admin.store(Arc::new(a));
         }
-        if let Ok(mut e) = self.admin_error.lock() {
-            *e = admin_err.map(|e| (SystemTime::now(), e));
-        }
-        match start_health(
-            &loaded,
-            carried_ref,
-            &self.table,
-            &self.generation,
-            &self.metrics,
-            &self.admin,
-        ) {
-            Ok((h, stat)) => {
-                *health = h;
-                if let Ok(mut sp) = self.static_publish.lock() {
-                    *sp = stat;
+        *lock(&self.admin_error) = admin_err.map(|e| (SystemTime::now(), e));
+        {
+            // Held while the old prober stops (its tasks stop at their next await) and the new
+            // one publishes its first table: one routing-table build, milliseconds.
+            let mut health = self.health.lock().await;
+            let carried = match health.take() {
+                Some(h) => Some(h.stop().await),
+                None => None,
+            };
+            let carried_ref = carried.as_ref().map(|(c, s)| (c.as_ref(), s));
+            match start_health(
+                &loaded,
+                carried_ref,
+                &self.table,
+                &self.generation,
+                &self.metrics,
+                &self.admin,
+            ) {
+                Ok((h, stat)) => {
+                    *health = h;
+                    *lock(&self.static_publish) = stat;
                 }
-            }
-            Err(e) => {
-                // Only an HTTP client that cannot be built gets here (the CA file is checked at
-                // load). Never publish unprobed mirrors: keep the last table.
-                error!(error = %e, "prober not started; still serving the previous routing table");
+                Err(e) => {
+                    // Only an HTTP client that cannot be built gets here (the CA file is checked
+                    // at load). Never publish unprobed mirrors: keep the last table.
+                    error!(error = %e, "prober not started; still serving the previous routing table");
+                }
             }
         }
         loaded.geo.release_database();
+        self.geo.store(Arc::new(loaded.geo));
         release_free_memory();
-        if let Ok(mut g) = self.geo.lock() {
-            *g = Arc::new(loaded.geo);
-        }
-        if let Ok(mut ci) = self.config_info.lock() {
+        let config_generation = {
+            let mut ci = lock(&self.config_info);
             ci.generation += 1;
             ci.loaded_at = SystemTime::now();
             ci.last_error = None;
-        }
+            ci.generation
+        };
         self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
-        let generation = self.generation.load(Ordering::Relaxed);
-        info!(generation, "reloaded");
-        Ok(generation)
+        let routing_generation = self.generation.load(Ordering::Relaxed);
+        info!(config_generation, routing_generation, "reloaded");
+        Ok(config_generation)
     }
 
     /// Reads the prober's state, if there is a prober.
@@ -365,21 +382,33 @@ impl Core {
     }
 
     pub fn geo(&self) -> Arc<GeoSource> {
-        self.geo
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
+        self.geo.load_full()
     }
 
     pub fn config_info(&self) -> ConfigInfo {
-        self.config_info
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
+        lock(&self.config_info).clone()
+    }
+
+    /// The last rejected admin-state file: when, and why.
+    pub fn admin_error(&self) -> Option<(SystemTime, String)> {
+        lock(&self.admin_error).clone()
+    }
+
+    /// The routing table generation now in force (it moves on with every health change too;
+    /// the config generation only with reloads).
+    pub fn routing_generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 }
 
-/// How often the admin-state file is looked at; zone and geo files every second tick.
+/// Locks a std mutex, taking the data as it is if a thread panicked while holding it: every
+/// one of these guards plain values that a panic cannot leave half-written. The one way
+/// poisoning is handled in the daemon.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How often the admin-state file is looked at.
 const ADMIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn fingerprint_of(p: &Path) -> Option<(u64, SystemTime, u64)> {
@@ -413,22 +442,19 @@ fn fingerprint(cfg: &crate::config::Config) -> Fingerprint {
         .collect()
 }
 
-/// Reloads when a watched file changes: geoipupdate renames a new database into place, an
-/// editor or deploy tool rewrites a zone. A change that does not load is rejected like any
-/// reload (and not retried until the files change again).
-async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
-    let mut last = fingerprint(&core.table.load().config);
+/// Applies the admin-state file within a second of a change or an entry's expiry, without a
+/// reload. A task of its own, so that a drain written while a reload compiles is applied at
+/// once rather than after it.
+async fn watch_admin(core: Arc<Core>, shutdown: CancellationToken) {
     let admin_print =
         |cfg: &crate::config::Config| cfg.server.admin_state.as_ref().map(|p| fingerprint_of(p));
     let mut last_admin = admin_print(&core.table.load().config);
     let mut last_active = core.admin.load().counts(SystemTime::now());
-    let mut tick: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(ADMIN_EVERY) => {}
         }
-        // The admin state: applied without a reload, within a second of a change or expiry.
         let cfg = core.table.load().config.clone();
         let now_admin = admin_print(&cfg);
         if now_admin != last_admin {
@@ -441,9 +467,7 @@ async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
                 );
                 core.admin.store(Arc::new(a));
             }
-            if let Ok(mut e) = core.admin_error.lock() {
-                *e = err.map(|e| (SystemTime::now(), e));
-            }
+            *lock(&core.admin_error) = err.map(|e| (SystemTime::now(), e));
             core.republish_admin().await;
             last_active = core.admin.load().counts(SystemTime::now());
         } else {
@@ -454,10 +478,23 @@ async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
                 core.republish_admin().await;
             }
         }
-        tick += 1;
-        if !tick.is_multiple_of(2) {
-            continue;
+    }
+}
+
+/// How often watched zone and geo files are looked at.
+const FILES_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads when a watched file changes: geoipupdate renames a new database into place, an
+/// editor or deploy tool rewrites a zone. A change that does not load is rejected like any
+/// reload (and not retried until the files change again).
+async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
+    let mut last = fingerprint(&core.table.load().config);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(FILES_EVERY) => {}
         }
+        let cfg = core.table.load().config.clone();
         let now = fingerprint(&cfg);
         if now == last {
             continue;
@@ -571,11 +608,7 @@ impl Core {
             h.set_admin(admin);
             return;
         }
-        let sp = self
-            .static_publish
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or(None);
+        let sp = lock(&self.static_publish).clone();
         if let Some((publish, snap)) = sp {
             publish(&snap);
         }

@@ -120,6 +120,19 @@ impl Loaded {
         })
     }
 
+    /// Counts answers on into `old` (or a copy of it by name when services or mirrors
+    /// changed), so that a reload never sets a counter back.
+    pub fn continue_counters(&mut self, old: &Arc<AnswerCounters>) {
+        let counts = AnswerCounters::continue_from(old, &self.config);
+        let i = &self.inputs;
+        self.inputs = Arc::new(Inputs {
+            config: i.config.clone(),
+            zones: i.zones.clone(),
+            maps: i.maps.clone(),
+            answer_counts: counts,
+        });
+    }
+
     /// A routing table with every mirror routable but drained ones (no health information).
     pub fn table(&self, generation: u64) -> RoutingTable {
         self.table_with(&HealthSnapshot::static_config(&self.config), generation)

@@ -129,9 +129,14 @@ async fn reload(
             .into_response();
     }
     match core.reload().await {
+        // Two counters, named apart: the config generation (`/status` config.generation)
+        // moves with reloads, the routing table's also with every health change.
         Ok(generation) => (
             StatusCode::OK,
-            format!("reloaded: routing table generation {generation}\n"),
+            format!(
+                "reloaded: config generation {generation} (routing table generation {})\n",
+                core.routing_generation()
+            ),
         )
             .into_response(),
         Err(p) => (

@@ -371,15 +371,10 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                 entry: e.clone(),
             })
             .collect(),
-        error: core
-            .admin_error
-            .lock()
-            .ok()
-            .and_then(|e| e.clone())
-            .map(|(at, error)| ReloadError {
-                at: time(at),
-                error,
-            }),
+        error: core.admin_error().map(|(at, error)| ReloadError {
+            at: time(at),
+            error,
+        }),
     };
     Status {
         admin: admin_view,

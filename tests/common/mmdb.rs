@@ -230,3 +230,30 @@ pub fn lookup_country(db: &[u8], ip: IpAddr) -> Option<String> {
     let city: maxminddb::geoip2::City = res.decode().ok()??;
     city.country.iso_code.map(str::to_owned)
 }
+
+/// A database the size of a real city database's IPv4 part, made up: `n` consecutive /24s
+/// from 1.0.0.0, each placed in one of 2,000 cities spread over the globe (neighbours differ,
+/// so nothing merges). Reloading it costs what reloading GeoLite2-City costs in kind: a walk
+/// of millions of networks and a compile of many locations.
+pub fn many_networks(n: u32) -> Vec<u8> {
+    const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+    const COUNTRIES: [&str; 7] = ["ZA", "AQ", "JP", "DE", "US", "AU", "BR"];
+    let names: Vec<String> = (0..n)
+        .map(|i| {
+            let a = 0x0100_0000u32 + (i << 8);
+            format!("{}/24", std::net::Ipv4Addr::from(a))
+        })
+        .collect();
+    let places: Vec<(&str, Place)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, net)| {
+            let city = (i * 7919) % 2000;
+            let k = city % 7;
+            let lat = (city as f64 * 0.089) % 170.0 - 85.0;
+            let lon = (city as f64 * 0.377) % 360.0 - 180.0;
+            (net.as_str(), place(CONTINENTS[k], COUNTRIES[k], lat, lon))
+        })
+        .collect();
+    build(&places)
+}

@@ -7,6 +7,7 @@ pub mod mirrors;
 pub mod mmdb;
 pub mod process;
 pub mod release;
+pub mod scrape;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
