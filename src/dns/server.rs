@@ -5,7 +5,7 @@
 //! connection idle longest makes room for the newcomer ([`ConnTable`]). Every task watches
 //! the shutdown token; a TCP connection finishes the query it is answering before it closes.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
 use std::sync::atomic::AtomicU64;
@@ -236,6 +236,21 @@ fn idlest(candidates: impl Iterator<Item = (u64, u64)>) -> Option<(u64, u64)> {
         .min_by_key(|&(id, state)| (state, id))
 }
 
+/// The `k` idle connections with the oldest idle clocks among `(id, state)`, as
+/// `(state, id)` with the oldest last (to be popped first).
+fn oldest_idle(candidates: impl Iterator<Item = (u64, u64)>, k: usize) -> Vec<(u64, u64)> {
+    let mut heap = BinaryHeap::with_capacity(k + 1);
+    for (id, state) in candidates.filter(|&(_, state)| state < EVICTED) {
+        heap.push((state, id));
+        if heap.len() > k {
+            heap.pop();
+        }
+    }
+    let mut v = heap.into_sorted_vec();
+    v.reverse();
+    v
+}
+
 /// The cap that made a newcomer wait for room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cap {
@@ -253,10 +268,19 @@ struct ConnTable {
     conns: HashMap<u64, (IpAddr, Arc<Conn>)>,
     /// Ids per client address; an entry leaves when its last connection closes.
     clients: HashMap<IpAddr, Vec<u64>>,
+    /// The oldest idle connections at the last scan of all, as `(state, id)`, oldest last.
+    /// Under a flood every accept evicts, and a scan per accept would cost O(connections);
+    /// one scan serves [`OLDEST_KEPT`] evictions instead, and stays exact: idle clocks only
+    /// move forward, so an entry whose state is still the one seen (checked by the
+    /// compare-and-swap that evicts) is still older than every connection not listed.
+    oldest: Vec<(u64, u64)>,
 }
 
 /// How many times an eviction picks again after its choice left idle at that very moment.
 const EVICT_TRIES: usize = 8;
+
+/// Candidates kept from one scan of every connection.
+const OLDEST_KEPT: usize = 64;
 
 impl ConnTable {
     fn new(limits: &TcpLimits) -> ConnTable {
@@ -266,6 +290,7 @@ impl ConnTable {
             next_id: 0,
             conns: HashMap::new(),
             clients: HashMap::new(),
+            oldest: Vec::new(),
         }
     }
 
@@ -301,19 +326,48 @@ impl ConnTable {
     }
 
     fn evict(&mut self, cap: Cap, ip: IpAddr) -> bool {
-        for _ in 0..EVICT_TRIES {
-            let state = |id: &u64| self.conns.get(id).map(|c| (*id, c.1.state.load(Relaxed)));
-            let pick = match cap {
-                Cap::Connections => idlest(self.conns.keys().filter_map(state)),
-                Cap::PerClient => idlest(
-                    self.clients
-                        .get(&ip)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(state),
-                ),
+        match cap {
+            Cap::Connections => self.evict_oldest(),
+            Cap::PerClient => self.evict_own(ip),
+        }
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        let mut scans = 0;
+        loop {
+            let Some((seen, id)) = self.oldest.pop() else {
+                if scans == EVICT_TRIES {
+                    return false;
+                }
+                scans += 1;
+                let all = self
+                    .conns
+                    .iter()
+                    .map(|(id, c)| (*id, c.1.state.load(Relaxed)));
+                self.oldest = oldest_idle(all, OLDEST_KEPT);
+                if self.oldest.is_empty() {
+                    return false;
+                }
+                continue;
             };
-            let Some((id, seen)) = pick else {
+            // Gone already (closed, or evicted for its client's cap), or no longer idle since
+            // `seen`: then it is younger than the next in the list.
+            if self.conns.get(&id).is_some_and(|c| c.1.try_evict(seen)) {
+                self.remove(id);
+                return true;
+            }
+        }
+    }
+
+    fn evict_own(&mut self, ip: IpAddr) -> bool {
+        for _ in 0..EVICT_TRIES {
+            let Some(ids) = self.clients.get(&ip) else {
+                return false;
+            };
+            let own = ids
+                .iter()
+                .filter_map(|id| Some((*id, self.conns.get(id)?.1.state.load(Relaxed))));
+            let Some((id, seen)) = idlest(own) else {
                 return false;
             };
             if self.conns.get(&id).is_some_and(|c| c.1.try_evict(seen)) {
@@ -653,12 +707,12 @@ mod tests {
         })
     }
 
-    fn ip(n: u8) -> IpAddr {
-        IpAddr::from([192, 0, 2, n])
+    fn ip(n: u16) -> IpAddr {
+        IpAddr::from([192, 0, (n >> 8) as u8, n as u8])
     }
 
     /// Admits a connection from `ip(n)` at `now`: its id, its shared state, the cap it hit.
-    fn admit(t: &mut ConnTable, n: u8, now: u64) -> Result<(u64, Arc<Conn>, Option<Cap>), Cap> {
+    fn admit(t: &mut ConnTable, n: u16, now: u64) -> Result<(u64, Arc<Conn>, Option<Cap>), Cap> {
         t.admit(ip(n), now, CancellationToken::new())
     }
 
@@ -691,6 +745,72 @@ mod tests {
         c.end(60);
         ok(admit(&mut t, 6, 70));
         assert!(d.wake.is_cancelled() && !c.wake.is_cancelled());
+    }
+
+    #[test]
+    fn evictions_past_one_scan_still_go_in_idle_order() {
+        let n = 3 * OLDEST_KEPT;
+        let mut t = table(n, 1);
+        let old: Vec<Arc<Conn>> = (0..n)
+            .map(|i| ok(admit(&mut t, i as u16, 1000 + i as u64)).1)
+            .collect();
+        // Idle clocks in another order than the connections': a permutation of 2000..2000+n.
+        let mut clock: Vec<u64> = (0..n).map(|i| 2000 + (i * 37 % n) as u64).collect();
+        for (c, &at) in old.iter().zip(&clock) {
+            assert!(c.touch(at));
+        }
+        let evicted = |old: &[Arc<Conn>]| -> Vec<usize> {
+            (0..old.len())
+                .filter(|&i| old[i].wake.is_cancelled())
+                .collect()
+        };
+        let mut order = Vec::new();
+        let mut admitted = 0;
+        let mut admit_one = |t: &mut ConnTable| {
+            let (_, _, cap) = ok(admit(t, (n + admitted) as u16, 5000 + admitted as u64));
+            admitted += 1;
+            cap
+        };
+        // The first eviction fills the list of the oldest.
+        assert_eq!(admit_one(&mut t), Some(Cap::Connections));
+        order.extend(evicted(&old));
+        // Listed ones change meanwhile: the next oldest receives a byte, the one after starts
+        // answering and stays busy, the one after that closes.
+        let by_age = |clock: &[u64]| {
+            let mut v: Vec<usize> = (0..n).collect();
+            v.sort_by_key(|&i| clock[i]);
+            v
+        };
+        let ages = by_age(&clock);
+        let (touched, busy, gone) = (ages[1], ages[2], ages[3]);
+        assert!(old[touched].touch(4000));
+        clock[touched] = 4000;
+        assert!(old[busy].begin());
+        let gone_id = t
+            .conns
+            .iter()
+            .find(|(_, c)| Arc::ptr_eq(&c.1, &old[gone]))
+            .map(|(id, _)| *id)
+            .unwrap();
+        t.remove(gone_id);
+        // Room for one without evicting, then one eviction per newcomer.
+        assert_eq!(admit_one(&mut t), None);
+        for _ in 0..n - 3 {
+            assert_eq!(admit_one(&mut t), Some(Cap::Connections));
+            let now = evicted(&old);
+            let new: Vec<usize> = now.into_iter().filter(|i| !order.contains(i)).collect();
+            assert_eq!(new.len(), 1, "one eviction per newcomer");
+            order.extend(new);
+        }
+        // Every idle old connection went, oldest first (the touched one by its new clock),
+        // before any newcomer; the busy one stays.
+        let expected: Vec<usize> = by_age(&clock)
+            .into_iter()
+            .filter(|&i| i != busy && i != gone)
+            .collect();
+        assert_eq!(order, expected);
+        assert!(!old[busy].wake.is_cancelled());
+        assert_eq!(t.conns.len(), n);
     }
 
     #[test]
