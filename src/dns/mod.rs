@@ -85,8 +85,12 @@ pub enum Event {
     /// Zone transfers sent, and refused (not allowed, or TSIG missing or wrong).
     Transfers,
     TransfersRefused,
+    /// TCP connections closed to make room for a new one, because `tcp-max-connections` or
+    /// the client's `tcp-max-per-client` was reached.
+    TcpEvictedMaxConnections,
+    TcpEvictedPerClient,
 }
-const N_EVENTS: usize = Event::TransfersRefused as usize + 1;
+const N_EVENTS: usize = Event::TcpEvictedPerClient as usize + 1;
 
 /// Counters kept by the DNS path: events, then answered queries by
 /// [transport][qtype][rcode]. Sharded per thread, so UDP workers on different cores never

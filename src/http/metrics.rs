@@ -155,6 +155,21 @@ pub fn render(
         );
     }
     e.family(
+        "mirrordns_dns_tcp_evictions_total",
+        "counter",
+        "Idle TCP connections closed to admit a new one, by the limit that was reached.",
+    );
+    for (reason, v) in [
+        ("max-connections", Event::TcpEvictedMaxConnections),
+        ("max-per-client", Event::TcpEvictedPerClient),
+    ] {
+        e.sample(
+            "mirrordns_dns_tcp_evictions_total",
+            &[("reason", reason)],
+            s.get(v) as f64,
+        );
+    }
+    e.family(
         "mirrordns_dns_rrl_table_cells",
         "gauge",
         "Flow cells in the response rate limiter's table ([rate-limit] table-size).",
