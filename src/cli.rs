@@ -102,13 +102,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// `default` is the filter when RUST_LOG is unset.
 fn init_logging(format: LogFormat, default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
     }
+}
+
+/// Whether log lines get colour codes: only for a person at a terminal, so that a journal, a
+/// file or a pipe to grep holds plain text; NO_COLOR set to anything non-empty turns them off
+/// everywhere (https://no-color.org).
+fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// For the server: hickory logs at info for things we report ourselves, so it stays quiet.
@@ -382,5 +394,22 @@ fn run_to_exit(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(
+            colour(true, Some("".into())),
+            "an empty NO_COLOR does not count"
+        );
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None), "a file or a pipe");
+        assert!(!colour(false, Some("1".into())));
     }
 }
