@@ -63,8 +63,10 @@ enum Command {
         /// The client's address.
         ip: IpAddr,
     },
-    /// Fetch the release manifests and verify mirrors once; exit 0 only if every mirror that
-    /// is not drained verified.
+    /// Fetch the release manifests and verify mirrors once, reporting each in the server's
+    /// words (ready, lagging, mismatch, down). Exit 0 only if every mirror checked is ready;
+    /// 1 if one is not or a manifest cannot be fetched; 2 if there is nothing to verify (every
+    /// mirror static or drained, no releases) or the config is unusable.
     Verify {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -272,9 +274,11 @@ pub fn main() -> ExitCode {
             json,
         } => {
             init_logging(cli.log_format, ONESHOT_LOG);
+            // A config that cannot be used is the gate's own problem (2), not a verdict on
+            // the mirrors (1).
             let loaded = match load_or_report(&config) {
                 Ok(l) => l,
-                Err(code) => return code,
+                Err(_) => return ExitCode::from(2),
             };
             let rt = match runtime() {
                 Ok(rt) => rt,
@@ -293,14 +297,13 @@ pub fn main() -> ExitCode {
                                 return ExitCode::from(2);
                             }
                         }
+                        if let Some(why) = &report.nothing_to_verify {
+                            eprintln!("error: nothing to verify: {why}");
+                        }
                     } else {
                         println!("{report}");
                     }
-                    if report.ok {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
+                    ExitCode::from(report.exit_code())
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -161,6 +161,49 @@ fn lookup_json_explains_the_answer() {
     assert!(err.contains("no service named"), "{err}");
 }
 
+/// A release gate that checks nothing must not pass: every mirror of the shipped config is
+/// static, so `verify` says there is nothing to verify, and why, and exits 2.
+#[test]
+fn verify_with_nothing_to_verify_fails_and_says_why() {
+    let (code, out, err) = mirrordns(&["verify"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let last = out.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "FAILED: nothing to verify: in config/mirrordns.toml: every mirror is static (no base-url); \
+         there is no [origin] to fetch release manifests from"
+    );
+    let eu = out
+        .lines()
+        .find(|l| l.contains(" eu-west "))
+        .unwrap_or_default();
+    assert!(
+        eu.contains(" unknown ") && eu.ends_with("static (no base-url)"),
+        "in the server's words: {out}"
+    );
+    assert!(!out.contains("verified"), "{out}");
+
+    let (code, out, err) = mirrordns(&["verify", "--json"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["nothing_to_verify"]
+            .as_str()
+            .is_some_and(|s| s.contains("every mirror is static")),
+        "{out}"
+    );
+    assert_eq!(v["mirrors"][0]["result"], "unknown");
+    assert!(err.contains("error: nothing to verify: "), "{err}");
+
+    let (code, out, _) = mirrordns(&["verify", "--mirror", "eu-west"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("FAILED: nothing to verify: in config/mirrordns.toml: mirror `eu-west` is static (no base-url)"),
+        "{out}"
+    );
+}
+
 /// The shipped config with DNS on `port`, the endpoint on an ephemeral port and an absolute
 /// zone path, written into `dir`.
 fn shipped_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
