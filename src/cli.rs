@@ -50,7 +50,9 @@ enum Command {
         #[arg(long)]
         diff: bool,
     },
-    /// Explain the answer for a client at IP (as if its subnet came in ECS).
+    /// Explain the answer for a client at IP (as if its subnet came in ECS). Asks the running
+    /// server (through `http-listen`) when it serves this config file, so mirror health counts;
+    /// otherwise shows the config-only view and says that mirror health is unknown.
     Lookup {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -60,6 +62,9 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Do not ask the running server: the config-only view, mirror health unknown.
+        #[arg(long)]
+        offline: bool,
         /// The client's address.
         ip: IpAddr,
     },
@@ -240,34 +245,9 @@ pub fn main() -> ExitCode {
             config,
             name,
             json,
+            offline,
             ip,
-        } => {
-            let loaded = match load_or_report(&config) {
-                Ok(l) => l,
-                Err(code) => return code,
-            };
-            let table = loaded.table(1);
-            match crate::explain::explain(&table, &loaded.geo, name.as_deref(), ip) {
-                Ok(e) if json => match serde_json::to_string_pretty(&e) {
-                    Ok(s) => {
-                        println!("{s}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => {
-                        eprintln!("error: {err}");
-                        ExitCode::from(1)
-                    }
-                },
-                Ok(e) => {
-                    println!("{e}");
-                    ExitCode::SUCCESS
-                }
-                Err(msg) => {
-                    eprintln!("error: {msg}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        } => lookup(&config, name.as_deref(), json, offline, ip),
         Command::Verify {
             config,
             mirror,
@@ -383,6 +363,79 @@ pub fn main() -> ExitCode {
             run_to_exit(crate::daemon::serve(loaded))
         }
     }
+}
+
+/// `mirrordns lookup`: the running server's answer when it serves `config`, else the
+/// config-only view, saying why mirror health is unknown.
+fn lookup(
+    config: &std::path::Path,
+    name: Option<&str>,
+    json: bool,
+    offline: bool,
+    ip: IpAddr,
+) -> ExitCode {
+    let asked = if offline {
+        Err((
+            None,
+            "--offline: the running server was not asked".to_string(),
+        ))
+    } else {
+        match http_listen_of(config) {
+            Ok(Some(addr)) if addr.port() == 0 => Err((
+                None,
+                format!(
+                    "{}: `server.http-listen` has port 0 (a new one at every start), so the running server cannot be found",
+                    config.display()
+                ),
+            )),
+            Ok(Some(addr)) => {
+                let rt = match runtime() {
+                    Ok(rt) => rt,
+                    Err(code) => return code,
+                };
+                rt.block_on(crate::explain::ask_server(addr, config, name, ip))
+                    .map_err(|why| (Some(format!("http://{addr}")), why))
+            }
+            Ok(None) => Err((
+                None,
+                format!(
+                    "{}: `server.http-listen` is off, so there is no running server to ask",
+                    config.display()
+                ),
+            )),
+            // The load below reports what is wrong with the file, with its line.
+            Err(e) => Err((None, e)),
+        }
+    };
+    let view = match asked {
+        Ok(view) => view,
+        Err((server, why)) => {
+            let loaded = match load_or_report(config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let table = loaded.table(1);
+            match crate::explain::explain(&table, &loaded.geo, name, ip) {
+                Ok(e) => crate::explain::LookupView::config_only(e, server, why),
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&view) {
+            Ok(s) => println!("{s}"),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        println!("{view}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs a long-lived command on a fresh runtime; an error is printed and exits 1.
