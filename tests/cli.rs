@@ -510,13 +510,35 @@ fn demo_commands_run_as_written_and_lookup_asks_the_running_server() {
     assert_eq!(v["decisions"][0]["state"], "mismatch");
     assert_eq!(v["mode"], "mirrors");
 
+    assert_eq!(v["note"], serde_json::Value::Null);
+
+    // Edited but not reloaded: still the server's answer (it is what DNS answers), with a note.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("# edited\n");
+    std::fs::write(&config, text).unwrap();
+    let (code, out, err) = sh(&lookup);
+    assert_eq!(code, 0, "{err}");
+    let canonical = std::path::Path::new(&config).canonicalize().unwrap();
+    assert_eq!(
+        out.lines().nth(1).unwrap_or_default().split(" (").next(),
+        Some(
+            format!(
+                "note: {} changed after the server loaded it",
+                canonical.display()
+            )
+            .as_str()
+        ),
+        "{out}"
+    );
+    assert!(out.contains("\nanswer A    192.0.2.11\n"), "{out}");
+
     // A copy is another file than the one the demo serves: its view is the config's own, and
     // it says which config the server at that address serves.
     let copy = std::path::Path::new(&config).with_file_name("other.toml");
     std::fs::copy(&config, &copy).unwrap();
     let (code, out, err) = mirrordns(&["lookup", "--config", copy.to_str().unwrap(), "8.8.8.8"]);
     assert_eq!(code, 0, "{err}");
-    let canonical = std::path::Path::new(&config).canonicalize().unwrap();
     assert!(
         out.starts_with(&format!(
             "mirror health unknown: the server at http://127.0.0.1:{} serves {}, not ",
