@@ -40,7 +40,7 @@ pub struct MirrorView {
     /// or "unknown" (not verified: static, in no service with `releases`, or the origin's
     /// manifest could not be fetched).
     pub result: MirrorState,
-    /// Why, when not ready: the first problem found.
+    /// Why, when not ready: the first problem of its worst release.
     pub reason: String,
     pub files: Vec<FileView>,
     /// Whether its files were checked (not drained, static or without releases).
