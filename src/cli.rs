@@ -50,7 +50,9 @@ enum Command {
         #[arg(long)]
         diff: bool,
     },
-    /// Explain the answer for a client at IP (as if its subnet came in ECS).
+    /// Explain the answer for a client at IP (as if its subnet came in ECS). Asks the running
+    /// server (through `http-listen`) when it serves this config file, so mirror health counts;
+    /// otherwise shows the config-only view and says that mirror health is unknown.
     Lookup {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -60,11 +62,16 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Do not ask the running server: the config-only view, mirror health unknown.
+        #[arg(long)]
+        offline: bool,
         /// The client's address.
         ip: IpAddr,
     },
-    /// Fetch the release manifests and verify mirrors once; exit 0 only if every mirror that
-    /// is not drained verified.
+    /// Fetch the release manifests and verify mirrors once, reporting each in the server's
+    /// words (ready, lagging, mismatch, down). Exit 0 only if every mirror checked is ready;
+    /// 1 if one is not or a manifest cannot be fetched; 2 if there is nothing to verify (every
+    /// mirror static or drained, no releases) or the config is unusable.
     Verify {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -102,13 +109,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// `default` is the filter when RUST_LOG is unset.
 fn init_logging(format: LogFormat, default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
     }
+}
+
+/// Whether log lines get colour codes: only for a person at a terminal, so that a journal, a
+/// file or a pipe to grep holds plain text; NO_COLOR set to anything non-empty turns them off
+/// everywhere (https://no-color.org).
+fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// For the server: hickory logs at info for things we report ourselves, so it stays quiet.
@@ -226,43 +245,20 @@ pub fn main() -> ExitCode {
             config,
             name,
             json,
+            offline,
             ip,
-        } => {
-            let loaded = match load_or_report(&config) {
-                Ok(l) => l,
-                Err(code) => return code,
-            };
-            let table = loaded.table(1);
-            match crate::explain::explain(&table, &loaded.geo, name.as_deref(), ip) {
-                Ok(e) if json => match serde_json::to_string_pretty(&e) {
-                    Ok(s) => {
-                        println!("{s}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => {
-                        eprintln!("error: {err}");
-                        ExitCode::from(1)
-                    }
-                },
-                Ok(e) => {
-                    println!("{e}");
-                    ExitCode::SUCCESS
-                }
-                Err(msg) => {
-                    eprintln!("error: {msg}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        } => lookup(&config, name.as_deref(), json, offline, ip),
         Command::Verify {
             config,
             mirror,
             json,
         } => {
             init_logging(cli.log_format, ONESHOT_LOG);
+            // A config that cannot be used is the gate's own problem (2), not a verdict on
+            // the mirrors (1).
             let loaded = match load_or_report(&config) {
                 Ok(l) => l,
-                Err(code) => return code,
+                Err(_) => return ExitCode::from(2),
             };
             let rt = match runtime() {
                 Ok(rt) => rt,
@@ -281,14 +277,13 @@ pub fn main() -> ExitCode {
                                 return ExitCode::from(2);
                             }
                         }
+                        if let Some(why) = &report.nothing_to_verify {
+                            eprintln!("error: nothing to verify: {why}");
+                        }
                     } else {
                         println!("{report}");
                     }
-                    if report.ok {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
+                    ExitCode::from(report.exit_code())
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -370,6 +365,79 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `mirrordns lookup`: the running server's answer when it serves `config`, else the
+/// config-only view, saying why mirror health is unknown.
+fn lookup(
+    config: &std::path::Path,
+    name: Option<&str>,
+    json: bool,
+    offline: bool,
+    ip: IpAddr,
+) -> ExitCode {
+    let asked = if offline {
+        Err((
+            None,
+            "--offline: the running server was not asked".to_string(),
+        ))
+    } else {
+        match http_listen_of(config) {
+            Ok(Some(addr)) if addr.port() == 0 => Err((
+                None,
+                format!(
+                    "{}: `server.http-listen` has port 0 (a new one at every start), so the running server cannot be found",
+                    config.display()
+                ),
+            )),
+            Ok(Some(addr)) => {
+                let rt = match runtime() {
+                    Ok(rt) => rt,
+                    Err(code) => return code,
+                };
+                rt.block_on(crate::explain::ask_server(addr, config, name, ip))
+                    .map_err(|why| (Some(format!("http://{addr}")), why))
+            }
+            Ok(None) => Err((
+                None,
+                format!(
+                    "{}: `server.http-listen` is off, so there is no running server to ask",
+                    config.display()
+                ),
+            )),
+            // The load below reports what is wrong with the file, with its line.
+            Err(e) => Err((None, e)),
+        }
+    };
+    let view = match asked {
+        Ok(view) => view,
+        Err((server, why)) => {
+            let loaded = match load_or_report(config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let table = loaded.table(1);
+            match crate::explain::explain(&table, &loaded.geo, name, ip) {
+                Ok(e) => crate::explain::LookupView::config_only(e, server, why),
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&view) {
+            Ok(s) => println!("{s}"),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        println!("{view}");
+    }
+    ExitCode::SUCCESS
+}
+
 /// Runs a long-lived command on a fresh runtime; an error is printed and exits 1.
 fn run_to_exit(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let rt = match runtime() {
@@ -382,5 +450,22 @@ fn run_to_exit(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(
+            colour(true, Some("".into())),
+            "an empty NO_COLOR does not count"
+        );
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None), "a file or a pipe");
+        assert!(!colour(false, Some("1".into())));
     }
 }

@@ -1,17 +1,20 @@
 //! "Why this answer": for a client address, the location found, the service's candidate
-//! mirrors in order, the answer and the ECS scope. Used by `mirrordns lookup`.
+//! mirrors in order, the answer and the ECS scope. Used by `/lookup` and `mirrordns lookup`,
+//! which asks the running server when one serves the same config (only it knows which mirrors
+//! are up and verified) and otherwise says that mirror health is unknown.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::geo::{self, GeoSource, Source};
 use crate::routing::RoutingTable;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LocationView {
     /// "override", "database" or "unknown".
-    pub source: &'static str,
+    pub source: String,
     pub network: Option<String>,
     pub country: Option<String>,
     pub continent: Option<String>,
@@ -19,7 +22,7 @@ pub struct LocationView {
     pub lon: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CandidateView {
     pub mirror: String,
     pub distance_km: Option<f64>,
@@ -27,11 +30,11 @@ pub struct CandidateView {
     pub ipv6: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Explanation {
     pub client: String,
     pub service: String,
-    pub policy: &'static str,
+    pub policy: String,
     pub location: LocationView,
     /// True when the service's default order was used because the location is unknown.
     pub unknown_location: bool,
@@ -45,7 +48,8 @@ pub struct Explanation {
     pub scope: u8,
     /// Families ("A", "AAAA") for which every mirror of this client's own list is out, so the
     /// answer comes from past it: `regions.default`, then by distance, then configured order.
-    pub fallthrough: Vec<&'static str>,
+    #[serde(default)]
+    pub fallthrough: Vec<String>,
 }
 
 /// Explains the answer for `name` (default: the only or first service) to a client at `ip`.
@@ -102,13 +106,15 @@ pub fn explain(
         policy: match service.policy {
             crate::config::Policy::Nearest => "nearest",
             crate::config::Policy::Regions => "regions",
-        },
+        }
+        .into(),
         location: LocationView {
             source: match located.source {
                 Source::Override => "override",
                 Source::Database => "database",
                 Source::None => "unknown",
-            },
+            }
+            .into(),
             network: located.network.map(|n| n.to_string()),
             country: loc.country.map(|c| c.to_string()),
             continent: loc.continent.map(|c| c.to_string()),
@@ -127,71 +133,273 @@ pub fn explain(
             ("AAAA", answer.aaaa_fallthrough),
         ]
         .into_iter()
-        .filter_map(|(f, past)| past.then_some(f))
+        .filter(|(_, past)| *past)
+        .map(|(f, _)| f.to_string())
         .collect(),
     })
 }
 
 impl std::fmt::Display for Explanation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let l = &self.location;
-        writeln!(f, "client      {}", self.client)?;
-        writeln!(f, "service     {} (policy {})", self.service, self.policy)?;
-        write!(f, "location    {}", l.source)?;
-        if let Some(n) = &l.network {
-            write!(f, " {n}")?;
-        }
-        let mut parts = Vec::new();
-        if let Some(c) = &l.country {
-            parts.push(format!("country {c}"));
-        }
-        if let Some(c) = &l.continent {
-            parts.push(format!("continent {c}"));
-        }
-        if let (Some(lat), Some(lon)) = (l.lat, l.lon) {
-            parts.push(format!("lat {lat} lon {lon}"));
-        }
-        if !parts.is_empty() {
-            write!(f, ": {}", parts.join(", "))?;
-        }
-        if self.unknown_location {
-            write!(f, " (unknown: default order)")?;
-        }
-        writeln!(f)?;
-        writeln!(f, "candidates")?;
-        for (i, c) in self.candidates.iter().enumerate() {
-            write!(f, "  {}. {}", i + 1, c.mirror)?;
-            if let Some(d) = c.distance_km {
-                write!(f, " ({d} km)")?;
-            }
-            writeln!(f)?;
-        }
-        writeln!(
-            f,
-            "answer A    {}",
-            if self.a.is_empty() {
-                "(none)".into()
-            } else {
-                self.a.join(" ")
-            }
-        )?;
-        writeln!(
-            f,
-            "answer AAAA {}",
-            if self.aaaa.is_empty() {
-                "(none)".into()
-            } else {
-                self.aaaa.join(" ")
-            }
-        )?;
-        if !self.fallthrough.is_empty() {
-            writeln!(
-                f,
-                "note        every mirror of this client's list is out for {}: answered from past it",
-                self.fallthrough.join(" and ")
-            )?;
-        }
-        writeln!(f, "ttl         {}", self.ttl)?;
-        write!(f, "scope       /{}", self.scope)
+        write_explanation(f, self, None)
     }
+}
+
+/// The explanation as text; with the server's `decisions`, each candidate's state and whether
+/// it is in the answer, and the server's mode.
+fn write_explanation(
+    f: &mut std::fmt::Formatter<'_>,
+    e: &Explanation,
+    server: Option<(&[Decision], &str)>,
+) -> std::fmt::Result {
+    let l = &e.location;
+    writeln!(f, "client      {}", e.client)?;
+    writeln!(f, "service     {} (policy {})", e.service, e.policy)?;
+    write!(f, "location    {}", l.source)?;
+    if let Some(n) = &l.network {
+        write!(f, " {n}")?;
+    }
+    let mut parts = Vec::new();
+    if let Some(c) = &l.country {
+        parts.push(format!("country {c}"));
+    }
+    if let Some(c) = &l.continent {
+        parts.push(format!("continent {c}"));
+    }
+    if let (Some(lat), Some(lon)) = (l.lat, l.lon) {
+        parts.push(format!("lat {lat} lon {lon}"));
+    }
+    if !parts.is_empty() {
+        write!(f, ": {}", parts.join(", "))?;
+    }
+    if e.unknown_location {
+        write!(f, " (unknown: default order)")?;
+    }
+    writeln!(f)?;
+    let names: Vec<String> = e
+        .candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c.distance_km {
+            Some(d) => format!("{}. {} ({d} km)", i + 1, c.mirror),
+            None => format!("{}. {}", i + 1, c.mirror),
+        })
+        .collect();
+    match server {
+        None => {
+            writeln!(f, "candidates")?;
+            for n in &names {
+                writeln!(f, "  {n}")?;
+            }
+        }
+        Some((decisions, mode)) => {
+            writeln!(f, "candidates  (state as the server sees it; used)")?;
+            let w = names.iter().map(String::len).max().unwrap_or(0);
+            for (n, c) in names.iter().zip(&e.candidates) {
+                match decisions.iter().find(|d| d.mirror == c.mirror) {
+                    Some(d) => {
+                        let used = if d.used == "answer" {
+                            "in the answer"
+                        } else if d.used == d.state {
+                            "not used"
+                        } else {
+                            d.used.as_str()
+                        };
+                        writeln!(f, "  {n:<w$}  {:<9}  {used}", d.state)?;
+                    }
+                    None => writeln!(f, "  {n}")?,
+                }
+            }
+            // Mirrors answering from past the client's own list are not among its candidates.
+            for d in decisions
+                .iter()
+                .filter(|d| !e.candidates.iter().any(|c| c.mirror == d.mirror))
+            {
+                writeln!(f, "  +  {}  {:<9}  {}", d.mirror, d.state, d.used)?;
+            }
+            writeln!(f, "mode        {mode}")?;
+        }
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.join(" ")
+        }
+    };
+    writeln!(f, "answer A    {}", list(&e.a))?;
+    writeln!(f, "answer AAAA {}", list(&e.aaaa))?;
+    if !e.fallthrough.is_empty() {
+        writeln!(
+            f,
+            "note        every mirror of this client's list is out for {}: answered from past it",
+            e.fallthrough.join(" and ")
+        )?;
+    }
+    writeln!(f, "ttl         {}", e.ttl)?;
+    write!(f, "scope       /{}", e.scope)
+}
+
+/// A candidate as the running server decided it (`/lookup`'s `decisions`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decision {
+    pub mirror: String,
+    pub distance_km: Option<f64>,
+    /// The mirror's state: "ready", "lagging", "mismatch", "down", ...
+    pub state: String,
+    /// "answer", or why it is not in the answer.
+    pub used: String,
+}
+
+/// `/lookup` as `mirrordns lookup` reads it. Fields the server adds later are ignored.
+#[derive(Debug, Deserialize)]
+struct Served {
+    #[serde(flatten)]
+    explanation: Explanation,
+    mode: String,
+    routing_generation: u64,
+    decisions: Vec<Decision>,
+    /// Absent from servers older than this field: then which config it serves is unknown.
+    #[serde(default)]
+    config_file: Option<String>,
+    #[serde(default)]
+    config_loaded_at: Option<String>,
+}
+
+/// What `mirrordns lookup` prints: the explanation, and whether mirror health is in it.
+#[derive(Debug, Serialize)]
+pub struct LookupView {
+    #[serde(flatten)]
+    pub explanation: Explanation,
+    /// "server": the running server's answer, with mirror health as it sees it now.
+    /// "config": from the config alone, every mirror not drained counted as up and verified.
+    pub answered_by: &'static str,
+    /// The endpoint that answered (or that was tried), as `http://ADDR`.
+    pub server: Option<String>,
+    /// In the config-only view: why mirror health is unknown.
+    pub health_unknown: Option<String>,
+    /// Anything else to know about the answer (a config file changed since it was loaded).
+    pub note: Option<String>,
+    /// From the server: "mirrors", or "fallback: ..." when no mirror is routable.
+    pub mode: Option<String>,
+    pub routing_generation: Option<u64>,
+    /// From the server: each candidate's state and whether it is in the answer.
+    pub decisions: Option<Vec<Decision>>,
+}
+
+impl LookupView {
+    /// The config-only view: `why` says why mirror health is unknown.
+    pub fn config_only(explanation: Explanation, server: Option<String>, why: String) -> Self {
+        LookupView {
+            explanation,
+            answered_by: "config",
+            server,
+            health_unknown: Some(why),
+            note: None,
+            mode: None,
+            routing_generation: None,
+            decisions: None,
+        }
+    }
+}
+
+impl std::fmt::Display for LookupView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let server = self.server.as_deref().unwrap_or("-");
+        match (&self.health_unknown, &self.decisions) {
+            (None, Some(decisions)) => {
+                write!(f, "answer from the running server at {server}")?;
+                if let Some(g) = self.routing_generation {
+                    write!(f, " (routing table generation {g})")?;
+                }
+                writeln!(f, ", with mirror health as it sees it now")?;
+                if let Some(n) = &self.note {
+                    writeln!(f, "note: {n}")?;
+                }
+                let mode = self.mode.as_deref().unwrap_or("-");
+                write_explanation(f, &self.explanation, Some((decisions, mode)))
+            }
+            (why, _) => {
+                writeln!(
+                    f,
+                    "mirror health unknown: {}",
+                    why.as_deref().unwrap_or("the running server was not asked")
+                )?;
+                writeln!(
+                    f,
+                    "config-only view: every mirror not drained in the config counts as up and verified"
+                )?;
+                write_explanation(f, &self.explanation, None)
+            }
+        }
+    }
+}
+
+/// Asks the server whose endpoint is at `addr` for its answer to a client at `ip`, provided
+/// it serves the config file at `config` (the same file, symlinks resolved, as `/lookup`'s
+/// `config_file` names it). `Err` says why its answer cannot be used: then mirror health is
+/// unknown.
+pub async fn ask_server(
+    addr: SocketAddr,
+    config: &Path,
+    name: Option<&str>,
+    ip: IpAddr,
+) -> Result<LookupView, String> {
+    let server = crate::diff::Running::new(addr, std::time::Duration::from_secs(10))?;
+    let base = server.base.clone();
+    let ip_text = ip.to_string();
+    let mut query = vec![("ip", ip_text.as_str())];
+    if let Some(n) = name {
+        query.push(("name", n));
+    }
+    let served: Served = server.get("/lookup", &query).await.map_err(|e| match e {
+        crate::diff::AskError::Unreachable { detail, .. } => {
+            format!("no server answers at {base} ({detail})")
+        }
+        crate::diff::AskError::Status { status, body, .. } => {
+            format!("the server at {base} did not answer (HTTP {status}: {body})")
+        }
+        crate::diff::AskError::Invalid { detail, .. } => {
+            format!("{base} does not answer as a mirrordns endpoint ({detail})")
+        }
+    })?;
+    let ours = config
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    let Some(theirs) = &served.config_file else {
+        return Err(format!(
+            "the server at {base} does not say which config file it serves (a mirrordns older than this one)"
+        ));
+    };
+    if Path::new(theirs) != ours {
+        return Err(format!(
+            "the server at {base} serves {theirs}, not {}",
+            ours.display()
+        ));
+    }
+    let note = changed_since(&ours, served.config_loaded_at.as_deref());
+    Ok(LookupView {
+        explanation: served.explanation,
+        answered_by: "server",
+        server: Some(base),
+        health_unknown: None,
+        note,
+        mode: Some(served.mode),
+        routing_generation: Some(served.routing_generation),
+        decisions: Some(served.decisions),
+    })
+}
+
+/// A note when the file was written after the server loaded it: the answer is from the
+/// config in force, which is no longer the file's.
+fn changed_since(file: &Path, loaded_at: Option<&str>) -> Option<String> {
+    let loaded = humantime::parse_rfc3339(loaded_at?).ok()?;
+    let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok()?;
+    (modified > loaded).then(|| {
+        format!(
+            "{} changed after the server loaded it ({}); this is the answer of the config in force: `mirrordns reload` loads the file",
+            file.display(),
+            humantime::format_rfc3339_seconds(loaded)
+        )
+    })
 }

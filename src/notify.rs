@@ -24,7 +24,7 @@ impl Notifier {
         match Self::open(name.as_encoded_bytes()) {
             Ok(n) => Some(n),
             Err(e) => {
-                warn!(socket = ?name, error = %e, "NOTIFY_SOCKET is set but unusable; systemd will not hear that the server is ready");
+                warn!(socket = %name.to_string_lossy(), error = %e, "NOTIFY_SOCKET is set but unusable; systemd will not hear that the server is ready");
                 None
             }
         }

@@ -1,4 +1,5 @@
-//! The `mirrordns` binary as an operator runs it: `check` and `lookup`.
+//! The `mirrordns` binary as an operator runs it: `check`, `lookup`, `verify`, `demo` and the
+//! log it writes.
 
 mod common;
 
@@ -161,9 +162,52 @@ fn lookup_json_explains_the_answer() {
     assert!(err.contains("no service named"), "{err}");
 }
 
-/// The shipped config with DNS on `port`, the endpoint on an ephemeral port and an absolute
-/// zone path, written into `dir`.
-fn shipped_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+/// A release gate that checks nothing must not pass: every mirror of the shipped config is
+/// static, so `verify` says there is nothing to verify, and why, and exits 2.
+#[test]
+fn verify_with_nothing_to_verify_fails_and_says_why() {
+    let (code, out, err) = mirrordns(&["verify"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let last = out.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "FAILED: nothing to verify: in config/mirrordns.toml: every mirror is static (no base-url); \
+         there is no [origin] to fetch release manifests from"
+    );
+    let eu = out
+        .lines()
+        .find(|l| l.contains(" eu-west "))
+        .unwrap_or_default();
+    assert!(
+        eu.contains(" unknown ") && eu.ends_with("static (no base-url)"),
+        "in the server's words: {out}"
+    );
+    assert!(!out.contains("verified"), "{out}");
+
+    let (code, out, err) = mirrordns(&["verify", "--json"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["nothing_to_verify"]
+            .as_str()
+            .is_some_and(|s| s.contains("every mirror is static")),
+        "{out}"
+    );
+    assert_eq!(v["mirrors"][0]["result"], "unknown");
+    assert!(err.contains("error: nothing to verify: "), "{err}");
+
+    let (code, out, _) = mirrordns(&["verify", "--mirror", "eu-west"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("FAILED: nothing to verify: in config/mirrordns.toml: mirror `eu-west` is static (no base-url)"),
+        "{out}"
+    );
+}
+
+/// The shipped config with DNS on `port`, the endpoint on `http` (0: an ephemeral port) and
+/// an absolute zone path, written into `dir`.
+fn shipped_config(dir: &std::path::Path, port: u16, http: u16) -> std::path::PathBuf {
     let shipped = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/config/mirrordns.toml"
@@ -171,7 +215,7 @@ fn shipped_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     .unwrap();
     let config = shipped
         .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9153", "127.0.0.1:0")
+        .replace("127.0.0.1:9153", &format!("127.0.0.1:{http}"))
         .replace(
             "../zones/example.com.zone",
             concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),
@@ -210,7 +254,7 @@ fn serve_answers_dig_and_stops_on_sigterm() {
     }
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let path = shipped_config(dir.path(), port);
+    let path = shipped_config(dir.path(), port, 0);
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
         .args(["serve", "--config", path.to_str().unwrap()])
         .stderr(std::process::Stdio::null())
@@ -247,38 +291,126 @@ fn serve_answers_dig_and_stops_on_sigterm() {
     std::net::UdpSocket::bind(("127.0.0.1", port)).expect("port free again");
 }
 
-/// The README's first command: `mirrordns demo` shows only the good mirror getting traffic.
+/// `mirrordns demo` as a child process, with its printed summary.
+struct Demo {
+    child: std::process::Child,
+    text: String,
+    dns: u16,
+    http: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Demo {
+    /// Starts the demo (with `env` added) and reads its summary, printed once the first probe
+    /// round is done.
+    fn start(env: &[(&str, &str)]) -> Demo {
+        let dns = free_port();
+        let http = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let path = shipped_config(dir.path(), dns, http);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+            .args(["demo", "--config", path.to_str().unwrap()])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut text = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !text.contains("Ctrl-C stops the demo") {
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            text.push_str(&line);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "demo did not start: {text}"
+            );
+        }
+        Demo {
+            child,
+            text,
+            dns,
+            http,
+            _dir: dir,
+        }
+    }
+
+    /// The printed line that runs `mirrordns <command>`.
+    fn command(&self, command: &str) -> String {
+        self.text
+            .lines()
+            .find(|l| l.contains(&format!(" {command} --config ")))
+            .unwrap_or_else(|| panic!("no `{command}` line in:\n{}", self.text))
+            .trim()
+            .to_string()
+    }
+
+    fn stop(mut self) {
+        stop_cleanly(&mut self.child, "-INT", 10);
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the demo running (a clean stop has reaped it).
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `line` in a POSIX shell, from a directory where nothing relative would resolve.
+fn sh(line: &str) -> (i32, String, String) {
+    let out = Command::new("sh")
+        .args(["-c", line])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The numbers in a JSON document that are not whole, with where they are.
+fn fractions(v: &serde_json::Value, at: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+            out.push((at.to_string(), n.to_string()))
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                fractions(x, &format!("{at}[{i}]"), out);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                fractions(x, &format!("{at}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The README's first command: `mirrordns demo` shows only the good mirror getting traffic,
+/// lists every mirror of its config with its state (the drained ones too), and its `/status`
+/// carries no float noise.
 #[test]
 fn demo_routes_every_client_to_the_one_good_mirror() {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let path = shipped_config(dir.path(), port);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
-        .args(["demo", "--config", path.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // The demo prints its summary once the first probe round is done.
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut text = String::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !text.contains("Ctrl-C stops the demo") {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        text.push_str(&line);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "demo did not start: {text}"
-        );
-    }
+    let demo = Demo::start(&[]);
+    let text = &demo.text;
     assert!(text.contains("eu-west       ready"), "{text}");
     assert!(text.contains("us-east       mismatch"), "{text}");
     assert!(text.contains("ap-northeast  lagging"), "{text}");
+    assert!(text.contains("ap-south      drained "), "{text}");
+    assert!(text.contains("sa-east       drained "), "{text}");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], demo.dns).into();
     for subnet in ["81.2.69.0", "8.8.8.0", "1.0.16.0"] {
         let q = query(
             "downloads.example.com.",
@@ -293,5 +425,285 @@ fn demo_routes_every_client_to_the_one_good_mirror() {
             "client {subnet}: the demo's printed promise"
         );
     }
-    stop_cleanly(&mut child, "-INT", 10);
+
+    // Probe latencies and lags in /status: at most 3 decimals, still numbers.
+    let (code, body) = common::process::http(demo.http, "GET", "/status");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut found = Vec::new();
+    fractions(&status, "", &mut found);
+    let latencies = found.iter().filter(|(at, _)| at.ends_with(".latency_ms"));
+    assert!(
+        latencies.count() >= 3,
+        "a latency per probed mirror: {found:?}"
+    );
+    for (at, n) in &found {
+        let decimals = n.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 3, "{at} = {n} in {body}");
+    }
+    demo.stop();
+}
+
+/// The demo's printed `lookup` and `verify` run as written, although the binary is not on
+/// PATH (as under `cargo run`): `lookup` gets the running server's answer, in which the
+/// corrupted mirror nearest to the client is not the answer, and says it asked the server;
+/// `verify` reports each mirror in the server's words.
+#[test]
+fn demo_commands_run_as_written_and_lookup_asks_the_running_server() {
+    let demo = Demo::start(&[("PATH", "/usr/bin:/bin")]);
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .canonicalize()
+        .unwrap();
+    let lookup = demo.command("lookup");
+    assert!(
+        lookup.starts_with(&format!("{} lookup --config ", exe.display())),
+        "the full path of the binary: {lookup}"
+    );
+    assert!(lookup.contains(" 8.8.8.8"), "{lookup}");
+
+    let (code, out, err) = sh(&lookup);
+    assert_eq!(code, 0, "{out}{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "answer from the running server at http://127.0.0.1:{} (routing table generation ",
+            demo.http
+        )),
+        "{out}"
+    );
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(". {name} (")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(4)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // us-east is the nearest to a client in California, and corrupted.
+    assert!(
+        out.contains("  1. us-east ("),
+        "us-east first by distance: {out}"
+    );
+    assert_eq!(line("us-east"), "mismatch not used", "{out}");
+    assert_eq!(line("ap-northeast"), "lagging not used", "{out}");
+    assert_eq!(line("eu-west"), "ready in the answer", "{out}");
+    assert!(out.contains("\nanswer A    192.0.2.11\n"), "{out}");
+    assert!(!out.contains("health unknown"), "{out}");
+
+    // The same as JSON: every key of the config-only view, and the server's decisions.
+    let config = lookup
+        .split_whitespace()
+        .skip_while(|w| *w != "--config")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let (code, out, err) = mirrordns(&["lookup", "--config", &config, "--json", "8.8.8.8"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["answered_by"], "server");
+    assert_eq!(v["server"], format!("http://127.0.0.1:{}", demo.http));
+    assert_eq!(v["health_unknown"], serde_json::Value::Null);
+    assert_eq!(v["a"], serde_json::json!(["192.0.2.11"]));
+    assert_eq!(v["candidates"][0]["mirror"], "us-east");
+    assert_eq!(v["location"]["country"], "US");
+    assert_eq!(v["decisions"][0]["state"], "mismatch");
+    assert_eq!(v["mode"], "mirrors");
+
+    assert_eq!(v["note"], serde_json::Value::Null);
+
+    // Edited but not reloaded: still the server's answer (it is what DNS answers), with a note.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("# edited\n");
+    std::fs::write(&config, text).unwrap();
+    let (code, out, err) = sh(&lookup);
+    assert_eq!(code, 0, "{err}");
+    let canonical = std::path::Path::new(&config).canonicalize().unwrap();
+    assert_eq!(
+        out.lines().nth(1).unwrap_or_default().split(" (").next(),
+        Some(
+            format!(
+                "note: {} changed after the server loaded it",
+                canonical.display()
+            )
+            .as_str()
+        ),
+        "{out}"
+    );
+    assert!(out.contains("\nanswer A    192.0.2.11\n"), "{out}");
+
+    // A copy is another file than the one the demo serves: its view is the config's own, and
+    // it says which config the server at that address serves.
+    let copy = std::path::Path::new(&config).with_file_name("other.toml");
+    std::fs::copy(&config, &copy).unwrap();
+    let (code, out, err) = mirrordns(&["lookup", "--config", copy.to_str().unwrap(), "8.8.8.8"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "mirror health unknown: the server at http://127.0.0.1:{} serves {}, not ",
+            demo.http,
+            canonical.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nanswer A    192.0.2.10\n"),
+        "config-only: {out}"
+    );
+
+    let (code, out, err) = sh(&demo.command("verify"));
+    assert_eq!(code, 1, "{out}{err}");
+    let state = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("mirror  {name} ")))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(state("eu-west"), "ready", "{out}");
+    assert_eq!(state("us-east"), "mismatch", "{out}");
+    assert_eq!(state("ap-northeast"), "lagging", "{out}");
+    assert_eq!(
+        out.lines().last().unwrap_or_default(),
+        "FAILED: 1 of 3 mirrors ready (us-east mismatch, ap-northeast lagging)"
+    );
+    demo.stop();
+}
+
+/// With nothing listening at `http-listen`, `lookup` says that mirror health is unknown and
+/// why, and shows the config-only view (the nearest mirror by the config alone).
+#[test]
+fn lookup_without_a_server_says_mirror_health_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let path = shipped_config(dir.path(), free_port(), http);
+    let started = std::time::Instant::now();
+    let (code, out, err) = mirrordns(&["lookup", "--config", path.to_str().unwrap(), "8.8.8.8"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let mut lines = out.lines();
+    assert!(
+        lines.next().unwrap_or_default().starts_with(&format!(
+            "mirror health unknown: no server answers at http://127.0.0.1:{http} ("
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        lines.next().unwrap_or_default(),
+        "config-only view: every mirror not drained in the config counts as up and verified"
+    );
+    assert!(out.contains("\nanswer A    192.0.2.10\n"), "{out}");
+
+    let (code, out, _) = mirrordns(&[
+        "lookup",
+        "--config",
+        path.to_str().unwrap(),
+        "--json",
+        "8.8.8.8",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["answered_by"], "config");
+    assert_eq!(v["server"], format!("http://127.0.0.1:{http}"));
+    assert!(
+        v["health_unknown"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("no server answers at ")),
+        "{out}"
+    );
+    assert_eq!(
+        v["answer"],
+        serde_json::json!(["192.0.2.10", "2001:db8::10"])
+    );
+    assert_eq!(v["decisions"], serde_json::Value::Null);
+}
+
+/// `--offline` never connects to `http-listen`; without it, `lookup` does, and something there
+/// that is not a mirrordns endpoint gets the config-only view with the reason.
+#[test]
+fn lookup_offline_does_not_ask_and_a_stranger_on_the_port_is_not_trusted() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    // Accepts and hangs up at once: a port held by something other than mirrordns.
+    let stranger = {
+        let (accepted, stop) = (accepted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        drop(conn);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = shipped_config(dir.path(), free_port(), http);
+    let config = path.to_str().unwrap();
+
+    let (code, out, err) = mirrordns(&["lookup", "--config", config, "--offline", "8.8.8.8"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("mirror health unknown: --offline: the running server was not asked\n"),
+        "{out}"
+    );
+    assert!(out.contains("\nanswer A    192.0.2.10\n"), "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(accepted.load(Ordering::Relaxed), 0, "--offline connected");
+
+    let (code, out, err) = mirrordns(&["lookup", "--config", config, "8.8.8.8"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(accepted.load(Ordering::Relaxed) >= 1, "lookup did not ask");
+    assert!(
+        out.starts_with(&format!(
+            "mirror health unknown: http://127.0.0.1:{http} does not answer as a mirrordns endpoint ("
+        )),
+        "{out}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    stranger.join().unwrap();
+}
+
+/// Log lines written to a pipe or a file are plain text: no colour escape codes, even with
+/// NO_COLOR unset.
+#[test]
+fn logs_to_a_pipe_or_a_file_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let path = shipped_config(dir.path(), free_port(), http);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !String::from_utf8_lossy(&log).contains("serving") {
+        assert!(std::time::Instant::now() < deadline, "no `serving` line");
+        if std::io::BufRead::read_until(&mut err, b'\n', &mut log).unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    stop_cleanly(&mut child, "-TERM", 10);
+    std::io::Read::read_to_end(&mut err, &mut log).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(text.contains(" loaded "), "{text}");
+    assert!(!log.contains(&0x1b), "ESC in the log to a pipe:\n{text:?}");
+
+    // To a file, as a service manager or `2>log` writes it.
+    let serving = common::process::Serving::start_with_env(&path, http, &[("RUST_LOG", "info")]);
+    let text = serving.stop();
+    assert!(text.contains("shutting down"), "{text}");
+    assert!(!text.contains('\u{1b}'), "ESC in the log file:\n{text:?}");
 }

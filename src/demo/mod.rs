@@ -1,7 +1,8 @@
 //! `mirrordns demo`: the shipped config plus, on loopback, an origin and three mirrors serving
 //! a release generated at start-up. eu-west is good, us-east serves a corrupted file and
-//! ap-northeast lags behind (it only has the previous release), so `dig` shows that only the
-//! good mirror gets traffic and `mirrordns verify` shows why.
+//! ap-northeast lags behind (it only has the previous release); the shipped config's other
+//! mirrors are drained. `dig` shows that only the good mirror gets traffic, and `mirrordns
+//! lookup` and `mirrordns verify` (printed so that they run as written) show why.
 
 pub mod files;
 
@@ -151,6 +152,38 @@ fn demo_config(
     Ok(())
 }
 
+/// How to run this binary again from a shell, as written: `mirrordns` when that name on
+/// PATH is this very file, else its full path (under `cargo run` it is not on PATH).
+fn program() -> String {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return "mirrordns".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .filter_map(|dir| dir.join("mirrordns").canonicalize().ok())
+            .next()
+            .is_some_and(|first| first == me)
+    });
+    if on_path {
+        "mirrordns".into()
+    } else {
+        shell_word(&me.display().to_string())
+    }
+}
+
+/// `s` as one word for a POSIX shell: as is when it holds nothing the shell would read
+/// differently, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// Runs the demo until Ctrl-C.
 pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
@@ -214,34 +247,59 @@ pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
     let states = server
         .with_health(|cfg, st| {
             (0..cfg.mirrors.len())
-                .filter(|&i| !cfg.mirrors[i].drained)
                 .map(|i| {
-                    let h = &st.mirrors[i];
-                    let reason = h.reason();
-                    format!(
-                        "  {:<13} {:<10} {}",
-                        cfg.mirrors[i].name,
-                        crate::health::state::mirror_state(cfg, st, i).as_str(),
-                        reason
-                    )
+                    let m = &cfg.mirrors[i];
+                    let state = crate::health::state::mirror_state(cfg, st, i);
+                    let reason = if m.drained {
+                        "drained in the demo's config: out of every answer, not probed".into()
+                    } else {
+                        st.mirrors[i].reason()
+                    };
+                    format!("  {:<13} {:<10} {reason}", m.name, state.as_str())
+                        .trim_end()
+                        .to_string()
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
         })
         .await
         .unwrap_or_default();
+    let http = match server.http_addr() {
+        Some(a) => format!(", status page http://{a}/"),
+        None => String::new(),
+    };
+    let me = program();
+    let config = shell_word(&config_path.display().to_string());
     println!(
-        "mirrordns demo: DNS on 127.0.0.1:{port}, origin {origin}, release {CURRENT}\n\nmirrors:\n{states}\n\n\
+        "mirrordns demo: DNS on 127.0.0.1:{port}{http}, origin {origin}, release {CURRENT}\n\nmirrors:\n{states}\n\n\
          Only eu-west holds a byte-exact copy, so every client gets it:\n\
          \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=81.2.69.0/24 +short   # London: eu-west 192.0.2.11\n\
          \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=8.8.8.0/24 +short     # US: us-east is corrupted -> 192.0.2.11\n\
-         \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=1.0.16.0/24 +short    # Tokyo: ap-northeast lags -> 192.0.2.11\n\
-         \x20 mirrordns verify --config {}\n\nCtrl-C stops the demo.",
-        config_path.display(),
+         \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=1.0.16.0/24 +short    # Tokyo: ap-northeast lags -> 192.0.2.11\n\n\
+         Why, from this server and from the mirrors themselves:\n\
+         \x20 {me} lookup --config {config} 8.8.8.8   # the US client's candidates, each with its state\n\
+         \x20 {me} verify --config {config}           # file by file; exits 1: us-east mismatch, ap-northeast lagging\n\n\
+         Ctrl-C stops the demo.",
         origin = origin.url(),
     );
     interrupt.recv().await;
     server.shutdown().await;
     drop((origin, eu, us, ap));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_survive_a_shell() {
+        assert_eq!(
+            shell_word("/tmp/mirrordns-demo-Ab1/x.toml"),
+            "/tmp/mirrordns-demo-Ab1/x.toml"
+        );
+        assert_eq!(shell_word("/home/a b/mirrordns"), "'/home/a b/mirrordns'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
 }

@@ -105,7 +105,12 @@ async fn lookup(State(core): State<Shared>, Query(q): Query<HashMap<String, Stri
         .unwrap_or_else(|| status::mirror_states(&table.config, None));
     // Explaining may re-read the geo database from disk: keep it off the async workers.
     let res = tokio::task::spawn_blocking(move || {
-        status::lookup(&core, &table, &states, ip, name.as_deref())
+        status::lookup(&core, &table, &states, ip, name.as_deref()).map(|lookup| LookupAnswer {
+            lookup,
+            config_file: absolute(&core.config_path),
+            config_loaded_at: humantime::format_rfc3339_millis(core.config_info().loaded_at)
+                .to_string(),
+        })
     })
     .await;
     match res {
@@ -113,6 +118,27 @@ async fn lookup(State(core): State<Shared>, Query(q): Query<HashMap<String, Stri
         Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// `/lookup`'s document: the explanation, and which config it comes from.
+#[derive(serde::Serialize)]
+struct LookupAnswer {
+    #[serde(flatten)]
+    lookup: status::Lookup,
+    /// The config file in force, absolute with symlinks resolved as this process sees it:
+    /// `mirrordns lookup` compares it with the file it was given to tell whether this server
+    /// serves that config (a relative path in `/status` depends on the server's directory).
+    config_file: String,
+    /// When it was loaded: a file changed after this is not in force yet.
+    config_loaded_at: String,
+}
+
+fn absolute(p: &std::path::Path) -> String {
+    p.canonicalize()
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// `POST /reload` (used by `mirrordns reload`): the same as SIGHUP. Only from loopback, so

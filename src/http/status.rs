@@ -20,6 +20,24 @@ fn since(t: SystemTime, now: SystemTime) -> f64 {
     now.duration_since(t).unwrap_or_default().as_secs_f64()
 }
 
+/// To 3 decimals: a millisecond of a duration in seconds, a microsecond of a latency in
+/// milliseconds. Anything finer is clock noise, and binary fractions print as
+/// `0.5835779999999999` otherwise. Still a JSON number.
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn ser_round3<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round3(*x))
+}
+
+fn ser_round3_opt<S: serde::Serializer>(x: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match x {
+        Some(x) => s.serialize_some(&round3(*x)),
+        None => s.serialize_none(),
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub version: &'static str,
@@ -134,8 +152,10 @@ pub struct ReleaseView {
     /// When every mirror that must hold it had verified it.
     pub ready_at: Option<String>,
     /// Seconds from publication (or change) to global readiness.
+    #[serde(serialize_with = "ser_round3_opt")]
     pub ready_after_seconds: Option<f64>,
     /// Seconds waited so far for global readiness, while not ready.
+    #[serde(serialize_with = "ser_round3_opt")]
     pub waiting_seconds: Option<f64>,
     /// The last manifest fetch or signature error (the last good manifest stays in force).
     pub error: Option<String>,
@@ -153,9 +173,11 @@ pub struct MirrorView {
     pub reason: String,
     pub base_url: Option<String>,
     pub last_probe: Option<String>,
+    #[serde(serialize_with = "ser_round3_opt")]
     pub latency_ms: Option<f64>,
     pub verified_versions: Vec<String>,
     /// Seconds this mirror has lacked the current release (0 when it holds it).
+    #[serde(serialize_with = "ser_round3")]
     pub lag_seconds: f64,
     pub last_error: Option<String>,
 }
@@ -539,4 +561,31 @@ pub fn lookup(
         explanation: e,
         decisions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_are_rounded_when_serialised() {
+        #[derive(Serialize)]
+        struct T {
+            #[serde(serialize_with = "ser_round3_opt")]
+            latency_ms: Option<f64>,
+            #[serde(serialize_with = "ser_round3_opt")]
+            none: Option<f64>,
+            #[serde(serialize_with = "ser_round3")]
+            lag_seconds: f64,
+        }
+        let t = T {
+            latency_ms: Some(0.583_577_999_999_999_9),
+            none: None,
+            lag_seconds: 12.000_499_9,
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"latency_ms":0.584,"none":null,"lag_seconds":12.0}"#
+        );
+    }
 }
