@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use super::state::{self, Mismatch, ShortFile, Verified};
+use super::state::{self, ShortFile, Verified};
+use super::transition::{Applied, Checked, Look, MismatchStep};
 use super::verify::{ReleaseOutcome, verify_release};
 use super::{Shared, http, lock};
 use crate::manifest::Manifest;
@@ -69,23 +70,54 @@ pub(super) async fn spot_check(sh: &Shared, i: usize, ep: &http::Endpoint, spot:
     }
 }
 
+/// Whether a mirror found with wrong bytes is verified this round (true when it has none):
+/// at once when a HEAD shows the wrong file was replaced, else at the retry time.
+async fn recheck_mismatch(sh: &Shared, i: usize, ep: &http::Endpoint, retry: Duration) -> bool {
+    let path = {
+        let st = lock(&sh.state);
+        let Some(mm) = &st.mirrors[i].mismatch else {
+            return true;
+        };
+        match mm.step(SystemTime::now(), retry) {
+            MismatchStep::Verify => return true,
+            MismatchStep::Wait => return false,
+            MismatchStep::Look(path) => path.to_string(),
+        }
+    };
+    let Ok(url) = ep.url(&path) else {
+        return false;
+    };
+    let look = match http::head(ep, &url, sh.config.health.timeout).await {
+        Ok(v) => Look::Sent(v),
+        Err(http::ProbeError::Status { status: 404, .. }) => Look::Gone,
+        Err(_) => Look::Failed,
+    };
+    let mut st = lock(&sh.state);
+    let Some(mm) = &mut st.mirrors[i].mismatch else {
+        return true;
+    };
+    let changed = mm.looked(&look);
+    if changed {
+        info!(mirror = %sh.config.mirrors[i].name, file = %path, "the file with wrong bytes was replaced: verifying again");
+    }
+    changed
+}
+
 /// Verifies every required release the mirror has not verified (or whose `reverify` is due).
 pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
     let cfg = &sh.config;
     let hc = &cfg.health;
     let mirror = &cfg.mirrors[i];
-    let now = SystemTime::now();
-    // Wrong bytes are retried, but not every round: a full download each interval would be
-    // a heavy price for a mirror that stays broken.
+    // A full download each round would be a heavy price for a mirror that stays wrong: it
+    // costs a HEAD per round, and a full verification at this retry time only.
     let mismatch_retry = hc.reverify.min(Duration::from_secs(300)).max(hc.interval);
+    if !recheck_mismatch(sh, i, ep, mismatch_retry).await {
+        return;
+    }
+    let now = SystemTime::now();
     let todo: Vec<(Arc<Manifest>, Option<Arc<Manifest>>)> = {
         let st = lock(&sh.state);
         let h = &st.mirrors[i];
-        if let Some(mm) = &h.mismatch
-            && now.duration_since(mm.at).unwrap_or_default() < mismatch_retry
-        {
-            return;
-        }
         let mut v = Vec::new();
         for (r, _) in state::required_digests(cfg, &st, i) {
             let Some(rel) = st.releases.get(&r) else {
@@ -151,128 +183,49 @@ pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
         };
         // Wrong bytes against the origin's manifest as we last fetched it: the origin may have
         // published since, and the mirror synced first (wholly, or files before manifest).
-        // Only if the origin still has this content after the check are they wrong.
-        let (outcome, unconfirmed) = match outcome {
-            ReleaseOutcome::Failed {
-                error,
-                mismatch: true,
-            } => {
-                let still = tokio::select! {
-                    _ = sh.token.cancelled() => break,
-                    s = origin_still(sh, &m, checked) => s,
-                };
-                // When the origin cannot be fetched, the last good manifest stays in force.
-                let note = match still {
-                    Some(false) => Some("the origin has published new content since"),
-                    _ => None,
-                };
-                let mismatch = note.is_none();
-                (ReleaseOutcome::Failed { error, mismatch }, note)
-            }
-            o => (o, None),
+        // Only if the origin still has this content after the check are they wrong. When the
+        // origin cannot be fetched, the last good manifest stays in force.
+        let superseded = match &outcome {
+            ReleaseOutcome::Failed { mismatch: true, .. } => tokio::select! {
+                _ = sh.token.cancelled() => break,
+                s = origin_still(sh, &m, checked) => s == Some(false),
+            },
+            _ => false,
         };
         let mut st = lock(&sh.state);
         let changed_at = st.releases.get(&m.release).and_then(|r| r.changed_at);
+        let has = state::verified_versions(&st, i);
         let h = &mut st.mirrors[i];
-        match outcome {
-            ReleaseOutcome::Verified(files) => {
-                info!(mirror = %mirror.name, release = %m.release, version = %m.version, "verified");
-                h.verified.insert(
-                    m.digest,
-                    Verified {
-                        at: SystemTime::now(),
-                        files,
-                    },
-                );
-                if let Some(p) = &previous {
-                    h.verified.remove(&p.digest);
-                }
+        let applied = h.apply(
+            Checked {
+                manifest: &m,
+                previous: previous.as_deref(),
+                changed_at,
+                outcome,
+                superseded,
+                done,
+                short_before: short,
+                has,
+            },
+            SystemTime::now(),
+        );
+        clean &= applied == Applied::Verified;
+        let reason = h.reason();
+        match applied {
+            Applied::Verified => {
+                info!(mirror = %mirror.name, release = %m.release, version = %m.version, "verified")
             }
-            ReleaseOutcome::Previous { file } => {
-                clean = false;
-                // It does not hold this content (any more). With the new manifest over old
-                // files it holds the previous content only in part: no lag grace on it.
-                h.verified.remove(&m.digest);
-                if let (Some(_), Some(p)) = (&file, &previous) {
-                    h.verified.remove(&p.digest);
-                }
-                h.lag_since.get_or_insert(changed_at.unwrap_or(now));
-                h.last_error = Some(match file {
-                    None => format!("{}: still the previous release", m.release),
-                    Some(f) => format!(
-                        "{}: the new manifest is there, but {f} is still the previous release's",
-                        m.release
-                    ),
-                });
-                // The files that already match stay matched: the sync is under way.
-                h.partial.insert(m.digest, done);
+            Applied::Mismatch => {
+                sh.counters.hash_mismatches[i].fetch_add(1, Relaxed);
+                warn!(mirror = %mirror.name, release = %m.release, %reason, "integrity check failed: never routed until it verifies");
             }
-            ReleaseOutcome::Failed { error, mismatch } => {
-                clean = false;
-                h.last_error = Some(match unconfirmed {
-                    None => error.to_string(),
-                    Some(note) => format!("{error} ({note})"),
-                });
-                // Bytes other than the manifest's, even if not called a mismatch: this content
-                // is not held; and a file cut short was overwritten in place, so the previous
-                // content is not whole either (no lag grace on it).
-                if error.is_mismatch() || error.is_syncing() {
-                    h.verified.remove(&m.digest);
-                }
-                if let (http::ProbeError::Short { .. }, Some(p)) = (&error, &previous) {
-                    h.verified.remove(&p.digest);
-                }
-                if mismatch {
-                    sh.counters.hash_mismatches[i].fetch_add(1, Relaxed);
-                    warn!(mirror = %mirror.name, release = %m.release, error = %error, "integrity check failed: never routed until it verifies");
-                    h.mismatch = Some(Mismatch {
-                        digest: m.digest,
-                        at: SystemTime::now(),
-                        reason: error.to_string(),
-                    });
-                } else {
-                    let missing = matches!(error, http::ProbeError::Status { status: 404, .. });
-                    // A sync in progress: the mirror lags, and is looked at again next round
-                    // rather than kept out for the mismatch retry time. A short file is
-                    // remembered, so that a HEAD can tell next round whether it grew.
-                    if let http::ProbeError::Short {
-                        path,
-                        expected,
-                        got,
-                    } = &error
-                    {
-                        let now_short = ShortFile {
-                            path: path.clone(),
-                            expected: *expected,
-                            got: *got,
-                        };
-                        if short.as_ref() != Some(&now_short) {
-                            info!(mirror = %mirror.name, release = %m.release, %error, "a file is incomplete: waiting for its sync");
-                        }
-                        h.short.insert(m.digest, now_short);
-                    }
-                    if missing
-                        || error.is_syncing()
-                        || previous
-                            .as_ref()
-                            .is_some_and(|p| h.verified.contains_key(&p.digest))
-                    {
-                        h.lag_since.get_or_insert(changed_at.unwrap_or(now));
-                    }
-                    // Keep what matched so far; only the rest is fetched next round.
-                    h.partial.insert(m.digest, done);
-                }
+            Applied::Incomplete { first: true } => {
+                info!(mirror = %mirror.name, release = %m.release, %reason, "a file is incomplete: waiting for its sync");
             }
+            Applied::Incomplete { first: false } | Applied::Unverified => {}
         }
     }
-    let mut st = lock(&sh.state);
-    let h = &mut st.mirrors[i];
-    h.verifying = false;
-    if clean {
-        h.mismatch = None;
-        h.lag_since = None;
-        h.last_error = None;
-    }
+    lock(&sh.state).mirrors[i].end_round(clean);
 }
 
 /// Whether a file found short last round is still the same length (a HEAD, not a download):

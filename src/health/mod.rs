@@ -15,7 +15,9 @@
 pub mod http;
 mod integrity;
 pub mod oneshot;
+pub mod reason;
 pub mod state;
+pub mod transition;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -355,28 +357,13 @@ async fn mirror_task(sh: Arc<Shared>, i: usize, ep: http::Endpoint, stagger: Dur
                 .unwrap_or_else(|e| e.reason()),
             started.elapsed(),
         );
-        let outcome = outcome.map(|_| ()).map_err(|e| e.to_string());
-        let came_back = {
-            let mut st = lock(&sh.state);
-            let h = &mut st.mirrors[i];
-            h.last_probe = Some(SystemTime::now());
-            h.last_latency = Some(started.elapsed());
-            let ok = outcome.is_ok();
-            if let Err(e) = &outcome {
-                h.last_error = Some(e.clone());
-            }
-            let was = h.live;
-            let changed = h.record_probe(ok, hc.rise, hc.fall);
-            if changed == Some(true) && was == Some(false) {
-                // Back after being down: what it serves now must be verified again.
-                h.verified.clear();
-                h.partial.clear();
-                h.short.clear();
-                true
-            } else {
-                false
-            }
-        };
+        let error = outcome.err().map(|e| reason::unreachable(&e));
+        let came_back = lock(&sh.state).mirrors[i].probed(
+            error,
+            started.elapsed(),
+            SystemTime::now(),
+            (hc.rise, hc.fall),
+        );
         if came_back {
             info!(mirror = %m.name, "back up; re-verifying its releases");
         }

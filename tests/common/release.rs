@@ -65,7 +65,7 @@ pub fn write(root: &Path, dir: &str, version: &str) {
 /// Writes a file the way rsync does by default, through a temporary file renamed over the old
 /// one: a prober reading at that moment sees the old bytes or the new, never a file cut short
 /// (tests/syncing.rs writes in place on purpose where that is what it tests).
-fn replace(path: &Path, data: &[u8]) {
+pub fn replace(path: &Path, data: &[u8]) {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     std::fs::write(&tmp, data).unwrap();
