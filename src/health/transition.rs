@@ -310,7 +310,10 @@ mod tests {
                 seen: etag("a"),
             })
         );
-        assert!(mm.reason.starts_with("tool.tar.gz: sha256 mismatch"));
+        assert!(
+            mm.reason
+                .starts_with("wrong bytes in v1: tool.tar.gz: sha256 mismatch")
+        );
         assert!(!mm.repairing);
     }
 
@@ -453,6 +456,10 @@ mod tests {
         assert_eq!(h.apply(c, at(2)), Applied::Unverified);
         assert_eq!(h.lag_since, Some(at(2)));
         assert_eq!(h.partial[&m.digest].len(), 1);
+        assert_eq!(
+            h.last_error.as_deref(),
+            Some("does not have v2 yet: its tool/stable/manifest.json is still v1's")
+        );
     }
 
     #[test]
@@ -469,7 +476,12 @@ mod tests {
         );
         assert!(h.lag_since.is_none() && h.mismatch.is_none());
         h.end_round(false);
-        assert!(h.last_error.is_some());
+        assert!(
+            h.last_error
+                .as_deref()
+                .unwrap()
+                .starts_with("unreachable: ")
+        );
     }
 
     #[test]
