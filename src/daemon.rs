@@ -118,8 +118,10 @@ impl Server {
         let generation = Arc::new(AtomicU64::new(1));
         let (admin_state, admin_err) = load_admin(&cfg, &metrics);
         let admin = Arc::new(ArcSwap::from_pointee(admin_state.unwrap_or_default()));
-        let (health, static_publish) =
-            start_health(&loaded, None, &table, &generation, &metrics, &admin)
+        let mut health = None;
+        let static_publish =
+            start_health(&loaded, &mut health, &table, &generation, &metrics, &admin)
+                .await
                 .map_err(std::io::Error::other)?;
         // The compiled tables are all the DNS path needs; explanations re-open the database.
         loaded.geo.release_database();
@@ -298,11 +300,6 @@ impl Core {
             );
             self.guard.store(Arc::new(g));
         }
-        let carried = match health.take() {
-            Some(h) => Some(h.stop().await),
-            None => None,
-        };
-        let carried_ref = carried.as_ref().map(|(c, s)| (c.as_ref(), s));
         // The admin state is checked against the new config (mirror names may have changed).
         let (admin_state, admin_err) = load_admin(&loaded.config, &self.metrics);
         if let Some(a) = admin_state {
@@ -313,22 +310,24 @@ impl Core {
         }
         match start_health(
             &loaded,
-            carried_ref,
+            &mut health,
             &self.table,
             &self.generation,
             &self.metrics,
             &self.admin,
-        ) {
-            Ok((h, stat)) => {
-                *health = h;
+        )
+        .await
+        {
+            Ok(stat) => {
                 if let Ok(mut sp) = self.static_publish.lock() {
                     *sp = stat;
                 }
             }
             Err(e) => {
                 // Only an HTTP client that cannot be built gets here (the CA file is checked at
-                // load). Never publish unprobed mirrors: keep the last table.
-                error!(error = %e, "prober not started; still serving the previous routing table");
+                // load). Never publish unprobed mirrors: a running prober goes on with the
+                // previous config and table.
+                error!(error = %e, "prober not reconfigured; still serving the previous routing table");
             }
         }
         loaded.geo.release_database();
@@ -520,26 +519,37 @@ fn publisher(
     })
 }
 
-/// Starts the prober if the config has anything to probe; otherwise publishes the static table.
+/// Starts the prober if the config has anything to probe, or puts the config in force in the
+/// running one (which keeps what is unchanged going: counters, verifications in flight; see
+/// `Health::reconfigure`); otherwise stops it and publishes the static table.
 type StaticPublish = Option<(Publisher, routing::HealthSnapshot)>;
 
-fn start_health(
+async fn start_health(
     loaded: &Loaded,
-    carried: Option<(&crate::config::Config, &health::state::HealthState)>,
+    health: &mut Option<Health>,
     table: &Arc<ArcSwap<RoutingTable>>,
     generation: &Arc<AtomicU64>,
     metrics: &Arc<ServerMetrics>,
     admin: &Arc<ArcSwap<AdminState>>,
-) -> Result<(Option<Health>, StaticPublish), String> {
+) -> Result<StaticPublish, String> {
     let publish = publisher(loaded, table, generation, metrics, admin);
     if !loaded.config.has_probes() {
+        if let Some(h) = health.take() {
+            h.stop().await;
+        }
         let snap = routing::HealthSnapshot::static_config(&loaded.config);
         publish(&snap);
-        return Ok((None, Some((publish, snap))));
+        return Ok(Some((publish, snap)));
     }
-    let mut state = health::initial_state(&loaded.config, carried);
+    if let Some(h) = health {
+        h.reconfigure(loaded.config.clone(), admin.load_full(), publish)
+            .await?;
+        return Ok(None);
+    }
+    let mut state = health::initial_state(&loaded.config, None);
     state.admin = admin.load_full();
-    Health::start(loaded.config.clone(), state, publish).map(|h| (Some(h), None))
+    *health = Some(Health::start(loaded.config.clone(), state, publish)?);
+    Ok(None)
 }
 
 /// Reads the admin-state file named by the config: the state (None if rejected) and the
