@@ -390,32 +390,34 @@ impl Health {
             *self = Health::launch(config, st, publish, self.counters.clone(), clients);
             return Ok(());
         }
-        let origin_changed = origin_key(&old) != origin_key(&config);
+        // A task goes on when it still runs (one that ended, by a panic, starts again) and
+        // what it depends on did not change.
+        let origin_changed = origin_key(&old) != origin_key(&config)
+            || self.origin.as_ref().is_some_and(|r| r.handle.is_finished());
         let origin = match origin_changed {
             true => origin_client(&config)?,
             false => None,
         };
-        let changed: Vec<usize> = (0..config.mirrors.len())
-            .filter(|&i| {
-                let kept = self.mirrors.get(&config.mirrors[i].name);
-                kept.map(|r| &r.key) != MirrorKey::of(&config, i).as_ref()
+        let goes_on = |name: &str| {
+            let i = config.mirrors.iter().position(|m| m.name == name);
+            self.mirrors.get(name).is_some_and(|r| {
+                !r.handle.is_finished()
+                    && i.and_then(|i| MirrorKey::of(&config, i)).as_ref() == Some(&r.key)
             })
+        };
+        let changed = (0..config.mirrors.len()).filter(|&i| !goes_on(&config.mirrors[i].name));
+        let clients = mirror_clients(&config, changed)?;
+        let gone: Vec<String> = self
+            .mirrors
+            .keys()
+            .filter(|n| !goes_on(n))
+            .cloned()
             .collect();
-        let clients = mirror_clients(&config, changed.into_iter())?;
         // Stop what goes, and wait for it: after the swap no task of the old config writes.
         let mut stopping: Vec<Running<()>> = self.coordinator.take().into_iter().collect();
         if origin_changed {
             stopping.extend(self.origin.take());
         }
-        let gone: Vec<String> = self
-            .mirrors
-            .iter()
-            .filter(|(name, r)| {
-                let i = config.mirrors.iter().position(|m| m.name == **name);
-                i.and_then(|i| MirrorKey::of(&config, i)).as_ref() != Some(&r.key)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
         let stopped = gone.len();
         let gone: Vec<Running<MirrorKey>> =
             gone.iter().filter_map(|n| self.mirrors.remove(n)).collect();
@@ -449,7 +451,7 @@ impl Health {
             kept = self.mirrors.len(),
             started = clients.len(),
             stopped,
-            origin = if origin_changed { "restarted" } else { "kept" },
+            origin_changed,
             "prober reconfigured"
         );
         if let Some(ep) = origin {
