@@ -153,6 +153,18 @@ fn origin_key(cfg: &Config) -> Option<(&reqwest::Url, Option<&str>)> {
         .map(|o| (&o.base_url, o.minisign_key.as_deref()))
 }
 
+/// Every release path of every service, sorted.
+fn all_releases(cfg: &Config) -> Vec<&str> {
+    let mut r: Vec<&str> = cfg
+        .services
+        .iter()
+        .flat_map(|s| s.releases.iter().map(String::as_str))
+        .collect();
+    r.sort_unstable();
+    r.dedup();
+    r
+}
+
 /// Whether two `[health]` sections probe alike (same timings, limits and TLS roots), so that
 /// running tasks can go on. Destructured without `..`: a new setting must be placed here.
 fn same_probing(a: &HealthConfig, b: &HealthConfig) -> bool {
@@ -456,6 +468,9 @@ impl Health {
         );
         if let Some(ep) = origin {
             self.spawn_origin(ep);
+        } else if all_releases(&old) != all_releases(&config) {
+            // The kept origin task would fetch a new release only after its pause.
+            self.shared.origin_nudge.notify_one();
         }
         self.spawn_mirrors(&config, clients);
         self.spawn_coordinator(publish);
