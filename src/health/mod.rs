@@ -198,6 +198,10 @@ fn ca_contents(hc: &HealthConfig) -> Option<Vec<u8>> {
     hc.ca_file.as_ref().and_then(|p| std::fs::read(p).ok())
 }
 
+/// HTTP clients for the origin (if any) and for probed mirrors by index, built before
+/// anything starts or stops.
+type Clients = (Option<http::Endpoint>, Vec<(usize, http::Endpoint)>);
+
 fn origin_client(cfg: &Config) -> Result<Option<http::Endpoint>, String> {
     cfg.origin
         .as_ref()
@@ -277,7 +281,7 @@ impl Health {
         mut state: HealthState,
         publish: Publisher,
         counters: Arc<HealthCounters>,
-        (origin, mirrors): (Option<http::Endpoint>, Vec<(usize, http::Endpoint)>),
+        (origin, mirrors): Clients,
     ) -> Health {
         if config.origin.is_none() {
             state.origin_done = true;
@@ -386,7 +390,7 @@ impl Health {
     ) -> Result<(), String> {
         let old = lock(&self.shared.view).cfg.clone();
         if !same_probing(&old.health, &config.health) || ca_contents(&config.health) != self.ca {
-            let clients = (
+            let clients: Clients = (
                 origin_client(&config)?,
                 mirror_clients(&config, 0..config.mirrors.len())?,
             );
