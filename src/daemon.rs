@@ -123,8 +123,10 @@ impl Server {
         let generation = Arc::new(AtomicU64::new(1));
         let (admin_state, admin_err) = load_admin(&cfg, &metrics);
         let admin = Arc::new(ArcSwap::from_pointee(admin_state.unwrap_or_default()));
-        let (health, static_publish) =
-            start_health(&loaded, None, &table, &generation, &metrics, &admin)
+        let mut health = None;
+        let static_publish =
+            start_health(&loaded, &mut health, &table, &generation, &metrics, &admin)
+                .await
                 .map_err(std::io::Error::other)?;
         // The compiled tables are all the DNS path needs; explanations re-open the database.
         loaded.geo.release_database();
@@ -321,30 +323,26 @@ impl Core {
         }
         *lock(&self.admin_error) = admin_err.map(|e| (SystemTime::now(), e));
         {
-            // Held while the old prober stops (its tasks stop at their next await) and the new
-            // one publishes its first table: one routing-table build, milliseconds.
+            // Held while the prober takes the new config (tasks of unchanged mirrors go on;
+            // others stop at their next await) and publishes its first table: one
+            // routing-table build, milliseconds.
             let mut health = self.health.lock().await;
-            let carried = match health.take() {
-                Some(h) => Some(h.stop().await),
-                None => None,
-            };
-            let carried_ref = carried.as_ref().map(|(c, s)| (c.as_ref(), s));
             match start_health(
                 &loaded,
-                carried_ref,
+                &mut health,
                 &self.table,
                 &self.generation,
                 &self.metrics,
                 &self.admin,
-            ) {
-                Ok((h, stat)) => {
-                    *health = h;
-                    *lock(&self.static_publish) = stat;
-                }
+            )
+            .await
+            {
+                Ok(stat) => *lock(&self.static_publish) = stat,
                 Err(e) => {
                     // Only an HTTP client that cannot be built gets here (the CA file is checked
-                    // at load). Never publish unprobed mirrors: keep the last table.
-                    error!(error = %e, "prober not started; still serving the previous routing table");
+                    // at load). Never publish unprobed mirrors: a running prober goes on with
+                    // the previous config and table.
+                    error!(error = %e, "prober not reconfigured; still serving the previous routing table");
                 }
             }
         }
@@ -557,26 +555,37 @@ fn publisher(
     })
 }
 
-/// Starts the prober if the config has anything to probe; otherwise publishes the static table.
+/// Starts the prober if the config has anything to probe, or puts the config in force in the
+/// running one (which keeps what is unchanged going: counters, verifications in flight; see
+/// `Health::reconfigure`); otherwise stops it and publishes the static table.
 type StaticPublish = Option<(Publisher, routing::HealthSnapshot)>;
 
-fn start_health(
+async fn start_health(
     loaded: &Loaded,
-    carried: Option<(&crate::config::Config, &health::state::HealthState)>,
+    health: &mut Option<Health>,
     table: &Arc<ArcSwap<RoutingTable>>,
     generation: &Arc<AtomicU64>,
     metrics: &Arc<ServerMetrics>,
     admin: &Arc<ArcSwap<AdminState>>,
-) -> Result<(Option<Health>, StaticPublish), String> {
+) -> Result<StaticPublish, String> {
     let publish = publisher(loaded, table, generation, metrics, admin);
     if !loaded.config.has_probes() {
+        if let Some(h) = health.take() {
+            h.stop().await;
+        }
         let snap = routing::HealthSnapshot::static_config(&loaded.config);
         publish(&snap);
-        return Ok((None, Some((publish, snap))));
+        return Ok(Some((publish, snap)));
     }
-    let mut state = health::initial_state(&loaded.config, carried);
+    if let Some(h) = health {
+        h.reconfigure(loaded.config.clone(), admin.load_full(), publish)
+            .await?;
+        return Ok(None);
+    }
+    let mut state = health::initial_state(&loaded.config, None);
     state.admin = admin.load_full();
-    Health::start(loaded.config.clone(), state, publish).map(|h| (Some(h), None))
+    *health = Some(Health::start(loaded.config.clone(), state, publish)?);
+    Ok(None)
 }
 
 /// Reads the admin-state file named by the config: the state (None if rejected) and the

@@ -19,7 +19,9 @@ async fn good_mirrors_are_routed_and_a_corrupted_byte_never_is() {
     // eu-west is nearer but holds a wrong byte: London gets us-east.
     wait_for(addr, &[US], 10).await;
     wait_state(&server, "eu-west", |st| {
-        st.starts_with("mismatch tool-linux-amd64.tar.gz: sha256 mismatch: expected ")
+        st.starts_with(
+            "mismatch wrong bytes in v1.8.2: tool-linux-amd64.tar.gz: sha256 mismatch: expected ",
+        )
     })
     .await;
     assert!(server.with_health(|_, _| ()).await.is_some());
@@ -46,7 +48,8 @@ async fn missing_sidecar_404_and_a_probe_address_with_host_header() {
     let (server, addr) = s.start(&s.config(MANIFEST, "", "")).await;
     wait_for(addr, &[US], 10).await;
     wait_state(&server, "eu-west", |st| {
-        st.contains("tool-linux-amd64.tar.gz.sig: HTTP 404")
+        st.starts_with("lagging a file of v1.8.2 is missing: ")
+            && st.ends_with("tool-linux-amd64.tar.gz.sig: HTTP 404")
     })
     .await;
     // The sidecar arrives: eu-west (probed through its probe-address) becomes routable.
@@ -201,7 +204,7 @@ async fn sha256sums_manifests_take_sizes_from_the_origin() {
     let (server, addr) = s.start(&s.config("tool/v1.8.2/SHA256SUMS", "", "")).await;
     wait_for(addr, &[US], 10).await;
     wait_state(&server, "eu-west", |st| {
-        st.starts_with("mismatch tool-windows-amd64.zip: sha256 mismatch")
+        st.starts_with("mismatch wrong bytes in v1.8.2: tool-windows-amd64.zip: sha256 mismatch")
     })
     .await;
     server.shutdown().await;

@@ -36,11 +36,10 @@ async fn new_release_mid_test_mirrors_lag_then_follow() {
     // The origin publishes v1.9.0 on the channel: every mirror lags, the origin answers.
     release::write(&s.path("origin"), "tool/stable", "v1.9.0");
     wait_for(addr, &[ORIGIN], 10).await;
-    assert!(
-        state_of(&server, "eu-west").await.starts_with("lagging"),
-        "{}",
-        state_of(&server, "eu-west").await
-    );
+    wait_state(&server, "eu-west", |st| {
+        st == "lagging does not have v1.9.0 yet: its tool/stable/manifest.json is still v1.8.2's"
+    })
+    .await;
     // us-east syncs first: it alone is routable (strict consistency, lag-grace 0).
     release::write(&s.path("us"), "tool/stable", "v1.9.0");
     wait_for(addr, &[US], 10).await;
@@ -83,7 +82,7 @@ async fn a_file_being_synced_in_place_is_waited_for_not_called_a_mismatch() {
     let (server, addr) = s.start(&s.config(MANIFEST, "", "")).await;
     wait_for(addr, &[US], 10).await;
     wait_state(&server, "eu-west", |st| {
-        st == "lagging tool-linux-amd64.tar.gz: incomplete: 40960 of 98304 bytes (still being synced?)"
+        st == "lagging still syncing v1.8.2: tool-linux-amd64.tar.gz: incomplete: 40960 of 98304 bytes (still being synced?)"
     })
     .await;
 
@@ -124,8 +123,8 @@ async fn the_new_manifest_before_its_files_is_a_sync_under_way_not_a_mismatch() 
     new_manifest_only(&s, "eu", "v1.9.0");
     wait_for(addr, &[US], 10).await;
     wait_state(&server, "eu-west", |st| {
-        st == "lagging tool/stable/manifest.json: the new manifest is there, but \
-               tool-linux-amd64.tar.gz is still the previous release's"
+        st == "lagging still syncing v1.9.0: the new manifest is there, but \
+               tool-linux-amd64.tar.gz is still v1.8.2's"
     })
     .await;
     // The files arrive: routed again at once.
@@ -194,7 +193,7 @@ async fn lag_grace_ends_once_a_sync_has_started_overwriting_the_previous_content
         let want = if cut_short {
             "incomplete: 1000 of 98304 bytes"
         } else {
-            "is still the previous release's"
+            "is still v1.8.2's"
         };
         let st = wait_state(&server, "eu-west", |st| st.contains(want)).await;
         assert!(st.starts_with("lagging"), "{st}");
@@ -230,9 +229,37 @@ async fn a_file_rewritten_while_we_read_it_is_read_again_not_called_wrong() {
     }
     std::fs::write(&file, &good).unwrap();
     wait_state(&server, "eu-west", |st| {
-        st == "lagging tool-linux-amd64.tar.gz: changed while being read (still being synced?)"
+        st == "lagging still syncing v1.8.2: tool-linux-amd64.tar.gz: changed while being read \
+               (still being synced?)"
     })
     .await;
     wait_for(addr, &[EU], 10).await;
+    server.shutdown().await;
+}
+
+/// A new versioned release (a new path in `releases`) that a mirror has not synced yet: the
+/// reason says so, and what it has instead, before the 404 that shows it.
+#[tokio::test]
+async fn a_release_not_on_a_mirror_yet_is_named_with_what_it_has() {
+    let s = Setup::new().await;
+    let cfg = s.config(MANIFEST, "", "");
+    let (server, addr) = s.start(&cfg).await;
+    wait_for(addr, &[EU], 10).await;
+    for d in ["origin", "us"] {
+        release::write(&s.path(d), "tool/v1.9.0", "v1.9.0");
+    }
+    std::fs::write(
+        s.path("mirrordns.toml"),
+        cfg.replace(MANIFEST, "tool/v1.9.0/manifest.json"),
+    )
+    .unwrap();
+    server.reload().await.expect("reloads");
+    wait_for(addr, &[US], 10).await;
+    let st = wait_state(&server, "eu-west", |st| st.contains("HTTP 404")).await;
+    assert!(
+        st.starts_with("lagging does not have v1.9.0 yet (has only v1.8.2): http://")
+            && st.ends_with("/tool/v1.9.0/manifest.json: HTTP 404"),
+        "{st}"
+    );
     server.shutdown().await;
 }

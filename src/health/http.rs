@@ -51,6 +51,9 @@ pub enum ProbeError {
         path: String,
         expected: u64,
         actual: String,
+        /// What the mirror sent with the wrong file: a later HEAD that differs shows it
+        /// was replaced. (Boxed: it would make every probe result twice as large.)
+        seen: Box<Validators>,
     },
     /// Fewer bytes than the manifest says: most likely a sync writing the file in place.
     #[error("{path}: incomplete: {got} of {expected} bytes (still being synced?)")]
@@ -67,6 +70,8 @@ pub enum ProbeError {
         path: String,
         expected: String,
         actual: String,
+        /// As for `Size`.
+        seen: Box<Validators>,
     },
 }
 
@@ -351,17 +356,17 @@ async fn send(
     }
 }
 
-/// GETs `url` whole, refusing bodies over `cap` bytes. Returns the body and the time to
-/// response headers.
+/// GETs `url` whole, refusing bodies over `cap` bytes. Returns the body and what the server
+/// sent with it.
 pub async fn fetch(
     ep: &Endpoint,
     url: &Url,
     cap: u64,
     timeout: Duration,
-) -> Result<(Vec<u8>, Duration), ProbeError> {
+) -> Result<(Vec<u8>, Validators), ProbeError> {
     let started = std::time::Instant::now();
     let mut resp = send(ep.request(reqwest::Method::GET, url), url, timeout).await?;
-    let latency = started.elapsed();
+    let seen = validators(&resp);
     if resp.content_length().is_some_and(|l| l > cap) {
         return Err(ProbeError::Body {
             url: url.to_string(),
@@ -379,7 +384,7 @@ pub async fn fetch(
                 });
             }
             Ok(Err(e)) => return Err(classify(url, &e, timeout)),
-            Ok(Ok(None)) => return Ok((body, latency)),
+            Ok(Ok(None)) => return Ok((body, seen)),
             Ok(Ok(Some(c))) => {
                 if body.len() as u64 + c.len() as u64 > cap {
                     return Err(ProbeError::Body {
@@ -428,6 +433,7 @@ pub async fn verify_file(
                 path: path.to_string(),
                 expected: size,
                 actual: len.to_string(),
+                seen: Box::new(v),
             });
         }
     }
@@ -466,6 +472,7 @@ pub async fn verify_file(
                 path: path.to_string(),
                 expected: size,
                 actual: format!("more than {size}"),
+                seen: Box::new(v),
             });
         }
         hasher.update(&chunk);
@@ -492,6 +499,7 @@ pub async fn verify_file(
             path: path.to_string(),
             expected: hex(sha256),
             actual: hex(&actual),
+            seen: Box::new(v),
         });
     }
     Ok(v)

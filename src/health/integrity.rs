@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use super::state::{self, Mismatch, ShortFile, Verified};
+use super::state::{self, ShortFile, Verified};
+use super::tasks::MirrorTask;
+use super::transition::{Applied, Checked, Look, MismatchStep};
 use super::verify::{ReleaseOutcome, verify_release};
 use super::{Shared, http, lock};
 use crate::manifest::Manifest;
@@ -22,16 +24,16 @@ struct SpotTarget {
 }
 
 /// HEAD one verified file (rotating) and drop the verification if it changed.
-pub(super) async fn spot_check(sh: &Shared, i: usize, ep: &http::Endpoint, spot: &mut usize) {
+pub(super) async fn spot_check(t: &MirrorTask, spot: &mut usize) {
     let target = {
-        let st = lock(&sh.state);
-        let h = &st.mirrors[i];
-        let mut all: Vec<(&Manifest, &Verified)> = st
-            .releases
-            .values()
-            .filter_map(|r| r.current.as_deref())
-            .filter_map(|m| h.verified.get(&m.digest).map(|v| (m, v)))
-            .collect();
+        let Some((v, i)) = t.view() else { return };
+        let h = &v.st.mirrors[i];
+        let mut all: Vec<(&Manifest, &Verified)> =
+            v.st.releases
+                .values()
+                .filter_map(|r| r.current.as_deref())
+                .filter_map(|m| h.verified.get(&m.digest).map(|v| (m, v)))
+                .collect();
         all.sort_by(|a, b| a.0.release.cmp(&b.0.release));
         let files: Vec<SpotTarget> = all
             .iter()
@@ -52,227 +54,223 @@ pub(super) async fn spot_check(sh: &Shared, i: usize, ep: &http::Endpoint, spot:
         *spot = (*spot + 1) % files.len();
         files[*spot].clone()
     };
-    let Ok(url) = ep.url(&target.path) else {
+    let Ok(url) = t.ep.url(&target.path) else {
         return;
     };
-    let changed = match http::head(ep, &url, sh.config.health.timeout).await {
+    let Some(head) = t
+        .unless_stopped(http::head(&t.ep, &url, t.hc.timeout))
+        .await
+    else {
+        return;
+    };
+    let changed = match head {
         Ok(v) => (v.length.is_some_and(|l| l != target.size) || v.differs_from(&target.seen))
             .then(|| format!("{}: changed since it was verified", target.path)),
         Err(e @ http::ProbeError::Status { status: 404, .. }) => Some(e.to_string()),
         Err(_) => None,
     };
     if let Some(why) = changed {
-        info!(mirror = %sh.config.mirrors[i].name, reason = %why, "spot check: re-verifying");
-        let mut st = lock(&sh.state);
-        st.mirrors[i].verified.remove(&target.digest);
-        st.mirrors[i].partial.remove(&target.digest);
+        info!(mirror = %t.name, reason = %why, "spot check: re-verifying");
+        let Some((mut v, i)) = t.view() else { return };
+        v.st.mirrors[i].verified.remove(&target.digest);
+        v.st.mirrors[i].partial.remove(&target.digest);
     }
 }
 
-/// Verifies every required release the mirror has not verified (or whose `reverify` is due).
-pub(super) async fn run(sh: &Shared, i: usize, ep: &http::Endpoint) {
-    let cfg = &sh.config;
-    let hc = &cfg.health;
-    let mirror = &cfg.mirrors[i];
-    let now = SystemTime::now();
-    // Wrong bytes are retried, but not every round: a full download each interval would be
-    // a heavy price for a mirror that stays broken.
-    let mismatch_retry = hc.reverify.min(Duration::from_secs(300)).max(hc.interval);
-    let todo: Vec<(Arc<Manifest>, Option<Arc<Manifest>>)> = {
-        let st = lock(&sh.state);
-        let h = &st.mirrors[i];
-        if let Some(mm) = &h.mismatch
-            && now.duration_since(mm.at).unwrap_or_default() < mismatch_retry
-        {
-            return;
+/// Whether a mirror found with wrong bytes is verified this round (true when it has none):
+/// at once when a HEAD shows the wrong file was replaced, else at the retry time.
+async fn recheck_mismatch(t: &MirrorTask, retry: Duration) -> bool {
+    let path = {
+        let Some((v, i)) = t.view() else { return false };
+        let Some(mm) = &v.st.mirrors[i].mismatch else {
+            return true;
+        };
+        match mm.step(SystemTime::now(), retry) {
+            MismatchStep::Verify => return true,
+            MismatchStep::Wait => return false,
+            MismatchStep::Look(path) => path.to_string(),
         }
-        let mut v = Vec::new();
-        for (r, _) in state::required_digests(cfg, &st, i) {
-            let Some(rel) = st.releases.get(&r) else {
+    };
+    let Ok(url) = t.ep.url(&path) else {
+        return false;
+    };
+    let Some(head) = t
+        .unless_stopped(http::head(&t.ep, &url, t.hc.timeout))
+        .await
+    else {
+        return false;
+    };
+    let look = match head {
+        Ok(v) => Look::Sent(v),
+        Err(http::ProbeError::Status { status: 404, .. }) => Look::Gone,
+        Err(_) => Look::Failed,
+    };
+    let Some((mut v, i)) = t.view() else {
+        return false;
+    };
+    let Some(mm) = &mut v.st.mirrors[i].mismatch else {
+        return true;
+    };
+    let changed = mm.looked(&look);
+    if changed {
+        info!(mirror = %t.name, file = %path, "the file with wrong bytes was replaced: verifying again");
+    }
+    changed
+}
+
+/// Verifies every required release the mirror has not verified (or whose `reverify` is due).
+pub(super) async fn run(t: &MirrorTask) {
+    let hc = &t.hc;
+    // A full download each round would be a heavy price for a mirror that stays wrong: it
+    // costs a HEAD per round, and a full verification at this retry time only.
+    let mismatch_retry = hc.reverify.min(Duration::from_secs(300)).max(hc.interval);
+    if !recheck_mismatch(t, mismatch_retry).await {
+        return;
+    }
+    let now = SystemTime::now();
+    let todo: Vec<(Arc<Manifest>, Option<Arc<Manifest>>)> = {
+        let Some((mut v, i)) = t.view() else { return };
+        let mut todo = Vec::new();
+        for (r, _) in state::required_digests(&v.cfg, &v.st, i) {
+            let Some(rel) = v.st.releases.get(&r) else {
                 continue;
             };
             let Some(cur) = rel.current.clone() else {
                 continue;
             };
-            let due = match h.verified.get(&cur.digest) {
+            let due = match v.st.mirrors[i].verified.get(&cur.digest) {
                 None => true,
                 Some(ver) => now.duration_since(ver.at).unwrap_or_default() >= hc.reverify,
             };
             if due {
-                v.push((cur, rel.previous.clone()));
+                todo.push((cur, rel.previous.clone()));
             }
         }
-        v
-    };
-    {
         // What was kept for content no longer required (replaced at the origin) goes.
-        let mut st = lock(&sh.state);
-        let h = &mut st.mirrors[i];
+        let required = !state::required_digests(&v.cfg, &v.st, i).is_empty();
+        let h = &mut v.st.mirrors[i];
         h.short
             .retain(|d, _| todo.iter().any(|(m, _)| m.digest == *d));
         h.partial
             .retain(|d, _| todo.iter().any(|(m, _)| m.digest == *d));
-    }
-    if todo.is_empty() {
-        let mut st = lock(&sh.state);
-        st.mirrors[i].lag_since = None;
-        if st.mirrors[i].mismatch.is_some() && !state::required_digests(cfg, &st, i).is_empty() {
-            // Everything required verified since the mismatch: the mirror is clean again.
-            st.mirrors[i].mismatch = None;
+        if todo.is_empty() {
+            h.lag_since = None;
+            if required {
+                // Everything required verified since the mismatch: the mirror is clean again.
+                h.mismatch = None;
+            }
+            return;
         }
-        return;
-    }
-    lock(&sh.state).mirrors[i].verifying = true;
-    sh.notify.notify_one();
+        h.verifying = true;
+        todo
+    };
+    t.sh.notify.notify_one();
     let mut clean = true;
     for (m, previous) in todo {
-        let mut done = lock(&sh.state).mirrors[i]
-            .partial
-            .remove(&m.digest)
-            .unwrap_or_default();
-        let mut report = Vec::new();
-        let short = lock(&sh.state).mirrors[i].short.remove(&m.digest);
-        let checked = SystemTime::now();
-        let outcome = tokio::select! {
-            _ = sh.token.cancelled() => break,
-            o = async {
-                match &short {
-                    Some(s) if still_short(ep, hc.timeout, &m, s).await => ReleaseOutcome::Failed {
-                        error: http::ProbeError::Short {
-                            path: s.path.clone(),
-                            expected: s.expected,
-                            got: s.got,
-                        },
-                        mismatch: false,
-                    },
-                    _ => verify_release(ep, hc, &m, previous.as_deref(), &mut done, &sh.downloads, false, &mut report).await,
-                }
-            } => o,
+        let Some(clean_so_far) = verify_one(t, &m, previous).await else {
+            // Stopped: what was found so far stands; the next task (or start) goes on.
+            if let Some((mut v, i)) = t.view() {
+                v.st.mirrors[i].verifying = false;
+            }
+            return;
         };
-        // Wrong bytes against the origin's manifest as we last fetched it: the origin may have
-        // published since, and the mirror synced first (wholly, or files before manifest).
-        // Only if the origin still has this content after the check are they wrong.
-        let (outcome, unconfirmed) = match outcome {
-            ReleaseOutcome::Failed {
-                error,
-                mismatch: true,
-            } => {
-                let still = tokio::select! {
-                    _ = sh.token.cancelled() => break,
-                    s = origin_still(sh, &m, checked) => s,
-                };
-                // When the origin cannot be fetched, the last good manifest stays in force.
-                let note = match still {
-                    Some(false) => Some("the origin has published new content since"),
-                    _ => None,
-                };
-                let mismatch = note.is_none();
-                (ReleaseOutcome::Failed { error, mismatch }, note)
-            }
-            o => (o, None),
-        };
-        let mut st = lock(&sh.state);
-        let changed_at = st.releases.get(&m.release).and_then(|r| r.changed_at);
-        let h = &mut st.mirrors[i];
-        match outcome {
-            ReleaseOutcome::Verified(files) => {
-                info!(mirror = %mirror.name, release = %m.release, version = %m.version, "verified");
-                h.verified.insert(
-                    m.digest,
-                    Verified {
-                        at: SystemTime::now(),
-                        files,
+        clean &= clean_so_far;
+    }
+    if let Some((mut v, i)) = t.view() {
+        v.st.mirrors[i].end_round(clean);
+    }
+}
+
+/// Verifies one release content and applies what was found: whether it verified, or None if
+/// the task was stopped first.
+async fn verify_one(
+    t: &MirrorTask,
+    m: &Arc<Manifest>,
+    previous: Option<Arc<Manifest>>,
+) -> Option<bool> {
+    let hc = &t.hc;
+    let (mut done, short) = {
+        let (mut v, i) = t.view()?;
+        let h = &mut v.st.mirrors[i];
+        (
+            h.partial.remove(&m.digest).unwrap_or_default(),
+            h.short.remove(&m.digest),
+        )
+    };
+    let mut report = Vec::new();
+    let checked = SystemTime::now();
+    let outcome = t
+        .unless_stopped(async {
+            match &short {
+                Some(s) if still_short(&t.ep, hc.timeout, m, s).await => ReleaseOutcome::Failed {
+                    error: http::ProbeError::Short {
+                        path: s.path.clone(),
+                        expected: s.expected,
+                        got: s.got,
                     },
-                );
-                if let Some(p) = &previous {
-                    h.verified.remove(&p.digest);
+                    mismatch: false,
+                },
+                _ => {
+                    verify_release(
+                        &t.ep,
+                        hc,
+                        m,
+                        previous.as_deref(),
+                        &mut done,
+                        &t.sh.downloads,
+                        false,
+                        &mut report,
+                    )
+                    .await
                 }
             }
-            ReleaseOutcome::Previous { file } => {
-                clean = false;
-                // It does not hold this content (any more). With the new manifest over old
-                // files it holds the previous content only in part: no lag grace on it.
-                h.verified.remove(&m.digest);
-                if let (Some(_), Some(p)) = (&file, &previous) {
-                    h.verified.remove(&p.digest);
-                }
-                h.lag_since.get_or_insert(changed_at.unwrap_or(now));
-                h.last_error = Some(match file {
-                    None => format!("{}: still the previous release", m.release),
-                    Some(f) => format!(
-                        "{}: the new manifest is there, but {f} is still the previous release's",
-                        m.release
-                    ),
-                });
-                // The files that already match stay matched: the sync is under way.
-                h.partial.insert(m.digest, done);
-            }
-            ReleaseOutcome::Failed { error, mismatch } => {
-                clean = false;
-                h.last_error = Some(match unconfirmed {
-                    None => error.to_string(),
-                    Some(note) => format!("{error} ({note})"),
-                });
-                // Bytes other than the manifest's, even if not called a mismatch: this content
-                // is not held; and a file cut short was overwritten in place, so the previous
-                // content is not whole either (no lag grace on it).
-                if error.is_mismatch() || error.is_syncing() {
-                    h.verified.remove(&m.digest);
-                }
-                if let (http::ProbeError::Short { .. }, Some(p)) = (&error, &previous) {
-                    h.verified.remove(&p.digest);
-                }
-                if mismatch {
-                    sh.counters.hash_mismatches[i].fetch_add(1, Relaxed);
-                    warn!(mirror = %mirror.name, release = %m.release, error = %error, "integrity check failed: never routed until it verifies");
-                    h.mismatch = Some(Mismatch {
-                        digest: m.digest,
-                        at: SystemTime::now(),
-                        reason: error.to_string(),
-                    });
-                } else {
-                    let missing = matches!(error, http::ProbeError::Status { status: 404, .. });
-                    // A sync in progress: the mirror lags, and is looked at again next round
-                    // rather than kept out for the mismatch retry time. A short file is
-                    // remembered, so that a HEAD can tell next round whether it grew.
-                    if let http::ProbeError::Short {
-                        path,
-                        expected,
-                        got,
-                    } = &error
-                    {
-                        let now_short = ShortFile {
-                            path: path.clone(),
-                            expected: *expected,
-                            got: *got,
-                        };
-                        if short.as_ref() != Some(&now_short) {
-                            info!(mirror = %mirror.name, release = %m.release, %error, "a file is incomplete: waiting for its sync");
-                        }
-                        h.short.insert(m.digest, now_short);
-                    }
-                    if missing
-                        || error.is_syncing()
-                        || previous
-                            .as_ref()
-                            .is_some_and(|p| h.verified.contains_key(&p.digest))
-                    {
-                        h.lag_since.get_or_insert(changed_at.unwrap_or(now));
-                    }
-                    // Keep what matched so far; only the rest is fetched next round.
-                    h.partial.insert(m.digest, done);
-                }
-            }
+        })
+        .await?;
+    // Wrong bytes against the origin's manifest as we last fetched it: the origin may have
+    // published since, and the mirror synced first (wholly, or files before manifest). Only
+    // if the origin still has this content after the check are they wrong. When the origin
+    // cannot be fetched, the last good manifest stays in force.
+    let superseded = match &outcome {
+        ReleaseOutcome::Failed { mismatch: true, .. } => {
+            t.unless_stopped(origin_still(&t.sh, m, checked, hc.timeout))
+                .await?
+                == Some(false)
         }
+        _ => false,
+    };
+    let (mut v, i) = t.view()?;
+    let changed_at = v.st.releases.get(&m.release).and_then(|r| r.changed_at);
+    let has = state::verified_versions(&v.st, i);
+    let h = &mut v.st.mirrors[i];
+    let applied = h.apply(
+        Checked {
+            manifest: m,
+            previous: previous.as_deref(),
+            changed_at,
+            outcome,
+            superseded,
+            done,
+            short_before: short,
+            has,
+        },
+        SystemTime::now(),
+    );
+    let reason = h.reason();
+    drop(v);
+    match applied {
+        Applied::Verified => {
+            info!(mirror = %t.name, release = %m.release, version = %m.version, "verified")
+        }
+        Applied::Mismatch => {
+            t.counters.hash_mismatches.fetch_add(1, Relaxed);
+            warn!(mirror = %t.name, release = %m.release, %reason, "integrity check failed: never routed until it verifies");
+        }
+        Applied::Incomplete { first: true } => {
+            info!(mirror = %t.name, release = %m.release, %reason, "a file is incomplete: waiting for its sync");
+        }
+        Applied::Incomplete { first: false } | Applied::Unverified => {}
     }
-    let mut st = lock(&sh.state);
-    let h = &mut st.mirrors[i];
-    h.verifying = false;
-    if clean {
-        h.mismatch = None;
-        h.lag_since = None;
-        h.last_error = None;
-    }
+    Some(applied == Applied::Verified)
 }
 
 /// Whether a file found short last round is still the same length (a HEAD, not a download):
@@ -289,15 +287,20 @@ async fn still_short(ep: &http::Endpoint, timeout: Duration, m: &Manifest, s: &S
 }
 
 /// Whether `m` is still the origin's content of its release as fetched after `since`: asks
-/// the origin task for a fetch and waits for it (bounded). None when no fetch succeeds in
-/// time (origin down, manifest rejected).
-async fn origin_still(sh: &Shared, m: &Manifest, since: SystemTime) -> Option<bool> {
-    let deadline = tokio::time::Instant::now() + sh.config.health.timeout * 4;
+/// the origin task for a fetch and waits for it (at most 4 x `timeout`). None when no fetch
+/// succeeds in time (origin down, manifest rejected).
+async fn origin_still(
+    sh: &Shared,
+    m: &Manifest,
+    since: SystemTime,
+    timeout: Duration,
+) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + timeout * 4;
     sh.origin_nudge.notify_one();
     loop {
         {
-            let st = lock(&sh.state);
-            if let Some(rel) = st.releases.get(&m.release)
+            let v = lock(&sh.view);
+            if let Some(rel) = v.st.releases.get(&m.release)
                 && rel.fetched_at.is_some_and(|f| f > since)
             {
                 return Some(rel.current.as_ref().map(|c| c.digest) == Some(m.digest));

@@ -11,105 +11,66 @@
 //! - the **coordinator** turns the state into a [`HealthSnapshot`] (debounced), hands it to
 //!   the publisher (which builds and swaps the routing table), logs state changes, records
 //!   global readiness, and writes the state file.
+//!
+//! What they decide is in [`transition`] (pure functions of the finding and the time), how
+//! they word it for operators in [`reason`]. A reload does not start them over:
+//! [`Health::reconfigure`] keeps the tasks whose inputs did not change.
 
+mod counters;
 pub mod http;
 mod integrity;
 pub mod oneshot;
+pub mod reason;
 pub mod state;
+mod tasks;
+pub mod transition;
 pub mod verify;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::config::Config;
-use crate::metrics::{Histogram, PROBE_BUCKETS};
+use crate::config::{Config, HealthConfig};
 use crate::routing::HealthSnapshot;
-use state::{HealthState, MirrorHealth, MirrorState, StateFile};
-use verify::fetch_manifest;
+pub use counters::{HealthCounters, MirrorCounters, PROBE_RESULTS};
+use state::{HealthState, MirrorHealth, StateFile};
 
 /// Receives every new snapshot; the daemon builds and publishes a routing table from it.
 pub type Publisher = Arc<dyn Fn(&HealthSnapshot) + Send + Sync>;
 
-/// Results a liveness probe is counted under.
-pub const PROBE_RESULTS: &[&str] = &[
-    "ok",
-    "timeout",
-    "connect",
-    "tls",
-    "redirect",
-    "missing",
-    "http-status",
-    "body",
-];
-
-/// Counters the prober keeps (read by the monitoring endpoint). Per-mirror vectors follow the
-/// config's mirror order.
-#[derive(Debug)]
-pub struct HealthCounters {
-    pub manifest_failures: AtomicU64,
-    pub signature_failures: AtomicU64,
-    /// [mirror][result] with results as in [`PROBE_RESULTS`].
-    pub probes: Vec<Vec<AtomicU64>>,
-    pub probe_latency: Vec<Histogram>,
-    pub hash_mismatches: Vec<AtomicU64>,
+/// The state and the config whose mirror order its per-mirror vector follows. A reload swaps
+/// both at once under the lock, so nothing pairs one config's mirror index with the other's
+/// state; a mirror task looks its index up by name each time it takes the lock.
+struct View {
+    cfg: Arc<Config>,
+    st: HealthState,
 }
 
-impl HealthCounters {
-    pub fn new(mirrors: usize) -> Self {
-        HealthCounters {
-            manifest_failures: AtomicU64::new(0),
-            signature_failures: AtomicU64::new(0),
-            probes: (0..mirrors)
-                .map(|_| PROBE_RESULTS.iter().map(|_| AtomicU64::new(0)).collect())
-                .collect(),
-            probe_latency: (0..mirrors)
-                .map(|_| Histogram::new(PROBE_BUCKETS))
-                .collect(),
-            hash_mismatches: (0..mirrors).map(|_| AtomicU64::new(0)).collect(),
-        }
+impl View {
+    fn position(&self, mirror: &str) -> Option<usize> {
+        self.cfg.mirrors.iter().position(|m| m.name == mirror)
     }
-
-    fn probe(&self, mirror: usize, result: &str, latency: Duration) {
-        let r = PROBE_RESULTS
-            .iter()
-            .position(|x| *x == result)
-            .unwrap_or(PROBE_RESULTS.len() - 1);
-        self.probes[mirror][r].fetch_add(1, Relaxed);
-        self.probe_latency[mirror].observe(latency);
-    }
-}
-
-/// The running prober.
-pub struct Health {
-    config: Arc<Config>,
-    state: Arc<Mutex<HealthState>>,
-    /// Wakes the coordinator (shared with the tasks).
-    nudge: Arc<Notify>,
-    pub counters: Arc<HealthCounters>,
-    token: CancellationToken,
-    tasks: TaskTracker,
 }
 
 struct Shared {
-    config: Arc<Config>,
-    state: Arc<Mutex<HealthState>>,
-    notify: Arc<Notify>,
+    view: Mutex<View>,
+    /// Wakes the coordinator.
+    notify: Notify,
     origin_fetched: Notify,
     /// Asks the origin task to fetch now rather than at the end of its pause.
     origin_nudge: Notify,
     downloads: Arc<Semaphore>,
     counters: Arc<HealthCounters>,
-    token: CancellationToken,
 }
 
-fn lock(m: &Mutex<HealthState>) -> std::sync::MutexGuard<'_, HealthState> {
+fn lock(m: &Mutex<View>) -> MutexGuard<'_, View> {
     // A panic while holding the lock leaves plain data behind; keep using it.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -152,6 +113,150 @@ pub fn initial_state(config: &Config, carried: Option<(&Config, &HealthState)>) 
     st
 }
 
+/// What a mirror task depends on besides `[health]`. While it stays the same across a
+/// reload, the task goes on, and a verification in flight with it.
+#[derive(Debug, PartialEq)]
+struct MirrorKey {
+    base_url: reqwest::Url,
+    probe_address: Option<SocketAddr>,
+    liveness: String,
+    /// Sorted: the releases of every service that lists the mirror.
+    releases: Vec<String>,
+}
+
+impl MirrorKey {
+    /// None for a static mirror (no base URL: never probed).
+    fn of(cfg: &Config, i: usize) -> Option<MirrorKey> {
+        let m = &cfg.mirrors[i];
+        let mut releases: Vec<String> = cfg
+            .services
+            .iter()
+            .filter(|s| s.mirrors.contains(&i))
+            .flat_map(|s| s.releases.iter().cloned())
+            .collect();
+        releases.sort();
+        releases.dedup();
+        Some(MirrorKey {
+            base_url: m.base_url.clone()?,
+            probe_address: m.probe_address,
+            liveness: tasks::liveness_path(cfg, i),
+            releases,
+        })
+    }
+}
+
+/// What the origin task depends on besides `[health]` (it reads the releases to fetch from the
+/// config in force at each round).
+fn origin_key(cfg: &Config) -> Option<(&reqwest::Url, Option<&str>)> {
+    cfg.origin
+        .as_ref()
+        .map(|o| (&o.base_url, o.minisign_key.as_deref()))
+}
+
+/// Every release path of every service, sorted.
+fn all_releases(cfg: &Config) -> Vec<&str> {
+    let mut r: Vec<&str> = cfg
+        .services
+        .iter()
+        .flat_map(|s| s.releases.iter().map(String::as_str))
+        .collect();
+    r.sort_unstable();
+    r.dedup();
+    r
+}
+
+/// Whether two `[health]` sections probe alike (same timings, limits and TLS roots), so that
+/// running tasks can go on. Destructured without `..`: a new setting must be placed here.
+fn same_probing(a: &HealthConfig, b: &HealthConfig) -> bool {
+    let HealthConfig {
+        interval,
+        timeout,
+        rise,
+        fall,
+        reverify,
+        download_timeout,
+        max_downloads,
+        ca_file,
+        // Read from the config in force by the coordinator, which starts again at each
+        // reconfigure, or only at start.
+        state_file: _,
+        state_max_age: _,
+    } = a;
+    *interval == b.interval
+        && *timeout == b.timeout
+        && *rise == b.rise
+        && *fall == b.fall
+        && *reverify == b.reverify
+        && *download_timeout == b.download_timeout
+        && *max_downloads == b.max_downloads
+        && *ca_file == b.ca_file
+}
+
+/// The CA file's contents: a file rewritten in place under the same name changes the
+/// clients as much as another name does.
+fn ca_contents(hc: &HealthConfig) -> Option<Vec<u8>> {
+    hc.ca_file.as_ref().and_then(|p| std::fs::read(p).ok())
+}
+
+/// HTTP clients for the origin (if any) and for probed mirrors by index, built before
+/// anything starts or stops.
+type Clients = (Option<http::Endpoint>, Vec<(usize, http::Endpoint)>);
+
+fn origin_client(cfg: &Config) -> Result<Option<http::Endpoint>, String> {
+    cfg.origin
+        .as_ref()
+        .map(|o| http::Endpoint::new(&cfg.health, &o.base_url, None))
+        .transpose()
+}
+
+/// Clients for the probed mirrors among `which`, all or none.
+fn mirror_clients(
+    cfg: &Config,
+    which: impl Iterator<Item = usize>,
+) -> Result<Vec<(usize, http::Endpoint)>, String> {
+    which
+        .filter_map(|i| {
+            let m = &cfg.mirrors[i];
+            let base = m.base_url.as_ref()?;
+            Some(
+                http::Endpoint::new(&cfg.health, base, m.probe_address)
+                    .map(|ep| (i, ep))
+                    .map_err(|e| format!("mirror `{}`: {e}", m.name)),
+            )
+        })
+        .collect()
+}
+
+/// A running task and how to stop it alone.
+struct Running<K> {
+    key: K,
+    token: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl<K> Running<K> {
+    async fn stop(self) {
+        self.token.cancel();
+        // A task that panicked is stopped all the same.
+        let _ = self.handle.await;
+    }
+}
+
+/// The running prober.
+pub struct Health {
+    shared: Arc<Shared>,
+    pub counters: Arc<HealthCounters>,
+    /// Parent of every task's own token: cancelling it stops them all.
+    token: CancellationToken,
+    tasks: TaskTracker,
+    origin: Option<Running<()>>,
+    /// Per mirror name.
+    mirrors: HashMap<String, Running<MirrorKey>>,
+    coordinator: Option<Running<()>>,
+    /// The CA file's contents the clients were built with.
+    ca: Option<Vec<u8>>,
+}
+
 impl Health {
     /// Starts the prober. `publish` is called with the first snapshot before this returns.
     pub fn start(
@@ -159,359 +264,239 @@ impl Health {
         state: HealthState,
         publish: Publisher,
     ) -> Result<Health, String> {
-        let token = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let counters = Arc::new(HealthCounters::new(config.mirrors.len()));
+        // Every client first: a config whose client cannot be built starts nothing.
+        let origin = origin_client(&config)?;
+        let mirrors = mirror_clients(&config, 0..config.mirrors.len())?;
+        Ok(Health::launch(
+            config,
+            state,
+            publish,
+            Arc::new(HealthCounters::default()),
+            (origin, mirrors),
+        ))
+    }
+
+    fn launch(
+        config: Arc<Config>,
+        mut state: HealthState,
+        publish: Publisher,
+        counters: Arc<HealthCounters>,
+        (origin, mirrors): Clients,
+    ) -> Health {
+        if config.origin.is_none() {
+            state.origin_done = true;
+        }
+        counters.follow(&config);
+        publish(&state::snapshot(&config, &state, SystemTime::now()));
         let shared = Arc::new(Shared {
-            config: config.clone(),
-            state: Arc::new(Mutex::new(state)),
-            notify: Arc::new(Notify::new()),
+            view: Mutex::new(View {
+                cfg: config.clone(),
+                st: state,
+            }),
+            notify: Notify::new(),
             origin_fetched: Notify::new(),
             origin_nudge: Notify::new(),
             downloads: Arc::new(Semaphore::new(config.health.max_downloads)),
             counters: counters.clone(),
-            token: token.clone(),
         });
-        publish(&state::snapshot(
-            &config,
-            &lock(&shared.state),
-            SystemTime::now(),
-        ));
-        if let Some(origin) = &config.origin {
-            let client = http::Endpoint::new(&config.health, &origin.base_url, None)?;
-            tasks.spawn(origin_task(shared.clone(), client));
-        } else {
-            lock(&shared.state).origin_done = true;
-        }
-        let probed: Vec<usize> = (0..config.mirrors.len())
-            .filter(|&i| config.mirrors[i].base_url.is_some())
-            .collect();
-        for (k, &i) in probed.iter().enumerate() {
-            let m = &config.mirrors[i];
-            let Some(base) = &m.base_url else { continue };
-            let client = http::Endpoint::new(&config.health, base, m.probe_address)
-                .map_err(|e| format!("mirror `{}`: {e}", m.name))?;
-            // Spread first probes over up to a second so a restart is not a probe storm.
-            let stagger = config.health.interval.min(Duration::from_secs(1)) * k as u32
-                / probed.len().max(1) as u32;
-            tasks.spawn(mirror_task(shared.clone(), i, client, stagger));
-        }
-        tasks.spawn(coordinator(shared.clone(), publish));
-        shared.notify.notify_one();
-        Ok(Health {
-            config,
-            state: shared.state.clone(),
-            nudge: shared.notify.clone(),
+        let mut h = Health {
+            shared,
             counters,
-            token,
-            tasks,
-        })
+            token: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            origin: None,
+            mirrors: HashMap::new(),
+            coordinator: None,
+            ca: ca_contents(&config.health),
+        };
+        if let Some(ep) = origin {
+            h.spawn_origin(ep);
+        }
+        h.spawn_mirrors(&config, mirrors);
+        h.spawn_coordinator(publish);
+        h
     }
 
-    /// Stops every task and returns the state, to seed the next prober after a reload.
-    pub async fn stop(self) -> (Arc<Config>, HealthState) {
+    fn spawn_origin(&mut self, ep: http::Endpoint) {
+        let token = self.token.child_token();
+        let handle = self
+            .tasks
+            .spawn(tasks::origin_task(self.shared.clone(), ep, token.clone()));
+        self.origin = Some(Running {
+            key: (),
+            token,
+            handle,
+        });
+    }
+
+    fn spawn_mirrors(&mut self, cfg: &Config, clients: Vec<(usize, http::Endpoint)>) {
+        let n = clients.len().max(1) as u32;
+        for (k, (i, ep)) in clients.into_iter().enumerate() {
+            let Some(key) = MirrorKey::of(cfg, i) else {
+                continue;
+            };
+            let name = cfg.mirrors[i].name.clone();
+            let token = self.token.child_token();
+            // Spread first probes over up to a second so a restart is not a probe storm.
+            let stagger = cfg.health.interval.min(Duration::from_secs(1)) * k as u32 / n;
+            let task = tasks::MirrorTask {
+                sh: self.shared.clone(),
+                name: name.clone(),
+                hc: cfg.health.clone(),
+                probe_path: key.liveness.clone(),
+                ep,
+                token: token.clone(),
+                counters: self.counters.entry(&name),
+            };
+            let handle = self.tasks.spawn(tasks::mirror_task(task, stagger));
+            self.mirrors.insert(name, Running { key, token, handle });
+        }
+    }
+
+    fn spawn_coordinator(&mut self, publish: Publisher) {
+        let token = self.token.child_token();
+        let handle = self.tasks.spawn(tasks::coordinator(
+            self.shared.clone(),
+            publish,
+            token.clone(),
+        ));
+        self.coordinator = Some(Running {
+            key: (),
+            token,
+            handle,
+        });
+        self.shared.notify.notify_one();
+    }
+
+    /// Puts a reloaded config in force without starting over. Mirror tasks whose base URL,
+    /// probe address, liveness URL and required releases are unchanged go on (a verification
+    /// in flight finishes instead of starting again); tasks of removed or changed mirrors are
+    /// stopped, new ones started, and the origin task kept unless the origin changed.
+    ///
+    /// The design: the state and the config it is indexed by are swapped together under the
+    /// state lock (see `View`), and tasks find their mirror by name at each lock, so a kept
+    /// task follows its mirror to a new index. Stopped tasks are awaited before the swap, so
+    /// only one task per mirror name ever writes. The coordinator always starts again (it
+    /// publishes through the new publisher). When `[health]` itself changes (timings,
+    /// limits, TLS roots), every task starts again, with what is known carried over. The
+    /// counters are the same throughout.
+    ///
+    /// On an error (a client that cannot be built), nothing has changed.
+    pub async fn reconfigure(
+        &mut self,
+        config: Arc<Config>,
+        admin: Arc<crate::admin::AdminState>,
+        publish: Publisher,
+    ) -> Result<(), String> {
+        let old = lock(&self.shared.view).cfg.clone();
+        if !same_probing(&old.health, &config.health) || ca_contents(&config.health) != self.ca {
+            let clients: Clients = (
+                origin_client(&config)?,
+                mirror_clients(&config, 0..config.mirrors.len())?,
+            );
+            self.token.cancel();
+            self.tasks.close();
+            self.tasks.wait().await;
+            let mut st = {
+                let v = lock(&self.shared.view);
+                initial_state(&config, Some((&v.cfg, &v.st)))
+            };
+            st.admin = admin;
+            info!("[health] changed: every probe starts again");
+            *self = Health::launch(config, st, publish, self.counters.clone(), clients);
+            return Ok(());
+        }
+        // A task goes on when it still runs (one that ended, by a panic, starts again) and
+        // what it depends on did not change.
+        let origin_changed = origin_key(&old) != origin_key(&config)
+            || self.origin.as_ref().is_some_and(|r| r.handle.is_finished());
+        let origin = match origin_changed {
+            true => origin_client(&config)?,
+            false => None,
+        };
+        let goes_on = |name: &str| {
+            let i = config.mirrors.iter().position(|m| m.name == name);
+            self.mirrors.get(name).is_some_and(|r| {
+                !r.handle.is_finished()
+                    && i.and_then(|i| MirrorKey::of(&config, i)).as_ref() == Some(&r.key)
+            })
+        };
+        let changed = (0..config.mirrors.len()).filter(|&i| !goes_on(&config.mirrors[i].name));
+        let clients = mirror_clients(&config, changed)?;
+        let gone: Vec<String> = self
+            .mirrors
+            .keys()
+            .filter(|n| !goes_on(n))
+            .cloned()
+            .collect();
+        // Stop what goes, and wait for it: after the swap no task of the old config writes.
+        let mut stopping: Vec<Running<()>> = self.coordinator.take().into_iter().collect();
+        if origin_changed {
+            stopping.extend(self.origin.take());
+        }
+        let stopped = gone.len();
+        let gone: Vec<Running<MirrorKey>> =
+            gone.iter().filter_map(|n| self.mirrors.remove(n)).collect();
+        for t in gone
+            .iter()
+            .map(|r| &r.token)
+            .chain(stopping.iter().map(|r| &r.token))
+        {
+            t.cancel();
+        }
+        for r in gone {
+            r.stop().await;
+        }
+        for r in stopping {
+            r.stop().await;
+        }
+        let snapshot = {
+            let mut v = lock(&self.shared.view);
+            let mut st = initial_state(&config, Some((&v.cfg, &v.st)));
+            st.admin = admin;
+            if config.origin.is_none() {
+                st.origin_done = true;
+            }
+            v.cfg = config.clone();
+            v.st = st;
+            state::snapshot(&v.cfg, &v.st, SystemTime::now())
+        };
+        publish(&snapshot);
+        self.counters.follow(&config);
+        info!(
+            kept = self.mirrors.len(),
+            started = clients.len(),
+            stopped,
+            origin_changed,
+            "prober reconfigured"
+        );
+        if let Some(ep) = origin {
+            self.spawn_origin(ep);
+        } else if all_releases(&old) != all_releases(&config) {
+            // The kept origin task would fetch a new release only after its pause.
+            self.shared.origin_nudge.notify_one();
+        }
+        self.spawn_mirrors(&config, clients);
+        self.spawn_coordinator(publish);
+        Ok(())
+    }
+
+    /// Stops every task (the coordinator writes the state file one last time).
+    pub async fn stop(self) {
         self.token.cancel();
         self.tasks.close();
         self.tasks.wait().await;
-        let st = std::mem::take(&mut *lock(&self.state));
-        (self.config, st)
     }
 
     /// Puts new admin state in force (from the watched file, or on expiry).
     pub fn set_admin(&self, admin: Arc<crate::admin::AdminState>) {
-        lock(&self.state).admin = admin;
-        self.nudge.notify_one();
+        lock(&self.shared.view).st.admin = admin;
+        self.shared.notify.notify_one();
     }
 
-    /// Reads the state under the lock.
+    /// Reads the state under the lock, with the config it is indexed by.
     pub fn with_state<T>(&self, f: impl FnOnce(&Config, &HealthState) -> T) -> T {
-        f(&self.config, &lock(&self.state))
-    }
-}
-
-/// Sleeps `d` with up to ±10 % jitter, or until shutdown. False on shutdown.
-async fn pause(token: &CancellationToken, d: Duration) -> bool {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let d = d.mul_f64(0.9 + (nanos % 2001) as f64 / 10000.0);
-    tokio::select! {
-        _ = token.cancelled() => false,
-        _ = tokio::time::sleep(d) => true,
-    }
-}
-
-async fn origin_task(sh: Arc<Shared>, client: http::Endpoint) {
-    let cfg = &sh.config;
-    loop {
-        // Configured releases plus any on-call pins, looked at again every round.
-        let mut releases: Vec<String> = {
-            let st = lock(&sh.state);
-            let now = SystemTime::now();
-            cfg.services
-                .iter()
-                .flat_map(|s| st.releases_of(s, now).into_iter().chain(s.releases.clone()))
-                .collect()
-        };
-        releases.sort();
-        releases.dedup();
-        for r in &releases {
-            let started = SystemTime::now();
-            let res = tokio::select! {
-                _ = sh.token.cancelled() => return,
-                r = fetch_manifest(&client, cfg, r) => r,
-            };
-            let mut st = lock(&sh.state);
-            let rel = st.releases.entry((*r).clone()).or_default();
-            match res {
-                Ok(m) => {
-                    rel.last_error = None;
-                    rel.fetched_at = Some(started);
-                    if rel.current.as_ref().map(|c| c.digest) != Some(m.digest) {
-                        let now = SystemTime::now();
-                        let first = rel.current.is_none();
-                        if !first || rel.restored.is_some_and(|d| d != m.digest) {
-                            info!(release = %r, version = %m.version, "release content changed at the origin; mirrors lag until verified");
-                            rel.previous = rel.current.take();
-                            rel.changed_at = Some(now);
-                            rel.ready_at = None;
-                        } else {
-                            info!(release = %r, version = %m.version, files = m.files.len(), "release manifest fetched");
-                        }
-                        if rel.changed_at.is_none() {
-                            rel.changed_at = Some(m.published.unwrap_or(now).min(now));
-                        }
-                        rel.current = Some(Arc::new(m));
-                        rel.restored = None;
-                        rel.restored_version = None;
-                    }
-                }
-                Err(e) => {
-                    if e.is_signature() {
-                        sh.counters
-                            .signature_failures
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    sh.counters
-                        .manifest_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let msg = e.to_string();
-                    if rel.last_error.as_deref() != Some(&msg) {
-                        warn!(release = %r, error = %msg, "manifest rejected; the last good one stays in force");
-                    }
-                    rel.last_error = Some(msg);
-                }
-            }
-        }
-        lock(&sh.state).origin_done = true;
-        sh.origin_fetched.notify_waiters();
-        sh.notify.notify_one();
-        let nudged = sh.origin_nudge.notified();
-        tokio::select! {
-            _ = nudged => {},
-            go_on = pause(&sh.token, cfg.health.interval) => if !go_on {
-                return;
-            },
-        }
-    }
-}
-
-/// The path a liveness probe fetches: the first required manifest, else the base URL.
-fn liveness_path(cfg: &Config, mirror: usize) -> String {
-    cfg.services
-        .iter()
-        .filter(|s| s.mirrors.contains(&mirror))
-        .flat_map(|s| s.releases.first())
-        .next()
-        .cloned()
-        .unwrap_or_default()
-}
-
-async fn mirror_task(sh: Arc<Shared>, i: usize, ep: http::Endpoint, stagger: Duration) {
-    let cfg = &sh.config;
-    let hc = &cfg.health;
-    let m = &cfg.mirrors[i];
-    if !pause(&sh.token, stagger).await {
-        return;
-    }
-    let Ok(probe_url) = ep.url(&liveness_path(cfg, i)) else {
-        warn!(mirror = %m.name, "cannot form the liveness URL; not probing");
-        return;
-    };
-    let mut spot = 0usize;
-    loop {
-        // Liveness.
-        let started = std::time::Instant::now();
-        let outcome = tokio::select! {
-            _ = sh.token.cancelled() => return,
-            r = ep.alive(&probe_url, hc.timeout) => r,
-        };
-        sh.counters.probe(
-            i,
-            outcome
-                .as_ref()
-                .map(|_| "ok")
-                .unwrap_or_else(|e| e.reason()),
-            started.elapsed(),
-        );
-        let outcome = outcome.map(|_| ()).map_err(|e| e.to_string());
-        let came_back = {
-            let mut st = lock(&sh.state);
-            let h = &mut st.mirrors[i];
-            h.last_probe = Some(SystemTime::now());
-            h.last_latency = Some(started.elapsed());
-            let ok = outcome.is_ok();
-            if let Err(e) = &outcome {
-                h.last_error = Some(e.clone());
-            }
-            let was = h.live;
-            let changed = h.record_probe(ok, hc.rise, hc.fall);
-            if changed == Some(true) && was == Some(false) {
-                // Back after being down: what it serves now must be verified again.
-                h.verified.clear();
-                h.partial.clear();
-                h.short.clear();
-                true
-            } else {
-                false
-            }
-        };
-        if came_back {
-            info!(mirror = %m.name, "back up; re-verifying its releases");
-        }
-        sh.notify.notify_one();
-        let live = lock(&sh.state).mirrors[i].live == Some(true);
-        if live {
-            // Wait (bounded) for the origin's first manifests so there is something to verify.
-            if !lock(&sh.state).origin_done {
-                let wait = sh.origin_fetched.notified();
-                tokio::select! {
-                    _ = sh.token.cancelled() => return,
-                    _ = wait => {},
-                    _ = tokio::time::sleep(hc.interval) => {},
-                }
-            }
-            integrity::spot_check(&sh, i, &ep, &mut spot).await;
-            integrity::run(&sh, i, &ep).await;
-        }
-        {
-            let mut st = lock(&sh.state);
-            rounds_done(&mut st, cfg);
-        }
-        sh.notify.notify_one();
-        if !pause(&sh.token, hc.interval).await {
-            return;
-        }
-    }
-}
-
-/// Marks the mirror's first cycle done; the first round is done when every probed mirror's is.
-fn rounds_done(st: &mut HealthState, cfg: &Config) {
-    if st.first_round_done {
-        return;
-    }
-    let all = cfg
-        .mirrors
-        .iter()
-        .zip(&st.mirrors)
-        .filter(|(m, _)| m.base_url.is_some())
-        .all(|(_, h)| h.last_probe.is_some() && !h.verifying);
-    if all && st.origin_done {
-        st.first_round_done = true;
-    }
-}
-
-async fn coordinator(sh: Arc<Shared>, publish: Publisher) {
-    let cfg = &sh.config;
-    let mut last: Option<HealthSnapshot> = None;
-    let mut last_admin: Option<Arc<crate::admin::AdminState>> = None;
-    let mut shown: HashMap<usize, MirrorState> = HashMap::new();
-    loop {
-        tokio::select! {
-            _ = sh.token.cancelled() => break,
-            _ = sh.notify.notified() => {},
-        }
-        // Debounce: a burst of changes becomes one swap.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = SystemTime::now();
-        let (snap, file, admin) = {
-            let mut st = lock(&sh.state);
-            for i in 0..cfg.mirrors.len() {
-                let s = state::mirror_state(cfg, &st, i);
-                if shown.get(&i) != Some(&s) {
-                    let h = &st.mirrors[i];
-                    let reason = h.reason();
-                    info!(mirror = %cfg.mirrors[i].name, state = s.as_str(), %reason, "mirror state");
-                    shown.insert(i, s);
-                }
-            }
-            readiness(cfg, &mut st, now);
-            let snap = state::snapshot(cfg, &st, now);
-            let file = cfg
-                .health
-                .state_file
-                .as_ref()
-                .map(|p| (p.clone(), StateFile::from_state(cfg, &st, now)));
-            (snap, file, st.admin.clone())
-        };
-        // A new admin state changes answers (the publisher applies drains and force-ups)
-        // even when the probes' view did not change.
-        let admin_changed = !last_admin.as_ref().is_some_and(|a| Arc::ptr_eq(a, &admin));
-        if last.as_ref() != Some(&snap) || admin_changed {
-            publish(&snap);
-            last = Some(snap);
-            last_admin = Some(admin);
-        }
-        if let Some((path, f)) = file
-            && let Err(e) = f.write(&path)
-        {
-            warn!(file = %path.display(), error = %e, "cannot write the state file");
-        }
-    }
-    // Shutdown: one last write so the next start knows what we knew.
-    if let Some(path) = &cfg.health.state_file {
-        let f = StateFile::from_state(cfg, &lock(&sh.state), SystemTime::now());
-        if let Err(e) = f.write(path) {
-            warn!(file = %path.display(), error = %e, "cannot write the state file");
-        }
-    }
-}
-
-/// Records when each release became verified on every non-drained probed mirror that needs it.
-fn readiness(cfg: &Config, st: &mut HealthState, now: SystemTime) {
-    let paths: Vec<String> = st.releases.keys().cloned().collect();
-    for r in paths {
-        let Some(rel) = st.releases.get(&r) else {
-            continue;
-        };
-        if rel.ready_at.is_some() {
-            continue;
-        }
-        let Some(cur) = rel.current.as_ref().map(|m| m.digest) else {
-            continue;
-        };
-        let needed: Vec<usize> = (0..cfg.mirrors.len())
-            .filter(|&i| {
-                let m = &cfg.mirrors[i];
-                !m.drained
-                    && m.base_url.is_some()
-                    && cfg
-                        .services
-                        .iter()
-                        .any(|s| s.mirrors.contains(&i) && st.releases_of(s, now).contains(&r))
-            })
-            .collect();
-        if needed
-            .iter()
-            .all(|&i| st.mirrors[i].verified.contains_key(&cur))
-        {
-            let since = rel.changed_at.unwrap_or(now);
-            let took = now.duration_since(since).unwrap_or_default();
-            info!(release = %r, seconds = took.as_secs_f64(), "release verified on every mirror");
-            if let Some(rel) = st.releases.get_mut(&r) {
-                rel.ready_at = Some(now);
-            }
-        }
+        let v = lock(&self.shared.view);
+        f(&v.cfg, &v.st)
     }
 }

@@ -374,6 +374,7 @@ mod tests {
                     path: "a.tgz".into(),
                     expected: "ab".into(),
                     actual: "cd".into(),
+                    seen: Box::default(),
                 }),
                 MirrorState::Mismatch,
             ),

@@ -57,6 +57,21 @@ pub struct Mismatch {
     pub digest: Digest,
     pub at: SystemTime,
     pub reason: String,
+    /// The file that was wrong, when known: each round a HEAD of it shows whether someone has
+    /// replaced it since, so that a repair is seen at once rather than at the retry time.
+    pub file: Option<WrongFile>,
+    /// The wrong file was replaced (or removed) since: the mirror is verified every round, as
+    /// a lagging one is, until it verifies or shows wrong bytes again (a sync repairing it
+    /// passes through files cut short or missing).
+    pub repairing: bool,
+}
+
+/// A file found with wrong bytes, and what the mirror sent with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WrongFile {
+    /// Under the mirror's base URL.
+    pub path: String,
+    pub seen: Validators,
 }
 
 /// A file found shorter than its manifest entry: most likely a sync writing it in place.
@@ -90,14 +105,16 @@ pub struct MirrorHealth {
 }
 
 impl MirrorHealth {
-    /// Why the mirror is not ready, as an operator reads it: the mismatch found, else the
-    /// last error (empty when there is none).
+    /// Why the mirror is not ready, as an operator reads it: the mismatch found (and how its
+    /// repair is going), else the last error (empty when there is none).
     pub fn reason(&self) -> String {
-        self.mismatch
-            .as_ref()
-            .map(|m| m.reason.clone())
-            .or_else(|| self.last_error.clone())
-            .unwrap_or_default()
+        match (&self.mismatch, &self.last_error) {
+            (Some(m), Some(now)) if m.repairing && *now != m.reason => {
+                format!("{}; being repaired: {now}", m.reason)
+            }
+            (Some(m), _) => m.reason.clone(),
+            (None, e) => e.clone().unwrap_or_default(),
+        }
     }
 
     /// Applies one liveness result with hysteresis; returns the new liveness if it changed.
@@ -181,6 +198,23 @@ impl HealthState {
             .and_then(|r| r.current.as_ref())
             .is_some_and(|m| self.admin.is_blocked(&m.version, now))
     }
+}
+
+/// The versions mirror `m` is known to hold (verified), sorted, for the reasons operators read.
+pub fn verified_versions(state: &HealthState, m: usize) -> Vec<String> {
+    let Some(h) = state.mirrors.get(m) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = state
+        .releases
+        .values()
+        .flat_map(|r| r.current.iter().chain(r.previous.iter()))
+        .filter(|man| h.verified.contains_key(&man.digest))
+        .map(|man| man.version.clone())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Digests a mirror must hold: the current content of every release of every service that
@@ -341,6 +375,10 @@ pub struct StateMirror {
     pub live: Option<bool>,
     pub verified: Vec<String>,
     pub mismatch: Option<String>,
+    /// The wrong file behind `mismatch`, so that a repair made while we were stopped is seen
+    /// at the first round. Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatch_file: Option<WrongFile>,
 }
 
 fn parse_digest(s: &str) -> Option<Digest> {
@@ -389,6 +427,7 @@ impl StateFile {
                         live: h.live,
                         verified: h.verified.keys().map(|d| hex(d)).collect(),
                         mismatch: h.mismatch.as_ref().map(|x| x.reason.clone()),
+                        mismatch_file: h.mismatch.as_ref().and_then(|x| x.file.clone()),
                     },
                 ))
             })
@@ -465,6 +504,8 @@ impl StateFile {
                 digest: [0; 32],
                 at: now,
                 reason: reason.clone(),
+                file: saved.mismatch_file.clone(),
+                repairing: false,
             });
         }
     }

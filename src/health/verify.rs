@@ -123,7 +123,7 @@ pub async fn verify_release(
         }
     };
     match http::fetch(ep, &murl, MANIFEST_CAP, hc.timeout).await {
-        Ok((bytes, _)) => {
+        Ok((bytes, seen)) => {
             use sha2::Digest;
             let d: [u8; 32] = sha2::Sha256::digest(&bytes).into();
             if d != m.digest {
@@ -134,6 +134,7 @@ pub async fn verify_release(
                     path: m.release.clone(),
                     expected: manifest::hex(&m.digest),
                     actual: manifest::hex(&d),
+                    seen: Box::new(seen),
                 };
                 report.push(FileResult {
                     path: m.release.clone(),

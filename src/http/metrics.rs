@@ -193,9 +193,9 @@ pub fn render(
             "counter",
             "Liveness probes by mirror and result.",
         );
-        for (i, m) in cfg.mirrors.iter().enumerate() {
-            if let Some(row) = hc.probes.get(i) {
-                for (r, c) in PROBE_RESULTS.iter().zip(row) {
+        for m in &cfg.mirrors {
+            if let Some(mc) = hc.mirror(&m.name) {
+                for (r, c) in PROBE_RESULTS.iter().zip(&mc.probes) {
                     e.sample(
                         "mirrordns_probes_total",
                         &[("mirror", &m.name), ("result", r)],
@@ -209,14 +209,14 @@ pub fn render(
             "histogram",
             "Liveness probe latency by mirror.",
         );
-        for (i, m) in cfg.mirrors.iter().enumerate() {
-            if let Some(h) = hc.probe_latency.get(i)
+        for m in &cfg.mirrors {
+            if let Some(mc) = hc.mirror(&m.name)
                 && m.base_url.is_some()
             {
                 e.histogram(
                     "mirrordns_probe_duration_seconds",
                     &[("mirror", &m.name)],
-                    h,
+                    &mc.probe_latency,
                 );
             }
         }
@@ -225,12 +225,12 @@ pub fn render(
             "counter",
             "Verifications that found wrong bytes (size or SHA-256), by mirror.",
         );
-        for (i, m) in cfg.mirrors.iter().enumerate() {
-            if let Some(c) = hc.hash_mismatches.get(i) {
+        for m in &cfg.mirrors {
+            if let Some(mc) = hc.mirror(&m.name) {
                 e.sample(
                     "mirrordns_hash_mismatches_total",
                     &[("mirror", &m.name)],
-                    c.load(Relaxed) as f64,
+                    mc.hash_mismatches.load(Relaxed) as f64,
                 );
             }
         }

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::daemon::Core;
+use crate::health::state::HealthState;
+use crate::routing::RoutingTable;
 
 type Shared = Arc<Core>;
 
@@ -53,19 +55,37 @@ async fn healthz(State(core): State<Shared>) -> Response {
     }
 }
 
-async fn build_status(core: &Core) -> status::Status {
+/// Calls `f` with the routing table and the prober's state when both are for the same
+/// config. Their mirror indices only agree then: in the moment of a reload between the two
+/// swaps (or without a prober), `f` gets no state rather than another config's.
+async fn with_table<T>(
+    core: &Core,
+    f: impl FnOnce(&Arc<RoutingTable>, Option<&HealthState>) -> T,
+) -> T {
+    let mut f = Some(f);
     let table = core.table.load_full();
-    core.with_health(|_, st| status::build(core, &table, Some(st)))
+    let with_state = core
+        .with_health(|cfg, st| {
+            if !std::ptr::eq(cfg, &*table.config) {
+                return None;
+            }
+            f.take().map(|f| f(&table, Some(st)))
+        })
         .await
-        .unwrap_or_else(|| status::build(core, &table, None))
+        .flatten();
+    match (with_state, f) {
+        (Some(out), _) => out,
+        (None, Some(f)) => f(&table, None),
+        (None, None) => unreachable!("f is taken only when it returns"),
+    }
+}
+
+async fn build_status(core: &Core) -> status::Status {
+    with_table(core, |table, st| status::build(core, table, st)).await
 }
 
 async fn readyz(State(core): State<Shared>) -> Response {
-    let table = core.table.load_full();
-    let waiting = core
-        .with_health(|cfg, st| status::waiting_for(cfg, Some(st)))
-        .await
-        .unwrap_or_else(|| status::waiting_for(&table.config, None));
+    let waiting = with_table(&core, |t, st| status::waiting_for(&t.config, st)).await;
     if waiting.is_empty() && core.dns_running.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -97,12 +117,11 @@ async fn lookup(State(core): State<Shared>, Query(q): Query<HashMap<String, Stri
         )
             .into_response();
     };
-    let table = core.table.load_full();
     let name = q.get("name").cloned();
-    let states = core
-        .with_health(|cfg, st| status::mirror_states(cfg, Some(st)))
-        .await
-        .unwrap_or_else(|| status::mirror_states(&table.config, None));
+    let (table, states) = with_table(&core, |t, st| {
+        (t.clone(), status::mirror_states(&t.config, st))
+    })
+    .await;
     // Explaining may re-read the geo database from disk: keep it off the async workers.
     let res = tokio::task::spawn_blocking(move || {
         status::lookup(&core, &table, &states, ip, name.as_deref()).map(|lookup| LookupAnswer {
@@ -174,12 +193,11 @@ async fn reload(
 }
 
 async fn metrics_text(State(core): State<Shared>) -> Response {
-    let table = core.table.load_full();
     let hc = core.health_counters().await;
-    let text = core
-        .with_health(|_, st| metrics::render(&core, &table, Some(st), hc.as_deref()))
-        .await
-        .unwrap_or_else(|| metrics::render(&core, &table, None, None));
+    let text = with_table(&core, |table, st| {
+        metrics::render(&core, table, st, st.and(hc.as_deref()))
+    })
+    .await;
     (
         [(
             header::CONTENT_TYPE,

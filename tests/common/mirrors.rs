@@ -127,11 +127,7 @@ pub async fn state_of(server: &Server, name: &str) -> String {
             format!(
                 "{} {}",
                 mirrordns::health::state::mirror_state(cfg, st, i).as_str(),
-                h.mismatch
-                    .as_ref()
-                    .map(|m| m.reason.clone())
-                    .or(h.last_error.clone())
-                    .unwrap_or_default()
+                h.reason()
             )
         })
         .await
@@ -156,3 +152,28 @@ pub const MANIFEST: &str = "tool/v1.8.2/manifest.json";
 pub const EU: &str = "192.0.2.11";
 pub const US: &str = "192.0.2.10";
 pub const ORIGIN: &str = "192.0.2.1";
+
+/// GET `path` from the server's monitoring endpoint.
+pub async fn monitoring(server: &Server, path: &str) -> String {
+    mirrordns::health::http::install_crypto();
+    let url = format!("http://{}{path}", server.http_addr().unwrap());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// A mirror's entry in `/status`, as the first service listing it shows it.
+pub async fn mirror_status(server: &Server, name: &str) -> serde_json::Value {
+    let st: serde_json::Value = serde_json::from_str(&monitoring(server, "/status").await).unwrap();
+    st["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["mirrors"].as_array().into_iter().flatten())
+        .find(|m| m["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in /status: {st}"))
+}

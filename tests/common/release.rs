@@ -47,17 +47,28 @@ pub fn manifest_json(version: &str, files: &[(String, Vec<u8>)]) -> String {
 
 /// Writes a release into `root/<dir>/`: its files and `manifest.json` (plus SHA256SUMS).
 pub fn write(root: &Path, dir: &str, version: &str) {
+    write_files(root, dir, version, &files(version));
+}
+
+/// [`files`] with the first (the tarball) `mb` MiB long: a download that takes a while.
+pub fn large_files(version: &str, mb: usize) -> Vec<(String, Vec<u8>)> {
+    let mut f = files(version);
+    f[0].1 = f[0].1.iter().copied().cycle().take(mb << 20).collect();
+    f
+}
+
+/// Writes a release of `files` into `root/<dir>/`, as [`write`] does.
+pub fn write_files(root: &Path, dir: &str, version: &str, files: &[(String, Vec<u8>)]) {
     let d = root.join(dir);
     std::fs::create_dir_all(&d).unwrap();
-    let files = files(version);
     let mut sums = String::new();
-    for (n, data) in &files {
+    for (n, data) in files {
         replace(&d.join(n), data);
         sums.push_str(&format!("{}  {n}\n", hex(&Sha256::digest(data))));
     }
     replace(
         &d.join("manifest.json"),
-        manifest_json(version, &files).as_bytes(),
+        manifest_json(version, files).as_bytes(),
     );
     replace(&d.join("SHA256SUMS"), sums.as_bytes());
 }
@@ -65,7 +76,7 @@ pub fn write(root: &Path, dir: &str, version: &str) {
 /// Writes a file the way rsync does by default, through a temporary file renamed over the old
 /// one: a prober reading at that moment sees the old bytes or the new, never a file cut short
 /// (tests/syncing.rs writes in place on purpose where that is what it tests).
-fn replace(path: &Path, data: &[u8]) {
+pub fn replace(path: &Path, data: &[u8]) {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     std::fs::write(&tmp, data).unwrap();
