@@ -248,10 +248,9 @@ fn stop_cleanly(child: &mut std::process::Child, signal: &str, secs: u64) {
 /// The README's first steps, as an operator runs them: `mirrordns serve`, `dig` with two client
 /// subnets gets two mirrors, SIGTERM stops the server cleanly.
 #[test]
+#[ignore = "needs dig (dnsutils); `cargo test -- --ignored` runs it, as CI does"]
 fn serve_answers_dig_and_stops_on_sigterm() {
-    if !installed("dig", "-v", "dnsutils") {
-        return;
-    }
+    require("dig", "-v", "dnsutils");
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = shipped_config(dir.path(), port, 0);

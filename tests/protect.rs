@@ -218,10 +218,9 @@ fn dig(args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dig (dnsutils); `cargo test -- --ignored` runs it, as CI does"]
 async fn dig_gets_and_returns_a_server_cookie() {
-    if !installed("dig", "-v", "dnsutils") {
-        return;
-    }
+    require("dig", "-v", "dnsutils");
     let ts = start(&config(""), ZONE, None).await;
     let port = ts.addr.port().to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -297,10 +296,9 @@ fn records(out: &str) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dig (dnsutils); `cargo test -- --ignored` runs it, as CI does"]
 async fn transfers_need_the_allow_list_and_the_key() {
-    if !installed("dig", "-v", "dnsutils") {
-        return;
-    }
+    require("dig", "-v", "dnsutils");
     // Not listed: refused, over TCP and UDP alike.
     let ts = start(&transfer_config("\"192.0.2.0/24\"", false), ZONE, None).await;
     let out = axfr(&ts, &["axfr", "example.com"]).await;
@@ -380,10 +378,9 @@ async fn transfers_need_the_allow_list_and_the_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dig (dnsutils); `cargo test -- --ignored` runs it, as CI does"]
 async fn signed_queries_are_answered_signed_or_get_badkey() {
-    if !installed("dig", "-v", "dnsutils") {
-        return;
-    }
+    require("dig", "-v", "dnsutils");
     let right = format!("hmac-sha256:xfr-key:{KEY}");
     let other = format!("hmac-sha256:other-key:{KEY}");
     let ts = start(&transfer_config("\"127.0.0.1\"", true), ZONE, None).await;
@@ -429,10 +426,9 @@ async fn signed_queries_are_answered_signed_or_get_badkey() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dig (dnsutils); `cargo test -- --ignored` runs it, as CI does"]
 async fn a_signed_answer_too_big_for_udp_is_truncated_with_its_signature() {
-    if !installed("dig", "-v", "dnsutils") {
-        return;
-    }
+    require("dig", "-v", "dnsutils");
     let right = format!("hmac-sha256:xfr-key:{KEY}");
     // 447 bytes unsigned, so it fits 512 without EDNS; the 80-byte signature would not.
     let zone = format!(

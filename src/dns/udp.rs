@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tracing::debug;
+use tracing::{debug, error};
 
 use super::answer::{Transport, handle};
 use super::{Event, Guard, Stats};
@@ -109,8 +109,16 @@ pub fn worker(
             )
         };
         if n <= 0 {
-            // Timeout (EAGAIN), signal (EINTR) or a transient error: look at `stop`, go on.
             filled = 0;
+            let e = std::io::Error::last_os_error();
+            if socket_gone(&e) {
+                // Retrying would spin forever on a socket that no longer is one. Ending the
+                // worker stops the server (see `server::run`), so that a supervisor restarts
+                // it rather than half the queries going unanswered.
+                error!(error = %e, "UDP socket unusable; stopping this worker");
+                return;
+            }
+            // Timeout (EAGAIN), signal (EINTR) or a transient error: look at `stop`, go on.
             continue;
         }
         let n = n as usize;
@@ -185,4 +193,13 @@ pub fn worker(
             sent += r as usize;
         }
     }
+}
+
+/// Errors after which the descriptor is no UDP socket of ours any more (closed, or replaced by
+/// something else): no retry can succeed.
+fn socket_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::ENOTSOCK | libc::EINVAL | libc::EFAULT)
+    )
 }

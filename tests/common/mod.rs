@@ -271,18 +271,32 @@ pub fn london_query() -> Vec<u8> {
     )
 }
 
-/// True if `cmd` runs; otherwise the test skips with a message, except under CI, which must
-/// have installed `package`.
+/// True if `cmd` runs. Only for an optional part of a test (the rest runs anyway); under CI,
+/// which installs every tool, a missing one is a failure.
 pub fn installed(cmd: &str, arg: &str, package: &str) -> bool {
     if std::process::Command::new(cmd).arg(arg).output().is_ok() {
         return true;
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "CI must install {package}"
+        "{}",
+        missing(cmd, package)
     );
-    eprintln!("{cmd} is not installed; skipping (apt-get install {package})");
+    eprintln!("{cmd} is not installed; leaving that part out (apt-get install {package})");
     false
+}
+
+/// For tests that need an outside tool: they are `#[ignore]`d, so that `cargo test` on a
+/// machine without the tool shows them as ignored rather than passed, and run with
+/// `cargo test -- --ignored` (CI, after installing the tools). Then a missing tool fails.
+pub fn require(cmd: &str, arg: &str, package: &str) {
+    if std::process::Command::new(cmd).arg(arg).output().is_err() {
+        panic!("{}", missing(cmd, package));
+    }
+}
+
+pub fn missing(cmd: &str, package: &str) -> String {
+    format!("this test needs {cmd}: apt-get install {package} (see .ci/run)")
 }
 
 /// A loopback port free for both UDP and TCP right now (for servers started as a process,
