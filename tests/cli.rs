@@ -424,6 +424,27 @@ fn demo_routes_every_client_to_the_one_good_mirror() {
             "client {subnet}: the demo's printed promise"
         );
     }
+    // Issue #17's report: cdn.example.com (regions) lists ap-northeast (lagging) then
+    // ap-south (drained) for Tokyo, and sa-east (drained) then us-east (corrupted) for
+    // Brazil. Both go on past their list to the good mirror instead of an empty answer.
+    for subnet in ["1.0.16.0", "177.1.0.0"] {
+        let q = query(
+            "cdn.example.com.",
+            hickory_proto::rr::RecordType::A,
+            Some(1232),
+            Some((subnet, 24)),
+        );
+        let m = rt.block_on(udp(addr, &q));
+        assert_eq!(addrs(&m), ["192.0.2.11"], "cdn.example.com for {subnet}");
+    }
+    let metrics = common::process::metric(
+        demo.http,
+        "mirrordns_dns_fallthrough_total{service=\"cdn.example.com\"}",
+    );
+    assert_eq!(
+        metrics, 2.0,
+        "both answers counted as past the client's list"
+    );
 
     // Probe latencies and lags in /status: at most 3 decimals, still numbers.
     let (code, body) = common::process::http(demo.http, "GET", "/status");

@@ -247,7 +247,7 @@ pub(super) async fn coordinator(sh: Arc<Shared>, publish: Publisher, token: Canc
                 let s = state::mirror_state(cfg, st, i);
                 if shown.get(&m.name) != Some(&s) {
                     let reason = st.mirrors[i].reason();
-                    info!(mirror = %m.name, state = s.as_str(), %reason, "mirror state");
+                    info!(mirror = %m.name, state = %s.as_str(), %reason, "mirror state");
                     shown.insert(m.name.clone(), s);
                 }
             }
