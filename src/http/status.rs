@@ -1,5 +1,5 @@
-//! `/status` and `/lookup`: what the server believes, as JSON. The schema is documented in the
-//! README; fields are only ever added, never renamed.
+//! `/status` and `/lookup`: what the server believes, as JSON. The schema is documented in
+//! docs/monitoring.md; fields are only ever added, never renamed.
 
 use std::net::IpAddr;
 use std::time::SystemTime;
