@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::mirrors::monitoring;
 use common::release;
 use common::*;
 use mirrordns::daemon::Server;
@@ -98,20 +99,8 @@ async fn start(dir: &Path, config: &str) -> Server {
         .unwrap()
 }
 
-/// GET `path` from the monitoring endpoint.
-async fn text(server: &Server, path: &str) -> String {
-    mirrordns::health::http::install_crypto();
-    let url = format!("http://{}{path}", server.http_addr().unwrap());
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    client.get(url).send().await.unwrap().text().await.unwrap()
-}
-
 async fn status(server: &Server) -> serde_json::Value {
-    serde_json::from_str(&text(server, "/status").await).unwrap()
+    serde_json::from_str(&monitoring(server, "/status").await).unwrap()
 }
 
 /// (state, routable, reason, last_probe) of a mirror in `/status`.
@@ -445,7 +434,7 @@ async fn hostile_mirrors_are_shown_with_their_reason_and_never_answered() {
     );
 
     // Metrics count each failure under its own kind.
-    let metrics = text(&server, "/metrics").await;
+    let metrics = monitoring(&server, "/metrics").await;
     let tls_counted = [
         ("tls-self-signed", "tls"),
         ("tls-wrong-name", "tls"),
