@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::diag::{Problem, Problems, line_of};
-use crate::geo::{Code, Location};
+use crate::geo::{Code, Location, Override};
 
 /// A validated config. Every reference (service -> mirror) is resolved to an index.
 #[derive(Debug, Clone)]
@@ -71,15 +71,10 @@ pub struct ServerConfig {
 pub struct GeoConfig {
     /// MaxMind DB file and the config line that named it.
     pub database: Option<(PathBuf, usize)>,
+    /// Parsed straight into geo's own type, so that geo never needs the config.
     pub overrides: Vec<Override>,
     /// Reload when the database file changes.
     pub watch: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Override {
-    pub network: IpNet,
-    pub location: Location,
 }
 
 pub const DEFAULT_UDP_PAYLOAD_MAX: u16 = 1232;
