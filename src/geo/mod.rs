@@ -102,16 +102,19 @@ pub struct Override {
 /// key named it.
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
+    /// The file could not be read.
     #[error("cannot open MaxMind database {}: {source}", path.display())]
     Open {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The file is not a MaxMind DB.
     #[error("cannot open MaxMind database {}: {source}", path.display())]
     Format {
         path: PathBuf,
         source: maxminddb::MaxMindDbError,
     },
+    /// A MaxMind DB without locations (ASN, ISP, ...).
     #[error(
         "{} is a `{kind}` database: expected a GeoIP2/GeoLite2 City or Country database",
         path.display()
@@ -123,12 +126,14 @@ pub enum GeoError {
         path: PathBuf,
         source: maxminddb::MaxMindDbError,
     },
+    /// A network's record could not be decoded while compiling.
     #[error("{}: record for {network}: {source}", path.display())]
     Record {
         path: PathBuf,
         network: ipnetwork::IpNetwork,
         source: maxminddb::MaxMindDbError,
     },
+    /// The database gave a network with an impossible prefix length.
     #[error(transparent)]
     Prefix(#[from] ipnet::PrefixLenError),
 }
