@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, GeoConfig};
 use crate::diag::{Problem, Problems};
 use crate::geo::GeoSource;
 use crate::routing::{self, AnswerCounters, HealthSnapshot, Inputs, RoutingTable};
@@ -52,10 +52,17 @@ impl Loaded {
                 None
             }
         };
-        let geo = match GeoSource::load(&config.geo, &config.path) {
+        // `watch` is the daemon's business: it decides when to load again, not what loads.
+        let GeoConfig {
+            database,
+            overrides,
+            watch: _,
+        } = &config.geo;
+        let database = database.as_ref().map(|(path, _line)| path.as_path());
+        let geo = match GeoSource::load(database, overrides.clone()) {
             Ok(g) => Some(g),
-            Err(p) => {
-                problems.push(p);
+            Err(e) => {
+                problems.push(geo_problem(&config, e.to_string()));
                 None
             }
         };
@@ -80,15 +87,9 @@ impl Loaded {
             return Err(Problems(problems));
         };
         let started = Instant::now();
-        let locations = geo.compile().map_err(|e| {
-            let line = config.geo.database.as_ref().map(|d| d.1);
-            Problem::new(
-                &config.path,
-                line,
-                Some("geo.database"),
-                format!("cannot read the database: {e}"),
-            )
-        })?;
+        let locations = geo
+            .compile()
+            .map_err(|e| geo_problem(&config, format!("cannot read the database: {e}")))?;
         let maps: Vec<Arc<routing::ClientMap>> = config
             .services
             .iter()
@@ -141,4 +142,11 @@ impl Loaded {
     pub fn table_with(&self, health: &HealthSnapshot, generation: u64) -> RoutingTable {
         routing::build(&self.inputs, health, generation)
     }
+}
+
+/// A geo data problem, named by the config line and key that chose the database: geo itself
+/// knows files, not config.
+fn geo_problem(config: &Config, message: String) -> Problem {
+    let line = config.geo.database.as_ref().map(|d| d.1);
+    Problem::new(&config.path, line, Some("geo.database"), message)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{Validator, parse_duration, raw};
+use super::{Validator, defaults, parse_duration, raw};
 
 /// The source of truth for releases.
 #[derive(Debug, Clone)]
@@ -57,15 +57,15 @@ pub struct HealthConfig {
 impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig {
-            interval: Duration::from_secs(10),
-            timeout: Duration::from_secs(3),
-            rise: 2,
-            fall: 3,
-            reverify: Duration::from_secs(6 * 3600),
+            interval: defaults::HEALTH_INTERVAL,
+            timeout: defaults::HEALTH_TIMEOUT,
+            rise: defaults::HEALTH_RISE,
+            fall: defaults::HEALTH_FALL,
+            reverify: defaults::HEALTH_REVERIFY,
             state_file: None,
-            state_max_age: Duration::from_secs(3600),
-            download_timeout: Duration::from_secs(1800),
-            max_downloads: 4,
+            state_max_age: defaults::HEALTH_STATE_MAX_AGE,
+            download_timeout: defaults::HEALTH_DOWNLOAD_TIMEOUT,
+            max_downloads: defaults::HEALTH_MAX_DOWNLOADS,
             ca_file: None,
         }
     }
@@ -262,8 +262,7 @@ impl Validator<'_> {
         }
         let origin_has_addrs = origin.is_some_and(|o| !o.ipv4.is_empty() || !o.ipv6.is_empty());
         let fallback = match fallback {
-            None if origin_has_addrs => Fallback::Origin,
-            None => Fallback::Live,
+            None => defaults::service_fallback(origin_has_addrs),
             Some(f) => match f.get_ref().as_str() {
                 "origin" if origin_has_addrs => Fallback::Origin,
                 "origin" => {
@@ -289,7 +288,7 @@ impl Validator<'_> {
         let lag_grace = self.duration(
             lag_grace,
             &format!("service `{n}`: lag-grace"),
-            Duration::ZERO,
+            defaults::SERVICE_LAG_GRACE,
         );
         (out, fallback, lag_grace)
     }

@@ -5,6 +5,7 @@
 //! networks, mirror references, policies) and reports every problem with file, line and key.
 //! Checks that need the zones (is a service inside a zone?) happen in `crate::load`.
 
+pub mod defaults;
 mod health;
 mod protect;
 mod raw;
@@ -18,7 +19,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::diag::{Problem, Problems, line_of};
-use crate::geo::{Code, Location};
+use crate::geo::{Code, Location, Override};
 
 /// A validated config. Every reference (service -> mirror) is resolved to an index.
 #[derive(Debug, Clone)]
@@ -71,19 +72,11 @@ pub struct ServerConfig {
 pub struct GeoConfig {
     /// MaxMind DB file and the config line that named it.
     pub database: Option<(PathBuf, usize)>,
+    /// Parsed straight into geo's own type, so that geo never needs the config.
     pub overrides: Vec<Override>,
     /// Reload when the database file changes.
     pub watch: bool,
 }
-
-#[derive(Debug, Clone)]
-pub struct Override {
-    pub network: IpNet,
-    pub location: Location,
-}
-
-pub const DEFAULT_UDP_PAYLOAD_MAX: u16 = 1232;
-pub const DEFAULT_TTL: u32 = 30;
 
 impl Config {
     /// Reads and validates a config file.
@@ -243,24 +236,24 @@ impl Validator<'_> {
         let udp_payload_max = match udp_payload_max {
             Some(s) if *s.get_ref() < 512 => {
                 self.err(&s, "server.udp-payload-max", "must be at least 512 bytes");
-                DEFAULT_UDP_PAYLOAD_MAX
+                defaults::SERVER_UDP_PAYLOAD_MAX
             }
             Some(s) => *s.get_ref(),
-            None => DEFAULT_UDP_PAYLOAD_MAX,
+            None => defaults::SERVER_UDP_PAYLOAD_MAX,
         };
         let tcp_idle_timeout = match tcp_idle_timeout {
             Some(s) => match parse_duration(s.get_ref()) {
                 Ok(d) if !d.is_zero() => d,
                 Ok(_) => {
                     self.err(&s, "server.tcp-idle-timeout", "must be longer than zero");
-                    Duration::from_secs(10)
+                    defaults::SERVER_TCP_IDLE_TIMEOUT
                 }
                 Err(e) => {
                     self.err(&s, "server.tcp-idle-timeout", e);
-                    Duration::from_secs(10)
+                    defaults::SERVER_TCP_IDLE_TIMEOUT
                 }
             },
-            None => Duration::from_secs(10),
+            None => defaults::SERVER_TCP_IDLE_TIMEOUT,
         };
         let tcp_max_connections = match tcp_max_connections {
             Some(s) if *s.get_ref() == 0 => {
@@ -268,10 +261,10 @@ impl Validator<'_> {
                 1
             }
             Some(s) => *s.get_ref(),
-            None => 1024,
+            None => defaults::SERVER_TCP_MAX_CONNECTIONS,
         };
         let http_listen = match http_listen {
-            None => Some(SocketAddr::from(([127, 0, 0, 1], 9153))),
+            None => Some(defaults::SERVER_HTTP_LISTEN),
             Some(s) if s.get_ref().is_empty() => None,
             Some(s) => {
                 match s.get_ref().parse::<SocketAddr>() {
@@ -293,7 +286,7 @@ impl Validator<'_> {
                 1
             }
             Some(s) => *s.get_ref(),
-            None => 16,
+            None => defaults::SERVER_TCP_MAX_PER_CLIENT,
         };
         let udp_workers = match udp_workers {
             Some(w) if *w.get_ref() == 0 || *w.get_ref() > 256 => {
@@ -301,15 +294,12 @@ impl Validator<'_> {
                 1
             }
             Some(w) => *w.get_ref(),
-            // available_parallelism honours CPU affinity, so `taskset -c 0` means one worker.
-            None => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            None => defaults::server_udp_workers(),
         };
         ServerConfig {
             admin_state: admin_state.map(|a| self.resolve(a.get_ref())),
             tcp_max_per_client,
-            watch_zones: watch_zones.unwrap_or(false),
+            watch_zones: watch_zones.unwrap_or(defaults::SERVER_WATCH_ZONES),
             udp_workers,
             http_listen,
             dns_listen: listen,
@@ -317,7 +307,9 @@ impl Validator<'_> {
             udp_payload_max,
             tcp_idle_timeout,
             tcp_max_connections,
-            udp_recv_buffer: udp_recv_buffer.map(|s| s.into_inner()).unwrap_or(8 << 20),
+            udp_recv_buffer: udp_recv_buffer
+                .map(|s| s.into_inner())
+                .unwrap_or(defaults::SERVER_UDP_RECV_BUFFER),
         }
     }
 
@@ -346,7 +338,7 @@ impl Validator<'_> {
         GeoConfig {
             database,
             overrides: out,
-            watch: watch.unwrap_or(true),
+            watch: watch.unwrap_or(defaults::GEO_WATCH),
         }
     }
 

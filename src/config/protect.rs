@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::{Validator, parse_network, raw};
+use super::{Validator, defaults, parse_network, raw};
 
 /// Response rate limiting as Knot and BIND do it: identical responses to one client network
 /// are limited per second, and every `slip`-th limited response is sent truncated (TC) so that
@@ -27,23 +27,13 @@ pub struct RateLimit {
 impl Default for RateLimit {
     fn default() -> Self {
         RateLimit {
-            enabled: true,
-            // Conservative: a caching resolver asks for the same answer a few times per TTL, so
-            // 100 identical answers a second to one /24 only happens under a flood.
-            responses_per_second: 100,
-            slip: 2,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
-            table_size: 1 << 16,
-            // Loopback cannot be spoofed from off the host (the kernel drops such packets),
-            // and a resolver on the same host must never be limited.
-            exempt: vec![
-                IpNet::V4(ipnet::Ipv4Net::new_assert(
-                    std::net::Ipv4Addr::new(127, 0, 0, 0),
-                    8,
-                )),
-                IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
-            ],
+            enabled: defaults::RATE_LIMIT_ENABLED,
+            responses_per_second: defaults::RATE_LIMIT_RESPONSES_PER_SECOND,
+            slip: defaults::RATE_LIMIT_SLIP,
+            ipv4_prefix: defaults::RATE_LIMIT_IPV4_PREFIX,
+            ipv6_prefix: defaults::RATE_LIMIT_IPV6_PREFIX,
+            table_size: defaults::RATE_LIMIT_TABLE_SIZE,
+            exempt: defaults::RATE_LIMIT_EXEMPT.to_vec(),
         }
     }
 }
@@ -146,7 +136,7 @@ impl Validator<'_> {
             }
         }
         RateLimit {
-            enabled: raw.enabled.unwrap_or(true),
+            enabled: raw.enabled.unwrap_or(d.enabled),
             responses_per_second: rps,
             slip: raw.slip.map(|s| s.into_inner()).unwrap_or(d.slip),
             ipv4_prefix,
@@ -198,7 +188,7 @@ impl Validator<'_> {
             ok = false;
         }
         let algorithm = match &k.algorithm {
-            None => TsigAlgorithm::HmacSha256,
+            None => defaults::TSIG_ALGORITHM,
             Some(a) if a.get_ref() == "hmac-sha256" => TsigAlgorithm::HmacSha256,
             Some(a) if a.get_ref() == "hmac-sha512" => TsigAlgorithm::HmacSha512,
             Some(a) => {

@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+// The field docs name each default by its constant.
+#[cfg(doc)]
+use super::defaults;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawConfig {
@@ -34,20 +38,29 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawRateLimit {
+    /// Default [`defaults::RATE_LIMIT_ENABLED`].
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Identical responses per second to one client network (default 100).
+    /// Identical responses per second to one client network; default
+    /// [`defaults::RATE_LIMIT_RESPONSES_PER_SECOND`].
     #[serde(default)]
     pub responses_per_second: Option<Spanned<u32>>,
-    /// Every n-th limited response is sent truncated instead of dropped (default 2).
+    /// Every n-th limited response is sent truncated instead of dropped; default
+    /// [`defaults::RATE_LIMIT_SLIP`].
     #[serde(default)]
     pub slip: Option<Spanned<u32>>,
+    /// Bits of the IPv4 client network a flow is counted over; default
+    /// [`defaults::RATE_LIMIT_IPV4_PREFIX`].
     #[serde(default)]
     pub ipv4_prefix: Option<Spanned<u8>>,
+    /// Bits of the IPv6 client network a flow is counted over; default
+    /// [`defaults::RATE_LIMIT_IPV6_PREFIX`].
     #[serde(default)]
     pub ipv6_prefix: Option<Spanned<u8>>,
+    /// Flow buckets, a power of two; default [`defaults::RATE_LIMIT_TABLE_SIZE`].
     #[serde(default)]
     pub table_size: Option<Spanned<usize>>,
+    /// Client networks never limited; default [`defaults::RATE_LIMIT_EXEMPT`].
     #[serde(default)]
     pub exempt: Option<Vec<Spanned<String>>>,
 }
@@ -74,6 +87,7 @@ pub struct RawTransfer {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawTsig {
     pub name: Spanned<String>,
+    /// "hmac-sha256" or "hmac-sha512"; default [`defaults::TSIG_ALGORITHM`].
     #[serde(default)]
     pub algorithm: Option<Spanned<String>>,
     /// base64, as `tsig-keygen` and `openssl rand -base64 32` print it.
@@ -98,31 +112,33 @@ pub struct RawOrigin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawHealth {
-    /// Liveness probe and manifest fetch period (default "10s").
+    /// Liveness probe and manifest fetch period; default [`defaults::HEALTH_INTERVAL`].
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
-    /// Per-request timeout for probes (default "3s").
+    /// Per-request timeout for probes; default [`defaults::HEALTH_TIMEOUT`].
     #[serde(default)]
     pub timeout: Option<Spanned<String>>,
-    /// Consecutive successes before a down mirror is up again (default 2).
+    /// Consecutive successes before a down mirror is up again; default [`defaults::HEALTH_RISE`].
     #[serde(default)]
     pub rise: Option<Spanned<u32>>,
-    /// Consecutive failures before an up mirror is down (default 3).
+    /// Consecutive failures before an up mirror is down; default [`defaults::HEALTH_FALL`].
     #[serde(default)]
     pub fall: Option<Spanned<u32>>,
-    /// Full re-verification period (default "6h").
+    /// Full re-verification period; default [`defaults::HEALTH_REVERIFY`].
     #[serde(default)]
     pub reverify: Option<Spanned<String>>,
     /// Where probe results persist across restarts (default: none).
     #[serde(default)]
     pub state_file: Option<Spanned<String>>,
-    /// A state file older than this is ignored at start-up (default "1h").
+    /// A state file older than this is ignored at start-up; default
+    /// [`defaults::HEALTH_STATE_MAX_AGE`].
     #[serde(default)]
     pub state_max_age: Option<Spanned<String>>,
-    /// Time allowed for one file download during verification (default "30m").
+    /// Time allowed for one file download during verification; default
+    /// [`defaults::HEALTH_DOWNLOAD_TIMEOUT`].
     #[serde(default)]
     pub download_timeout: Option<Spanned<String>>,
-    /// Concurrent file downloads across all mirrors (default 4).
+    /// Concurrent file downloads across all mirrors; default [`defaults::HEALTH_MAX_DOWNLOADS`].
     #[serde(default)]
     pub max_downloads: Option<Spanned<usize>>,
     /// Extra CA certificate (PEM) trusted for probes, besides the system roots.
@@ -137,31 +153,35 @@ pub struct RawServer {
     pub dns_listen: Spanned<Vec<Spanned<String>>>,
     /// Zone files (RFC 1035 master format), relative to the config file's directory.
     pub zones: Spanned<Vec<Spanned<String>>>,
-    /// Largest UDP response we send, bytes (default 1232, the DNS flag day 2020 value).
+    /// Largest UDP response we send, bytes; default [`defaults::SERVER_UDP_PAYLOAD_MAX`].
     #[serde(default)]
     pub udp_payload_max: Option<Spanned<u16>>,
-    /// How long an idle TCP connection stays open (default "10s").
+    /// How long an idle TCP connection stays open; default [`defaults::SERVER_TCP_IDLE_TIMEOUT`].
     #[serde(default)]
     pub tcp_idle_timeout: Option<Spanned<String>>,
-    /// Concurrent TCP connections across all listeners (default 1024).
+    /// Concurrent TCP connections across all listeners; default
+    /// [`defaults::SERVER_TCP_MAX_CONNECTIONS`].
     #[serde(default)]
     pub tcp_max_connections: Option<Spanned<usize>>,
     /// On-call actions (drain, force-up, block) applied without a reload; watched.
     #[serde(default)]
     pub admin_state: Option<Spanned<String>>,
-    /// Reload by itself when a zone file changes (default false).
+    /// Reload by itself when a zone file changes; default [`defaults::SERVER_WATCH_ZONES`].
     #[serde(default)]
     pub watch_zones: Option<bool>,
-    /// UDP worker threads (one SO_REUSEPORT socket each) per listen address (default: CPUs).
+    /// UDP worker threads (one SO_REUSEPORT socket each) per listen address; default
+    /// [`defaults::server_udp_workers`].
     #[serde(default)]
     pub udp_workers: Option<Spanned<usize>>,
-    /// The monitoring endpoint (default "127.0.0.1:9153"; "" turns it off).
+    /// The monitoring endpoint ("" turns it off); default [`defaults::SERVER_HTTP_LISTEN`].
     #[serde(default)]
     pub http_listen: Option<Spanned<String>>,
-    /// Concurrent TCP connections from one client address (default 16).
+    /// Concurrent TCP connections from one client address; default
+    /// [`defaults::SERVER_TCP_MAX_PER_CLIENT`].
     #[serde(default)]
     pub tcp_max_per_client: Option<Spanned<usize>>,
-    /// UDP receive buffer size requested per socket, bytes (default 8 MiB).
+    /// UDP receive buffer size requested per socket, bytes; default
+    /// [`defaults::SERVER_UDP_RECV_BUFFER`].
     #[serde(default)]
     pub udp_recv_buffer: Option<Spanned<usize>>,
 }
@@ -174,7 +194,7 @@ pub struct RawGeo {
     pub database: Option<Spanned<String>>,
     #[serde(default, rename = "override")]
     pub overrides: Vec<Spanned<RawOverride>>,
-    /// Reload by itself when the database file is replaced (default true).
+    /// Reload by itself when the database file is replaced; default [`defaults::GEO_WATCH`].
     #[serde(default)]
     pub watch: Option<bool>,
 }
@@ -203,10 +223,13 @@ pub struct RawLocation {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawService {
     pub name: Spanned<String>,
+    /// "nearest" or "regions"; default [`defaults::SERVICE_POLICY`].
     #[serde(default)]
     pub policy: Option<Spanned<String>>,
+    /// TTL of geo answers, seconds; default [`defaults::SERVICE_TTL`].
     #[serde(default)]
     pub ttl: Option<Spanned<u32>>,
+    /// Mirrors per answer; default [`defaults::SERVICE_ANSWERS`].
     #[serde(default)]
     pub answers: Option<Spanned<usize>>,
     pub mirrors: Spanned<Vec<Spanned<String>>>,
@@ -215,10 +238,12 @@ pub struct RawService {
     /// Manifests every routable mirror must hold, relative to `[origin] base-url`.
     #[serde(default)]
     pub releases: Vec<Spanned<String>>,
-    /// "origin", "live" or "servfail": what to answer when no mirror is routable.
+    /// "origin", "live" or "servfail": what to answer when no mirror is routable; default
+    /// [`defaults::service_fallback`].
     #[serde(default)]
     pub fallback: Option<Spanned<String>>,
-    /// How long a mirror still verified for the previous release stays routable.
+    /// How long a mirror still verified for the previous release stays routable; default
+    /// [`defaults::SERVICE_LAG_GRACE`].
     #[serde(default)]
     pub lag_grace: Option<Spanned<String>>,
 }
@@ -250,7 +275,7 @@ pub struct RawMirror {
     /// Connect here instead of resolving the URL's host (Host header and TLS name unchanged).
     #[serde(default)]
     pub probe_address: Option<Spanned<String>>,
-    /// Take the mirror out of every answer.
+    /// Take the mirror out of every answer; default [`defaults::MIRROR_DRAINED`].
     #[serde(default)]
     pub drained: Option<bool>,
 }

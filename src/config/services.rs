@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{DEFAULT_TTL, Fallback, Origin, Validator, raw};
+use super::{Fallback, Origin, Validator, defaults, raw};
 use crate::geo::Code;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,7 @@ impl Validator<'_> {
                 location: loc,
                 base_url,
                 probe_address,
-                drained: drained.unwrap_or(false),
+                drained: drained.unwrap_or(defaults::MIRROR_DRAINED),
             });
         }
         out
@@ -200,7 +200,7 @@ impl Validator<'_> {
                 );
             }
             let policy = match policy {
-                None => Policy::Nearest,
+                None => defaults::SERVICE_POLICY,
                 Some(p) => match p.get_ref().as_str() {
                     "nearest" => Policy::Nearest,
                     "regions" => Policy::Regions,
@@ -222,9 +222,11 @@ impl Validator<'_> {
                     1
                 }
                 Some(a) => *a.get_ref(),
-                None => 1,
+                None => defaults::SERVICE_ANSWERS,
             };
-            let ttl = ttl.map(Spanned::into_inner).unwrap_or(DEFAULT_TTL);
+            let ttl = ttl
+                .map(Spanned::into_inner)
+                .unwrap_or(defaults::SERVICE_TTL);
             let mlist = self.mirror_list(&list, &format!("service `{n}`: mirrors"), mirrors, None);
             let mut regions_out = Regions::default();
             if let Some(r) = &regions {

@@ -59,7 +59,7 @@ fn good_config_parses_and_resolves_paths() {
     );
     assert_eq!(c.services[0].policy, Policy::Regions);
     assert_eq!(c.services[0].mirrors, vec![0, 1]);
-    assert_eq!(c.services[0].ttl, DEFAULT_TTL);
+    assert_eq!(c.services[0].ttl, defaults::SERVICE_TTL);
     assert_eq!(
         c.geo.overrides[0].location.country,
         Code::parse_country("DE")

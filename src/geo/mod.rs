@@ -23,8 +23,6 @@ use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
-use crate::config::{GeoConfig, Override};
-use crate::diag::Problem;
 use prefix::{Overlay, PrefixTable, Span, paint};
 
 /// A two-letter upper-case code: ISO 3166-1 country or MaxMind continent.
@@ -91,6 +89,53 @@ impl Location {
             self.continent,
         )
     }
+}
+
+/// The operator's placement of a network, laid over the database (longest prefix wins).
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub network: IpNet,
+    pub location: Location,
+}
+
+/// Why the database could not be used. The text names the file; the caller adds which config
+/// key named it.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    /// The file could not be read.
+    #[error("cannot open MaxMind database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not a MaxMind DB.
+    #[error("cannot open MaxMind database {}: {source}", path.display())]
+    Format {
+        path: PathBuf,
+        source: maxminddb::MaxMindDbError,
+    },
+    /// A MaxMind DB without locations (ASN, ISP, ...).
+    #[error(
+        "{} is a `{kind}` database: expected a GeoIP2/GeoLite2 City or Country database",
+        path.display()
+    )]
+    NotLocation { path: PathBuf, kind: String },
+    /// The tree could not be walked while compiling.
+    #[error("{}: {source}", path.display())]
+    Walk {
+        path: PathBuf,
+        source: maxminddb::MaxMindDbError,
+    },
+    /// A network's record could not be decoded while compiling.
+    #[error("{}: record for {network}: {source}", path.display())]
+    Record {
+        path: PathBuf,
+        network: ipnetwork::IpNetwork,
+        source: maxminddb::MaxMindDbError,
+    },
+    /// The database gave a network with an impossible prefix length.
+    #[error(transparent)]
+    Prefix(#[from] ipnet::PrefixLenError),
 }
 
 /// Where a location came from, for explanations.
@@ -194,12 +239,12 @@ impl LoadedFile {
     }
 
     /// Opens and reads a database file whole.
-    fn read(path: &Path) -> Result<(LoadedFile, Vec<u8>), String> {
-        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    fn read(path: &Path) -> std::io::Result<(LoadedFile, Vec<u8>)> {
+        let file = std::fs::File::open(path)?;
         // Taken before reading: a write during the read makes the content unusable later.
-        let identity = LoadedFile::identity(&file).map_err(|e| e.to_string())?;
+        let identity = LoadedFile::identity(&file)?;
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| e.to_string())?;
+        std::io::Read::read_to_end(&mut &file, &mut bytes)?;
         Ok((LoadedFile { file, identity }, bytes))
     }
 
@@ -228,45 +273,34 @@ pub struct LocationMap {
 pub const UNKNOWN: u32 = 0;
 
 impl GeoSource {
-    /// Opens the database (if configured) and takes the overrides.
-    pub fn load(cfg: &GeoConfig, config_path: &Path) -> Result<GeoSource, Problem> {
-        let db = match &cfg.database {
-            None => None,
-            Some((path, line)) => {
-                let cannot_open = |e: String| {
-                    Problem::new(
-                        config_path,
-                        Some(*line),
-                        Some("geo.database"),
-                        format!("cannot open MaxMind database {}: {e}", path.display()),
-                    )
-                };
-                let (file, bytes) = LoadedFile::read(path).map_err(cannot_open)?;
-                let reader = maxminddb::Reader::from_source(bytes)
-                    .map_err(|e| cannot_open(e.to_string()))?;
-                let t = &reader.metadata().database_type;
-                if !(t.contains("City") || t.contains("Country")) {
-                    return Err(Problem::new(
-                        config_path,
-                        Some(*line),
-                        Some("geo.database"),
-                        format!(
-                            "{} is a `{t}` database: expected a GeoIP2/GeoLite2 City or Country database",
-                            path.display()
-                        ),
-                    ));
-                }
-                Some((path.clone(), reader, file))
-            }
+    /// Opens the database, if there is one, and takes the overrides.
+    pub fn load(database: Option<&Path>, overrides: Vec<Override>) -> Result<GeoSource, GeoError> {
+        let Some(path) = database else {
+            return Ok(GeoSource {
+                db: None,
+                file: None,
+                overrides,
+            });
         };
-        let (db, file) = match db {
-            Some((path, reader, file)) => (Some((path, reader)), Some(file)),
-            None => (None, None),
-        };
+        let (file, bytes) = LoadedFile::read(path).map_err(|source| GeoError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let reader = maxminddb::Reader::from_source(bytes).map_err(|source| GeoError::Format {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let kind = &reader.metadata().database_type;
+        if !(kind.contains("City") || kind.contains("Country")) {
+            return Err(GeoError::NotLocation {
+                path: path.to_path_buf(),
+                kind: kind.clone(),
+            });
+        }
         Ok(GeoSource {
-            db,
-            file,
-            overrides: cfg.overrides.clone(),
+            db: Some((path.to_path_buf(), reader)),
+            file: Some(file),
+            overrides,
         })
     }
 
@@ -351,7 +385,7 @@ impl GeoSource {
     }
 
     /// Compiles database + overrides into prefix tables of location ids.
-    pub fn compile(&self) -> Result<LocationMap, String> {
+    pub fn compile(&self) -> Result<LocationMap, GeoError> {
         let mut locations = vec![Location::default()];
         let mut ids: HashMap<_, u32> = HashMap::new();
         ids.insert(Location::default().key(), UNKNOWN);
@@ -393,7 +427,7 @@ impl GeoSource {
             let mut walk = |cidr: &str,
                             out: &mut dyn FnMut(Span),
                             locations: &mut Vec<Location>|
-             -> Result<(), String> {
+             -> Result<(), GeoError> {
                 let Ok(net) = cidr.parse() else {
                     return Ok(());
                 };
@@ -401,16 +435,23 @@ impl GeoSource {
                     Ok(i) => i,
                     // An IPv4-only database has no IPv6 tree.
                     Err(_) if cidr.contains(':') => return Ok(()),
-                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                    Err(source) => {
+                        return Err(GeoError::Walk {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
+                };
+                let walk_error = |source| GeoError::Walk {
+                    path: path.clone(),
+                    source,
                 };
                 for item in iter {
-                    let item = item.map_err(|e| format!("{}: {e}", path.display()))?;
+                    let item = item.map_err(walk_error)?;
                     let Some(offset) = item.offset() else {
                         continue;
                     };
-                    let n = item
-                        .network()
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let n = item.network().map_err(walk_error)?;
                     let cached = match last {
                         Some((o, id)) if o == offset => Some(id),
                         _ => by_offset.get(&offset).copied(),
@@ -421,8 +462,12 @@ impl GeoSource {
                             let loc = match item.decode::<Record>() {
                                 Ok(Some(r)) => r.location(),
                                 Ok(None) => Location::default(),
-                                Err(e) => {
-                                    return Err(format!("{}: record for {n}: {e}", path.display()));
+                                Err(source) => {
+                                    return Err(GeoError::Record {
+                                        path: path.clone(),
+                                        network: n,
+                                        source,
+                                    });
                                 }
                             };
                             let id = intern(loc, locations);
@@ -432,13 +477,11 @@ impl GeoSource {
                     };
                     last = Some((offset, id));
                     let (start, end) = match n {
-                        ipnetwork::IpNetwork::V4(n) => bounds(IpNet::V4(
-                            ipnet::Ipv4Net::new(n.network(), n.prefix())
-                                .map_err(|e| e.to_string())?,
-                        )),
+                        ipnetwork::IpNetwork::V4(n) => {
+                            bounds(IpNet::V4(ipnet::Ipv4Net::new(n.network(), n.prefix())?))
+                        }
                         ipnetwork::IpNetwork::V6(n) => {
-                            let net = ipnet::Ipv6Net::new(n.network(), n.prefix())
-                                .map_err(|e| e.to_string())?;
+                            let net = ipnet::Ipv6Net::new(n.network(), n.prefix())?;
                             // The IPv4 subtree of an IPv6 database is compiled from the IPv4 walk.
                             if cidr.contains(':') && n.prefix() >= 96 && is_v4_subtree(n.network())
                             {
@@ -544,6 +587,37 @@ mod tests {
         assert!((600.0..700.0).contains(&lf), "{lf}");
         assert!((distance_km(frankfurt, london) - lf).abs() < 1e-9);
         assert!(distance_km(london, tokyo) > 9000.0);
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let missing = Path::new("/nonexistent/GeoLite2-City.mmdb");
+        let e = GeoSource::load(Some(missing), Vec::new())
+            .err()
+            .expect("a missing file is an error");
+        assert!(matches!(e, GeoError::Open { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("cannot open MaxMind database /nonexistent/GeoLite2-City.mmdb: "),
+            "{e}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("mirrordns-geo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let garbage = dir.join("garbage.mmdb");
+        std::fs::write(&garbage, b"not a MaxMind database").expect("write");
+        let e = GeoSource::load(Some(&garbage), Vec::new())
+            .err()
+            .expect("garbage is an error");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(e, GeoError::Format { .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "cannot open MaxMind database {}: ",
+                garbage.display()
+            )),
+            "{e}"
+        );
     }
 
     #[test]

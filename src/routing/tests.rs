@@ -39,12 +39,10 @@ fn equator_with_v6(policy: &str, v6: &[usize]) -> (Config, ClientMap) {
 
 /// The first service's client map, compiled from the config's overrides.
 fn client_map(config: &Config) -> ClientMap {
-    let locs = GeoSource::load(&config.geo, &config.path)
-        .and_then(|g| {
-            g.compile()
-                .map_err(|e| crate::diag::Problem::new(&config.path, None, None, e))
-        })
-        .unwrap_or_else(|p| panic!("{p}"));
+    let database = config.geo.database.as_ref().map(|d| d.0.as_path());
+    let locs = GeoSource::load(database, config.geo.overrides.clone())
+        .and_then(|g| g.compile())
+        .unwrap_or_else(|e| panic!("{e}"));
     compile_client_map(&config.services[0], config, &locs)
 }
 
