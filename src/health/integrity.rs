@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::state::{self, ShortFile, Verified};
 use super::tasks::MirrorTask;
 use super::transition::{Applied, Checked, Look, MismatchStep};
-use super::verify::{ReleaseOutcome, verify_release};
+use super::verify::{ReleaseOutcome, Verifier, verify_release};
 use super::{Shared, http, lock};
 use crate::manifest::Manifest;
 
@@ -211,17 +211,13 @@ async fn verify_one(
                     mismatch: false,
                 },
                 _ => {
-                    verify_release(
-                        &t.ep,
+                    let v = Verifier {
+                        ep: &t.ep,
                         hc,
-                        m,
-                        previous.as_deref(),
-                        &mut done,
-                        &t.sh.downloads,
-                        false,
-                        &mut report,
-                    )
-                    .await
+                        downloads: &t.sh.downloads,
+                        keep_going: false,
+                    };
+                    verify_release(&v, m, previous.as_deref(), &mut done, &mut report).await
                 }
             }
         })

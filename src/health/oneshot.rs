@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use super::http::{Endpoint, ProbeError};
 use super::state::MirrorState;
-use super::verify::{ReleaseOutcome, fetch_manifest, verify_release};
+use super::verify::{ReleaseOutcome, Verifier, fetch_manifest, verify_release};
 use crate::config::Config;
 use crate::manifest::Manifest;
 
@@ -207,17 +207,14 @@ pub async fn verify(config: &Config, only: Option<&str>) -> Result<VerifyReport,
                 ),
                 Some(man) => {
                     let mut report = Vec::new();
-                    let outcome = verify_release(
-                        &ep,
-                        &config.health,
-                        man,
-                        None,
-                        &mut HashMap::new(),
-                        &downloads,
-                        true,
-                        &mut report,
-                    )
-                    .await;
+                    let v = Verifier {
+                        ep: &ep,
+                        hc: &config.health,
+                        downloads: &downloads,
+                        keep_going: true,
+                    };
+                    let outcome =
+                        verify_release(&v, man, None, &mut HashMap::new(), &mut report).await;
                     view.files.extend(report.into_iter().map(|f| FileView {
                         release: r.clone(),
                         path: f.path,

@@ -2,7 +2,6 @@
 //! prober and `mirrordns verify`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
@@ -97,21 +96,32 @@ pub enum ReleaseOutcome {
     Failed { error: ProbeError, mismatch: bool },
 }
 
-/// Verifies `m` on the mirror at `base`. Files in `done` already matched and are skipped.
+/// What every verification of one mirror shares.
+pub struct Verifier<'a> {
+    pub ep: &'a Endpoint,
+    pub hc: &'a HealthConfig,
+    /// The `max-downloads` limit, shared by every mirror.
+    pub downloads: &'a Semaphore,
+    /// Try and report every file (`mirrordns verify`); otherwise the first failure ends a
+    /// release (the prober retries next round).
+    pub keep_going: bool,
+}
+
+/// Verifies `m` on `v`'s mirror. Files in `done` already matched and are skipped.
 /// `previous` is the content the release path had before `m`, if it changed while we watched.
-/// With `keep_going`, every file is tried and reported (for `mirrordns verify`); otherwise
-/// the first failure ends it (the prober retries next round).
-#[allow(clippy::too_many_arguments)]
 pub async fn verify_release(
-    ep: &Endpoint,
-    hc: &HealthConfig,
+    v: &Verifier<'_>,
     m: &Manifest,
     previous: Option<&Manifest>,
     done: &mut HashMap<String, Validators>,
-    downloads: &Arc<Semaphore>,
-    keep_going: bool,
     report: &mut Vec<FileResult>,
 ) -> ReleaseOutcome {
+    let Verifier {
+        ep,
+        hc,
+        downloads: _,
+        keep_going,
+    } = *v;
     // The mirror's copy of the manifest must be the origin's.
     let murl = match ep.url(&m.release) {
         Ok(u) => u,
@@ -172,7 +182,7 @@ pub async fn verify_release(
                 break;
             }
         };
-        let result = download(ep, hc, downloads, &url, &f.path, size, &f.sha256).await;
+        let result = v.download(&url, &f.path, size, &f.sha256).await;
         report.push(FileResult {
             path: f.path.clone(),
             result: result.clone(),
@@ -181,7 +191,7 @@ pub async fn verify_release(
             Ok(v) => {
                 done.insert(f.path.clone(), v);
             }
-            Err(e) if previous_file(ep, hc, &e, previous, &url, &f.path, downloads).await => {
+            Err(e) if v.previous_file(&e, previous, &url, &f.path).await => {
                 return ReleaseOutcome::Previous {
                     file: Some(f.path.clone()),
                 };
@@ -201,45 +211,52 @@ pub async fn verify_release(
     }
 }
 
-/// One file checked against a manifest entry, within the `max-downloads` limit.
-async fn download(
-    ep: &Endpoint,
-    hc: &HealthConfig,
-    downloads: &Semaphore,
-    url: &reqwest::Url,
-    path: &str,
-    size: u64,
-    sha256: &[u8; 32],
-) -> Result<Validators, ProbeError> {
-    let _permit = downloads.acquire().await;
-    http::verify_file(ep, url, path, size, sha256, hc.timeout, hc.download_timeout).await
-}
+impl Verifier<'_> {
+    /// One file checked against a manifest entry, within the `max-downloads` limit.
+    async fn download(
+        &self,
+        url: &reqwest::Url,
+        path: &str,
+        size: u64,
+        sha256: &[u8; 32],
+    ) -> Result<Validators, ProbeError> {
+        let _permit = self.downloads.acquire().await;
+        let hc = self.hc;
+        http::verify_file(
+            self.ep,
+            url,
+            path,
+            size,
+            sha256,
+            hc.timeout,
+            hc.download_timeout,
+        )
+        .await
+    }
 
-/// Whether `e`, for `path`, is because the mirror still has the file the previous content
-/// listed there: that SHA-256 (the size alone says too little). A file of the previous size
-/// where the new one differs is downloaded once more to hash it against the previous entry.
-async fn previous_file(
-    ep: &Endpoint,
-    hc: &HealthConfig,
-    e: &ProbeError,
-    previous: Option<&Manifest>,
-    url: &reqwest::Url,
-    path: &str,
-    downloads: &Semaphore,
-) -> bool {
-    let Some(old) = previous.and_then(|p| p.files.iter().find(|f| f.path == path)) else {
-        return false;
-    };
-    match e {
-        ProbeError::Hash { actual, .. } => *actual == manifest::hex(&old.sha256),
-        ProbeError::Size { actual, .. } => match old.size {
-            Some(size) if size.to_string() == *actual => {
-                download(ep, hc, downloads, url, path, size, &old.sha256)
-                    .await
-                    .is_ok()
-            }
+    /// Whether `e`, for `path`, is because the mirror still has the file the previous content
+    /// listed there: that SHA-256 (the size alone says too little). A file of the previous
+    /// size where the new one differs is downloaded once more to hash it against the previous
+    /// entry.
+    async fn previous_file(
+        &self,
+        e: &ProbeError,
+        previous: Option<&Manifest>,
+        url: &reqwest::Url,
+        path: &str,
+    ) -> bool {
+        let Some(old) = previous.and_then(|p| p.files.iter().find(|f| f.path == path)) else {
+            return false;
+        };
+        match e {
+            ProbeError::Hash { actual, .. } => *actual == manifest::hex(&old.sha256),
+            ProbeError::Size { actual, .. } => match old.size {
+                Some(size) if size.to_string() == *actual => {
+                    self.download(url, path, size, &old.sha256).await.is_ok()
+                }
+                _ => false,
+            },
             _ => false,
-        },
-        _ => false,
+        }
     }
 }
