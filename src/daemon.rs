@@ -5,8 +5,10 @@
 //! The daemon owns and wires everything; it alone writes the shared state ([`Published`]).
 //! The monitoring endpoint gets a [`Monitor`]: reads, and a way to ask for a reload.
 
+mod watch;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
@@ -134,8 +136,8 @@ impl Server {
             running.dns_running.store(false, Ordering::Relaxed);
             r
         });
-        tokio::spawn(watch_admin(daemon.clone(), shutdown.clone()));
-        tokio::spawn(watch_files(daemon.clone(), shutdown.clone()));
+        tokio::spawn(watch::watch_admin(daemon.clone(), shutdown.clone()));
+        tokio::spawn(watch::watch_files(daemon.clone(), shutdown.clone()));
         let http_shutdown = CancellationToken::new();
         let http = http_listener.map(|l| {
             let monitor = Monitor::new(shared.clone(), daemon.clone());
@@ -357,118 +359,6 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How often the admin-state file is looked at.
-const ADMIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn fingerprint_of(p: &Path) -> Option<(u64, SystemTime, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(p).ok().map(|m| {
-        (
-            m.len(),
-            m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            m.ino(),
-        )
-    })
-}
-
-/// Every watched file (the geo database unless `[geo] watch = false`; with `[server]
-/// watch-zones`, the zone files) with its (size, modification time, inode).
-type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime, u64)>)>;
-
-fn fingerprint(cfg: &crate::config::Config) -> Fingerprint {
-    let mut files: Vec<&Path> = Vec::new();
-    if cfg.geo.watch
-        && let Some((db, _)) = &cfg.geo.database
-    {
-        files.push(db);
-    }
-    if cfg.server.watch_zones {
-        files.extend(cfg.server.zones.iter().map(|(p, _)| p.as_path()));
-    }
-    files
-        .into_iter()
-        .map(|p| (p.to_path_buf(), fingerprint_of(p)))
-        .collect()
-}
-
-/// Applies the admin-state file within a second of a change or an entry's expiry, without a
-/// reload. A task of its own, so that a drain written while a reload compiles is applied at
-/// once rather than after it.
-async fn watch_admin(daemon: Arc<Daemon>, shutdown: CancellationToken) {
-    let sh = &daemon.shared;
-    let admin_print =
-        |cfg: &crate::config::Config| cfg.server.admin_state.as_ref().map(|p| fingerprint_of(p));
-    let mut last_admin = admin_print(&sh.table.load().config);
-    let mut last_active = sh.admin.load().counts(SystemTime::now());
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(ADMIN_EVERY) => {}
-        }
-        let cfg = sh.table.load().config.clone();
-        let now_admin = admin_print(&cfg);
-        if now_admin != last_admin {
-            last_admin = now_admin;
-            let (state, err) = load_admin(&cfg, &sh.metrics);
-            if let Some(a) = state {
-                info!(
-                    entries = a.mirrors.len() + a.blocks.len(),
-                    "admin state applied"
-                );
-                sh.admin.store(Arc::new(a));
-            }
-            sh.admin_error
-                .store(err.map(|e| Arc::new((SystemTime::now(), e))));
-            daemon.republish_admin().await;
-            last_active = sh.admin.load().counts(SystemTime::now());
-        } else {
-            let active = sh.admin.load().counts(SystemTime::now());
-            if active != last_active {
-                info!("an admin entry expired");
-                last_active = active;
-                daemon.republish_admin().await;
-            }
-        }
-    }
-}
-
-/// How often watched zone and geo files are looked at.
-const FILES_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Reloads when a watched file changes: geoipupdate renames a new database into place, an
-/// editor or deploy tool rewrites a zone. A change that does not load is rejected like any
-/// reload (and not retried until the files change again).
-async fn watch_files(daemon: Arc<Daemon>, shutdown: CancellationToken) {
-    let table = &daemon.shared.table;
-    let mut last = fingerprint(&table.load().config);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(FILES_EVERY) => {}
-        }
-        let cfg = table.load().config.clone();
-        let now = fingerprint(&cfg);
-        if now == last {
-            continue;
-        }
-        info!("a watched file changed: reloading");
-        if let Err(p) = daemon.reload_and_notify().await {
-            for problem in &p.0 {
-                error!(%problem, "reload rejected; still serving the previous state");
-            }
-        }
-        // What the reload saw is at least as new as `now`: keeping `now` means a file that
-        // changed again while the reload ran is reloaded at the next look. Only when the
-        // reload changed which files are watched is a new baseline taken.
-        let after = fingerprint(&table.load().config);
-        last = if after.iter().map(|f| &f.0).eq(now.iter().map(|f| &f.0)) {
-            now
-        } else {
-            after
-        };
-    }
-}
-
 /// Compiling a GeoLite2-City database peaks near a gigabyte of short-lived allocations; hand
 /// the freed memory back to the OS so the resident size reflects what serving needs.
 fn release_free_memory() {
@@ -557,21 +447,6 @@ fn load_admin(
                 error!(%problem, "admin state rejected; the previous one stays in force");
             }
             (None, Some(p.to_string()))
-        }
-    }
-}
-
-impl Daemon {
-    /// Puts the admin state in force again (after the file changed or an entry expired).
-    async fn republish_admin(&self) {
-        let admin = self.shared.admin.load_full();
-        if let Some(h) = self.shared.prober.lock().await.as_ref() {
-            h.set_admin(admin);
-            return;
-        }
-        let sp = lock(&self.static_publish).clone();
-        if let Some((publish, snap)) = sp {
-            publish(&snap);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! "Why this answer": for a client address, the location found, the service's candidate
 //! mirrors in order, the answer and the ECS scope. Used by `/lookup` and `mirrordns lookup`,
 //! which asks the running server when one serves the same config (only it knows which mirrors
-//! are up and verified) and otherwise says that mirror health is unknown.
+//! are up and verified) and otherwise says that mirror health is unknown. The explanation and
+//! the server's `/lookup` document are typed in [`crate::schema`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! serialises them, the clients deserialise the same ones, so a field cannot be renamed on
 //! one side only.
 //!
-//! The documents only ever gain fields. Reading one:
+//! The documents only ever gain fields (the README documents them). Reading one:
 //! - a field this build does not know (a newer server's) is ignored;
 //! - a field this build knows must be there, `null` for an empty `Option` included (serde on
 //!   its own reads a missing `Option` as `None`, which would turn a renamed field into "no
@@ -314,28 +314,4 @@ pub struct Lookup {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn floats_are_rounded_when_serialised() {
-        #[derive(Serialize)]
-        struct T {
-            #[serde(serialize_with = "ser_round3_opt")]
-            latency_ms: Option<f64>,
-            #[serde(serialize_with = "ser_round3_opt")]
-            none: Option<f64>,
-            #[serde(serialize_with = "ser_round3")]
-            lag_seconds: f64,
-        }
-        let t = T {
-            latency_ms: Some(0.583_577_999_999_999_9),
-            none: None,
-            lag_seconds: 12.000_499_9,
-        };
-        assert_eq!(
-            serde_json::to_string(&t).unwrap(),
-            r#"{"latency_ms":0.584,"none":null,"lag_seconds":12.0}"#
-        );
-    }
-}
+mod tests;
