@@ -1,14 +1,19 @@
 //! The running server: loaded state, the published routing table, listeners, the monitoring
 //! endpoint, reload and shutdown. `mirrordns serve` and the integration tests start it through
 //! the same [`Server::start`].
+//!
+//! The daemon owns and wires everything; it alone writes the shared state ([`Published`]).
+//! The monitoring endpoint gets a [`Monitor`]: reads, and a way to ask for a reload.
+
+mod watch;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -18,67 +23,30 @@ use crate::admin::AdminState;
 use crate::diag::{Problem, Problems};
 use crate::dns::server::{self, Listeners, TcpLimits};
 use crate::dns::{Guard, Stats};
-use crate::geo::GeoSource;
 use crate::health::{self, Health, Publisher};
 use crate::load::Loaded;
 use crate::metrics::{BUILD_BUCKETS, Histogram};
+use crate::monitor::{ConfigInfo, Monitor, Published, Reload, ReloadFuture, ServerMetrics};
 use crate::notify::{self, Notifier};
-use crate::routing::{self, RoutingTable};
+use crate::routing::{self, Inputs, RoutingTable};
 
-/// Counters about the server itself.
-#[derive(Debug)]
-pub struct ServerMetrics {
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
-    /// Admin-state files rejected (at start, on reload, or by the watcher).
-    pub admin_rejected: AtomicU64,
-    pub swaps: AtomicU64,
-    pub build: Histogram,
-}
-
-/// The config currently in force, for `/status`.
-#[derive(Debug, Clone)]
-pub struct ConfigInfo {
-    pub generation: u64,
-    pub loaded_at: SystemTime,
-    /// The last rejected reload, if it came after the config in force.
-    pub last_error: Option<(SystemTime, String)>,
-}
-
-/// What the running server shares with its monitoring endpoint.
-pub struct Core {
-    pub dns_addrs: Vec<SocketAddr>,
-    pub config_path: PathBuf,
-    pub table: Arc<ArcSwap<RoutingTable>>,
-    pub stats: Arc<Stats>,
-    pub metrics: Arc<ServerMetrics>,
-    pub started_at: SystemTime,
-    pub dns_running: AtomicBool,
-    generation: Arc<AtomicU64>,
-    /// Abuse-protection state shared with the DNS listeners; a reload that changes
-    /// `[rate-limit] table-size` swaps in a guard with a table of the new size.
-    pub guard: Arc<ArcSwap<Guard>>,
+/// The daemon's own side of the running server: what it shares ([`Published`]) and what
+/// only it uses to change it. Readers get a [`Monitor`] instead.
+struct Daemon {
+    shared: Arc<Published>,
     /// systemd's notification socket, when started by systemd.
     notifier: Option<Notifier>,
     /// Serialises reloads (SIGHUP, `POST /reload`, a watched file) for their whole length, the
     /// geo compile included. Nothing the monitoring endpoint or the admin-state watcher
     /// needs waits on it.
     reload_lock: Mutex<()>,
-    /// The prober, when the config has anything to probe. Held only to read it or to swap it,
-    /// never while a reload loads files.
-    health: Mutex<Option<Health>>,
-    geo: ArcSwap<GeoSource>,
-    config_info: std::sync::Mutex<ConfigInfo>,
-    /// On-call actions in force, and the last rejected admin-state file.
-    pub admin: Arc<ArcSwap<AdminState>>,
-    admin_error: std::sync::Mutex<Option<(SystemTime, String)>>,
     /// For configs without probes: how to publish again when the admin state changes.
-    static_publish: std::sync::Mutex<Option<(Publisher, routing::HealthSnapshot)>>,
+    static_publish: std::sync::Mutex<StaticPublish>,
 }
 
 /// A server that is answering queries.
 pub struct Server {
-    core: Arc<Core>,
+    daemon: Arc<Daemon>,
     http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     http_shutdown: CancellationToken,
@@ -120,58 +88,61 @@ impl Server {
             max_connections: cfg.server.tcp_max_connections,
             max_per_client: cfg.server.tcp_max_per_client,
         };
-        let generation = Arc::new(AtomicU64::new(1));
         let (admin_state, admin_err) = load_admin(&cfg, &metrics);
         let admin = Arc::new(ArcSwap::from_pointee(admin_state.unwrap_or_default()));
-        let mut health = None;
-        let static_publish =
-            start_health(&loaded, &mut health, &table, &generation, &metrics, &admin)
-                .await
-                .map_err(std::io::Error::other)?;
         // The compiled tables are all the DNS path needs; explanations re-open the database.
         loaded.geo.release_database();
-        release_free_memory();
+        let Loaded { inputs, geo, .. } = loaded;
         let guard = Arc::new(ArcSwap::from_pointee(Guard::new(cfg.rate_limit.table_size)));
-        let core = Arc::new(Core {
+        let shared = Arc::new(Published {
             dns_addrs: dns_addrs.clone(),
             config_path: cfg.path.clone(),
+            started_at: SystemTime::now(),
             table: table.clone(),
+            generation: Arc::new(AtomicU64::new(1)),
             stats: stats.clone(),
             metrics,
-            started_at: SystemTime::now(),
-            dns_running: AtomicBool::new(true),
-            generation,
             guard: guard.clone(),
-            notifier: Notifier::from_env(),
-            reload_lock: Mutex::new(()),
-            health: Mutex::new(health),
-            geo: ArcSwap::from_pointee(loaded.geo),
-            config_info: std::sync::Mutex::new(ConfigInfo {
+            config_info: ArcSwap::from_pointee(ConfigInfo {
                 generation: 1,
                 loaded_at: SystemTime::now(),
                 last_error: None,
             }),
             admin,
-            admin_error: std::sync::Mutex::new(admin_err.map(|e| (SystemTime::now(), e))),
+            admin_error: ArcSwapOption::from_pointee(admin_err.map(|e| (SystemTime::now(), e))),
+            geo: ArcSwap::from_pointee(geo),
+            prober: Mutex::new(None),
+            dns_running: AtomicBool::new(true),
+        });
+        let static_publish = start_health(&inputs, &mut *shared.prober.lock().await, &shared)
+            .await
+            .map_err(std::io::Error::other)?;
+        release_free_memory();
+        let daemon = Arc::new(Daemon {
+            shared: shared.clone(),
+            notifier: Notifier::from_env(),
+            reload_lock: Mutex::new(()),
             static_publish: std::sync::Mutex::new(static_publish),
         });
-        let dns_core = core.clone();
-        let shared = server::Shared {
+        let dns_shared = server::Shared {
             table,
             stats,
             guard,
         };
-        let dns_run = server::run(listeners, shared, limits, shutdown.clone());
+        let dns_run = server::run(listeners, dns_shared, limits, shutdown.clone());
+        let running = shared.clone();
         let dns = tokio::spawn(async move {
             let r = dns_run.await;
-            dns_core.dns_running.store(false, Ordering::Relaxed);
+            running.dns_running.store(false, Ordering::Relaxed);
             r
         });
-        tokio::spawn(watch_admin(core.clone(), shutdown.clone()));
-        tokio::spawn(watch_files(core.clone(), shutdown.clone()));
+        tokio::spawn(watch::watch_admin(daemon.clone(), shutdown.clone()));
+        tokio::spawn(watch::watch_files(daemon.clone(), shutdown.clone()));
         let http_shutdown = CancellationToken::new();
-        let http = http_listener
-            .map(|l| tokio::spawn(crate::http::serve(l, core.clone(), http_shutdown.clone())));
+        let http = http_listener.map(|l| {
+            let monitor = Monitor::new(shared.clone(), daemon.clone());
+            tokio::spawn(crate::http::serve(l, monitor, http_shutdown.clone()))
+        });
         info!(
             dns = %dns_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             http = %http_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
@@ -180,7 +151,7 @@ impl Server {
             "serving"
         );
         Ok(Server {
-            core,
+            daemon,
             http_addr,
             shutdown,
             http_shutdown,
@@ -191,7 +162,7 @@ impl Server {
 
     /// The addresses DNS is served on (with the real port when the config said port 0).
     pub fn dns_addrs(&self) -> &[SocketAddr] {
-        &self.core.dns_addrs
+        &self.daemon.shared.dns_addrs
     }
 
     /// The monitoring endpoint's address, if enabled.
@@ -207,20 +178,18 @@ impl Server {
 
     /// The published routing table.
     pub fn table(&self) -> &Arc<ArcSwap<RoutingTable>> {
-        &self.core.table
+        &self.daemon.shared.table
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
-        &self.core.stats
+        &self.daemon.shared.stats
     }
 
-    pub fn core(&self) -> &Arc<Core> {
-        &self.core
-    }
-
-    /// Reloads config, zones and geo data; see [`Core::reload`].
+    /// Reloads config, zones and geo data and returns the new config generation. On any
+    /// problem nothing changes and the problems are returned (and counted, and shown in
+    /// `/status`).
     pub async fn reload(&self) -> Result<u64, Problems> {
-        self.core.reload().await
+        self.daemon.reload_and_notify().await
     }
 
     /// Reads the prober's state, if there is a prober.
@@ -228,7 +197,7 @@ impl Server {
         &self,
         f: impl FnOnce(&crate::config::Config, &health::state::HealthState) -> T,
     ) -> Option<T> {
-        self.core.with_health(f).await
+        self.daemon.shared.with_health(f).await
     }
 
     /// Stops answering DNS, waits for in-flight TCP answers, stops the probes (writing the
@@ -242,7 +211,7 @@ impl Server {
                 Err(e) => error!(error = %e, "DNS task panicked"),
             }
         }
-        if let Some(h) = self.core.health.lock().await.take() {
+        if let Some(h) = self.daemon.shared.prober.lock().await.take() {
             h.stop().await;
         }
         self.http_shutdown.cancel();
@@ -252,11 +221,31 @@ impl Server {
     }
 
     pub fn config_path(&self) -> &Path {
-        &self.core.config_path
+        &self.daemon.shared.config_path
     }
 }
 
-impl Core {
+impl Reload for Daemon {
+    fn reload(self: Arc<Self>) -> ReloadFuture {
+        // A task of its own: an HTTP client that hangs up must not cancel a reload half-way
+        // (guard and admin state swapped, the prober not yet, the config generation not moved).
+        Box::pin(async move {
+            let path = self.shared.config_path.clone();
+            tokio::spawn(async move { self.reload_and_notify().await })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(Problems::from(Problem::new(
+                        &path,
+                        None,
+                        None,
+                        format!("reload task failed: {e}"),
+                    )))
+                })
+        })
+    }
+}
+
+impl Daemon {
     /// Reloads config, zones and geo data from the config file and returns the new config
     /// generation (`/status` config.generation). On any problem nothing changes and the
     /// problems are returned (and counted, and shown in `/status`). Listen
@@ -265,7 +254,7 @@ impl Core {
     ///
     /// Under systemd, every reload (SIGHUP, `POST /reload`, a watched file) is announced as
     /// RELOADING=1, then READY=1 with the status line.
-    pub async fn reload(&self) -> Result<u64, Problems> {
+    async fn reload_and_notify(&self) -> Result<u64, Problems> {
         if let Some(n) = &self.notifier {
             n.reloading();
         }
@@ -279,14 +268,15 @@ impl Core {
 
     async fn reload_files(&self) -> Result<u64, Problems> {
         let _reloading = self.reload_lock.lock().await;
-        let path = self.config_path.clone();
+        let sh = &self.shared;
+        let path = sh.config_path.clone();
         // Compiling a GeoLite2-City database takes seconds: it runs with no lock held that
         // `/status`, `/metrics` or an on-call action need.
         let loaded = tokio::task::spawn_blocking(move || Loaded::from_file(&path))
             .await
             .map_err(|e| {
                 Problems::from(Problem::new(
-                    &self.config_path,
+                    &sh.config_path,
                     None,
                     None,
                     format!("reload task failed: {e}"),
@@ -296,15 +286,18 @@ impl Core {
         let mut loaded = match loaded {
             Ok(l) => l,
             Err(p) => {
-                self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                lock(&self.config_info).last_error = Some((SystemTime::now(), p.to_string()));
+                sh.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                // Only reloads write the config info, and they hold the reload lock.
+                let mut ci = ConfigInfo::clone(&sh.config_info.load());
+                ci.last_error = Some((SystemTime::now(), p.to_string()));
+                sh.config_info.store(Arc::new(ci));
                 return Err(p);
             }
         };
         // Answer counts go on from where they were (Prometheus counters never go down).
-        loaded.continue_counters(&self.table.load().answer_counts);
+        loaded.continue_counters(&sh.table.load().answer_counts);
         let wanted = loaded.config.rate_limit.table_size;
-        let guard = self.guard.load_full();
+        let guard = sh.guard.load_full();
         if wanted != guard.rrl.cells() {
             // The UDP workers pick the new table up with their next batch. Counting starts
             // again, so a flood in progress gets at most one more burst.
@@ -314,29 +307,21 @@ impl Core {
                 to = g.rrl.cells(),
                 "rate-limit table resized; flows are counted afresh"
             );
-            self.guard.store(Arc::new(g));
+            sh.guard.store(Arc::new(g));
         }
         // The admin state is checked against the new config (mirror names may have changed).
-        let (admin_state, admin_err) = load_admin(&loaded.config, &self.metrics);
+        let (admin_state, admin_err) = load_admin(&loaded.config, &sh.metrics);
         if let Some(a) = admin_state {
-            self.admin.store(Arc::new(a));
+            sh.admin.store(Arc::new(a));
         }
-        *lock(&self.admin_error) = admin_err.map(|e| (SystemTime::now(), e));
+        sh.admin_error
+            .store(admin_err.map(|e| Arc::new((SystemTime::now(), e))));
         {
             // Held while the prober takes the new config (tasks of unchanged mirrors go on;
             // others stop at their next await) and publishes its first table: one
             // routing-table build, milliseconds.
-            let mut health = self.health.lock().await;
-            match start_health(
-                &loaded,
-                &mut health,
-                &self.table,
-                &self.generation,
-                &self.metrics,
-                &self.admin,
-            )
-            .await
-            {
+            let mut health = sh.prober.lock().await;
+            match start_health(&loaded.inputs, &mut health, sh).await {
                 Ok(stat) => *lock(&self.static_publish) = stat,
                 Err(e) => {
                     // Only an HTTP client that cannot be built gets here (the CA file is checked
@@ -347,55 +332,23 @@ impl Core {
             }
         }
         loaded.geo.release_database();
-        self.geo.store(Arc::new(loaded.geo));
+        sh.geo.store(Arc::new(loaded.geo));
         release_free_memory();
         let config_generation = {
-            let mut ci = lock(&self.config_info);
-            ci.generation += 1;
-            ci.loaded_at = SystemTime::now();
-            ci.last_error = None;
-            ci.generation
+            let prev = sh.config_info.load();
+            let ci = ConfigInfo {
+                generation: prev.generation + 1,
+                loaded_at: SystemTime::now(),
+                last_error: None,
+            };
+            let generation = ci.generation;
+            sh.config_info.store(Arc::new(ci));
+            generation
         };
-        self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
-        let routing_generation = self.generation.load(Ordering::Relaxed);
+        sh.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        let routing_generation = sh.generation.load(Ordering::Relaxed);
         info!(config_generation, routing_generation, "reloaded");
         Ok(config_generation)
-    }
-
-    /// Reads the prober's state, if there is a prober.
-    pub async fn with_health<T>(
-        &self,
-        f: impl FnOnce(&crate::config::Config, &health::state::HealthState) -> T,
-    ) -> Option<T> {
-        self.health.lock().await.as_ref().map(|h| h.with_state(f))
-    }
-
-    /// Reads the prober's counters, if there is a prober.
-    pub async fn health_counters(&self) -> Option<Arc<health::HealthCounters>> {
-        self.health
-            .lock()
-            .await
-            .as_ref()
-            .map(|h| h.counters.clone())
-    }
-
-    pub fn geo(&self) -> Arc<GeoSource> {
-        self.geo.load_full()
-    }
-
-    pub fn config_info(&self) -> ConfigInfo {
-        lock(&self.config_info).clone()
-    }
-
-    /// The last rejected admin-state file: when, and why.
-    pub fn admin_error(&self) -> Option<(SystemTime, String)> {
-        lock(&self.admin_error).clone()
-    }
-
-    /// The routing table generation now in force (it moves on with every health change too;
-    /// the config generation only with reloads).
-    pub fn routing_generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
     }
 }
 
@@ -404,115 +357,6 @@ impl Core {
 /// poisoning is handled in the daemon.
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// How often the admin-state file is looked at.
-const ADMIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn fingerprint_of(p: &Path) -> Option<(u64, SystemTime, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(p).ok().map(|m| {
-        (
-            m.len(),
-            m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            m.ino(),
-        )
-    })
-}
-
-/// Every watched file (the geo database unless `[geo] watch = false`; with `[server]
-/// watch-zones`, the zone files) with its (size, modification time, inode).
-type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime, u64)>)>;
-
-fn fingerprint(cfg: &crate::config::Config) -> Fingerprint {
-    let mut files: Vec<&Path> = Vec::new();
-    if cfg.geo.watch
-        && let Some((db, _)) = &cfg.geo.database
-    {
-        files.push(db);
-    }
-    if cfg.server.watch_zones {
-        files.extend(cfg.server.zones.iter().map(|(p, _)| p.as_path()));
-    }
-    files
-        .into_iter()
-        .map(|p| (p.to_path_buf(), fingerprint_of(p)))
-        .collect()
-}
-
-/// Applies the admin-state file within a second of a change or an entry's expiry, without a
-/// reload. A task of its own, so that a drain written while a reload compiles is applied at
-/// once rather than after it.
-async fn watch_admin(core: Arc<Core>, shutdown: CancellationToken) {
-    let admin_print =
-        |cfg: &crate::config::Config| cfg.server.admin_state.as_ref().map(|p| fingerprint_of(p));
-    let mut last_admin = admin_print(&core.table.load().config);
-    let mut last_active = core.admin.load().counts(SystemTime::now());
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(ADMIN_EVERY) => {}
-        }
-        let cfg = core.table.load().config.clone();
-        let now_admin = admin_print(&cfg);
-        if now_admin != last_admin {
-            last_admin = now_admin;
-            let (state, err) = load_admin(&cfg, &core.metrics);
-            if let Some(a) = state {
-                info!(
-                    entries = a.mirrors.len() + a.blocks.len(),
-                    "admin state applied"
-                );
-                core.admin.store(Arc::new(a));
-            }
-            *lock(&core.admin_error) = err.map(|e| (SystemTime::now(), e));
-            core.republish_admin().await;
-            last_active = core.admin.load().counts(SystemTime::now());
-        } else {
-            let active = core.admin.load().counts(SystemTime::now());
-            if active != last_active {
-                info!("an admin entry expired");
-                last_active = active;
-                core.republish_admin().await;
-            }
-        }
-    }
-}
-
-/// How often watched zone and geo files are looked at.
-const FILES_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Reloads when a watched file changes: geoipupdate renames a new database into place, an
-/// editor or deploy tool rewrites a zone. A change that does not load is rejected like any
-/// reload (and not retried until the files change again).
-async fn watch_files(core: Arc<Core>, shutdown: CancellationToken) {
-    let mut last = fingerprint(&core.table.load().config);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(FILES_EVERY) => {}
-        }
-        let cfg = core.table.load().config.clone();
-        let now = fingerprint(&cfg);
-        if now == last {
-            continue;
-        }
-        info!("a watched file changed: reloading");
-        if let Err(p) = core.reload().await {
-            for problem in &p.0 {
-                error!(%problem, "reload rejected; still serving the previous state");
-            }
-        }
-        // What the reload saw is at least as new as `now`: keeping `now` means a file that
-        // changed again while the reload ran is reloaded at the next look. Only when the
-        // reload changed which files are watched is a new baseline taken.
-        let after = fingerprint(&core.table.load().config);
-        last = if after.iter().map(|f| &f.0).eq(now.iter().map(|f| &f.0)) {
-            now
-        } else {
-            after
-        };
-    }
 }
 
 /// Compiling a GeoLite2-City database peaks near a gigabyte of short-lived allocations; hand
@@ -525,20 +369,15 @@ fn release_free_memory() {
     }
 }
 
-/// A publisher that builds a routing table from each health snapshot and swaps it in.
-fn publisher(
-    loaded: &Loaded,
-    table: &Arc<ArcSwap<RoutingTable>>,
-    generation: &Arc<AtomicU64>,
-    metrics: &Arc<ServerMetrics>,
-    admin: &Arc<ArcSwap<AdminState>>,
-) -> Publisher {
-    let inputs = loaded.inputs.clone();
+/// A publisher that builds a routing table from each health snapshot and swaps it in. It
+/// holds the pieces it writes, not `shared`: the prober that keeps it lives in `shared`.
+fn publisher(inputs: &Arc<Inputs>, shared: &Published) -> Publisher {
+    let inputs = inputs.clone();
     let (table, generation, metrics, admin) = (
-        table.clone(),
-        generation.clone(),
-        metrics.clone(),
-        admin.clone(),
+        shared.table.clone(),
+        shared.generation.clone(),
+        shared.metrics.clone(),
+        shared.admin.clone(),
     );
     Arc::new(move |snap| {
         let started = Instant::now();
@@ -555,36 +394,39 @@ fn publisher(
     })
 }
 
-/// Starts the prober if the config has anything to probe, or puts the config in force in the
-/// running one (which keeps what is unchanged going: counters, verifications in flight; see
-/// `Health::reconfigure`); otherwise stops it and publishes the static table.
+/// For configs without probes: the publisher and the snapshot to publish again when the
+/// admin state changes.
 type StaticPublish = Option<(Publisher, routing::HealthSnapshot)>;
 
+/// Starts the prober if the config has anything to probe, or puts the config in force in the
+/// running one (which keeps what is unchanged going: counters, verifications in flight; see
+/// `Health::reconfigure`); otherwise stops it and publishes the static table. `health` is
+/// `shared.prober`, locked by the caller for the swap.
 async fn start_health(
-    loaded: &Loaded,
+    inputs: &Arc<Inputs>,
     health: &mut Option<Health>,
-    table: &Arc<ArcSwap<RoutingTable>>,
-    generation: &Arc<AtomicU64>,
-    metrics: &Arc<ServerMetrics>,
-    admin: &Arc<ArcSwap<AdminState>>,
+    shared: &Published,
 ) -> Result<StaticPublish, String> {
-    let publish = publisher(loaded, table, generation, metrics, admin);
-    if !loaded.config.has_probes() {
+    // The prober gets the very config the tables are built from: `http::with_table` pairs its
+    // state with a table by comparing the two pointers.
+    let config = &inputs.config;
+    let publish = publisher(inputs, shared);
+    if !config.has_probes() {
         if let Some(h) = health.take() {
             h.stop().await;
         }
-        let snap = routing::HealthSnapshot::static_config(&loaded.config);
+        let snap = routing::HealthSnapshot::static_config(config);
         publish(&snap);
         return Ok(Some((publish, snap)));
     }
+    let admin = shared.admin.load_full();
     if let Some(h) = health {
-        h.reconfigure(loaded.config.clone(), admin.load_full(), publish)
-            .await?;
+        h.reconfigure(config.clone(), admin, publish).await?;
         return Ok(None);
     }
-    let mut state = health::initial_state(&loaded.config, None);
-    state.admin = admin.load_full();
-    *health = Some(Health::start(loaded.config.clone(), state, publish)?);
+    let mut state = health::initial_state(config, None);
+    state.admin = admin;
+    *health = Some(Health::start(config.clone(), state, publish)?);
     Ok(None)
 }
 
@@ -609,21 +451,6 @@ fn load_admin(
     }
 }
 
-impl Core {
-    /// Puts the admin state in force again (after the file changed or an entry expired).
-    async fn republish_admin(&self) {
-        let admin = self.admin.load_full();
-        if let Some(h) = self.health.lock().await.as_ref() {
-            h.set_admin(admin);
-            return;
-        }
-        let sp = lock(&self.static_publish).clone();
-        if let Some((publish, snap)) = sp {
-            publish(&snap);
-        }
-    }
-}
-
 /// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads. Under systemd (`NOTIFY_SOCKET`), says
 /// when it answers and stops, and pings the watchdog while every DNS listener runs. Exits with
 /// an error if the DNS listeners stop on their own, so that a supervisor restarts it.
@@ -635,13 +462,13 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let server = Server::start(loaded).await?;
-    let core = server.core().clone();
-    core.notify(&format!("READY=1\nSTATUS={}", core.status_line(None)));
-    let watchdog = core
+    let daemon = server.daemon.clone();
+    daemon.notify(&format!("READY=1\nSTATUS={}", daemon.status_line(None)));
+    let watchdog = daemon
         .notifier
         .as_ref()
         .and(notify::watchdog_interval())
-        .map(|every| tokio::spawn(ping_watchdog(core.clone(), every)));
+        .map(|every| tokio::spawn(ping_watchdog(daemon.clone(), every)));
     let mut failed = false;
     loop {
         tokio::select! {
@@ -663,7 +490,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         }
     }
     info!("shutting down");
-    core.notify("STOPPING=1\nSTATUS=shutting down");
+    daemon.notify("STOPPING=1\nSTATUS=shutting down");
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -674,7 +501,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-impl Core {
+impl Daemon {
     fn notify(&self, state: &str) {
         if let Some(n) = &self.notifier {
             n.send(state);
@@ -683,8 +510,13 @@ impl Core {
 
     /// The one-line status `systemctl status` shows.
     fn status_line(&self, rejected: Option<&Problems>) -> String {
-        let generation = self.config_info().generation;
-        let addrs: Vec<String> = self.dns_addrs.iter().map(|a| a.to_string()).collect();
+        let generation = self.shared.config_info.load().generation;
+        let addrs: Vec<String> = self
+            .shared
+            .dns_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         let mut s = format!(
             "serving config generation {generation} on {}",
             addrs.join(" ")
@@ -700,10 +532,10 @@ impl Core {
 
 /// Pings systemd's watchdog while the DNS listeners run. When one stops, the pings stop (and
 /// `serve` exits with an error), so systemd restarts the service as `WatchdogSec=` asks.
-async fn ping_watchdog(core: Arc<Core>, every: std::time::Duration) {
+async fn ping_watchdog(daemon: Arc<Daemon>, every: std::time::Duration) {
     loop {
-        if core.dns_running.load(Ordering::Relaxed) {
-            core.notify("WATCHDOG=1");
+        if daemon.shared.dns_running.load(Ordering::Relaxed) {
+            daemon.notify("WATCHDOG=1");
         }
         tokio::time::sleep(every).await;
     }

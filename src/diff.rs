@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
-use serde_json::Value;
-
 use crate::explain::explain;
+use crate::health::state::MirrorState;
 use crate::load::Loaded;
+use crate::running::{AskError, Running};
+use crate::schema::{Lookup, MirrorView, ServiceView, Status};
 
 /// Client addresses sampled across the address space, plus the first address of every
 /// override network in the new config.
@@ -43,110 +44,17 @@ fn sample(loaded: &Loaded) -> Vec<IpAddr> {
     v
 }
 
-/// The running server, asked over its monitoring endpoint: by `check --diff` and by
-/// `lookup`.
-pub struct Running {
-    client: reqwest::Client,
-    /// `http://ADDR`, as shown to operators.
-    pub base: String,
-}
-
-/// Why the running server could not be asked.
-#[derive(Debug, thiserror::Error)]
-pub enum AskError {
-    /// Nothing answered at the address (refused, unreachable, timed out): no server there.
-    #[error("{url}: {detail}")]
-    Unreachable { url: String, detail: String },
-    /// A server answered with an error status; its body says why.
-    #[error("{url}: HTTP {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
-    /// Something answered, but not with the document asked for.
-    #[error("{url}: {detail}")]
-    Invalid { url: String, detail: String },
-}
-
-impl Running {
-    /// `timeout` bounds each whole request; connecting gets at most 2 s of it, so that an
-    /// address where nothing listens (or a dropped packet) is found out quickly.
-    pub fn new(addr: SocketAddr, timeout: std::time::Duration) -> Result<Running, String> {
-        crate::health::http::install_crypto();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(timeout.min(std::time::Duration::from_secs(2)))
-            .timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Running {
-            client,
-            base: format!("http://{addr}"),
-        })
-    }
-
-    /// GET `path` with `query` (encoded here), parsed as `T`.
-    pub async fn get<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<T, AskError> {
-        let invalid = |url: &str, detail: String| AskError::Invalid {
-            url: url.to_string(),
-            detail,
-        };
-        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base), query)
-            .map_err(|e| invalid(&self.base, e.to_string()))?;
-        let shown = url.to_string();
-        let r = self.client.get(url).send().await.map_err(|e| {
-            // The innermost cause ("Connection refused (os error 111)") is what an operator
-            // acts on; the outer layers only repeat the URL.
-            let mut detail = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                detail = s.to_string();
-                src = s.source();
-            }
-            if e.is_connect() || e.is_timeout() {
-                AskError::Unreachable {
-                    url: shown.clone(),
-                    detail,
-                }
-            } else {
-                invalid(&shown, detail)
-            }
-        })?;
-        let status = r.status();
-        let body = r
-            .bytes()
-            .await
-            .map_err(|e| invalid(&shown, e.to_string()))?;
-        if !status.is_success() {
-            return Err(AskError::Status {
-                url: shown,
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).trim_end().to_string(),
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| invalid(&shown, e.to_string()))
-    }
-}
-
-fn list(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+/// An old value as the report has always printed it: JSON text, so strings quoted and an
+/// absent value `null` (as when it read the document untyped). Kept so that the report reads
+/// the same to anyone who parses it.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// Compares `loaded` with the server whose endpoint is at `addr`; returns the report.
 pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
     let server = Running::new(addr, std::time::Duration::from_secs(30))?;
-    let running: Value = server
+    let running: Status = server
         .get("/status", &[])
         .await
         .map_err(|e| e.to_string())?;
@@ -155,25 +63,19 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
     let mut changes = 0;
 
     // Services.
-    let old_services: BTreeMap<String, &Value> = running["services"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| (s["name"].as_str().unwrap_or("").to_string(), s))
-                .collect()
-        })
-        .unwrap_or_default();
+    let old_services: BTreeMap<&str, &ServiceView> = running
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s))
+        .collect();
     for s in &cfg.services {
-        let policy = match s.policy {
-            crate::config::Policy::Nearest => "nearest",
-            crate::config::Policy::Regions => "regions",
-        };
+        let policy = s.policy.as_str();
         let mirrors: Vec<String> = s
             .mirrors
             .iter()
             .map(|&i| cfg.mirrors[i].name.clone())
             .collect();
-        match old_services.get(&s.name) {
+        match old_services.get(s.name.as_str()) {
             None => {
                 changes += 1;
                 let _ = writeln!(
@@ -185,30 +87,23 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
             }
             Some(old) => {
                 let mut what = Vec::new();
-                if old["policy"] != policy {
-                    what.push(format!("policy {} -> {policy}", old["policy"]));
+                if old.policy != policy {
+                    what.push(format!("policy {} -> {policy}", json(&old.policy)));
                 }
-                if old["ttl"] != s.ttl {
-                    what.push(format!("ttl {} -> {}", old["ttl"], s.ttl));
+                if old.ttl != s.ttl {
+                    what.push(format!("ttl {} -> {}", old.ttl, s.ttl));
                 }
-                if old["answers"] != s.answers {
-                    what.push(format!("answers {} -> {}", old["answers"], s.answers));
+                if old.answers != s.answers {
+                    what.push(format!("answers {} -> {}", old.answers, s.answers));
                 }
-                if old["fallback"] != s.fallback.as_str() {
+                if old.fallback != s.fallback.as_str() {
                     what.push(format!(
                         "fallback {} -> {}",
-                        old["fallback"],
+                        json(&old.fallback),
                         s.fallback.as_str()
                     ));
                 }
-                let old_m: Vec<String> = old["mirrors"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|m| m["name"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let old_m: Vec<&str> = old.mirrors.iter().map(|m| m.name.as_str()).collect();
                 if old_m != mirrors {
                     what.push(format!(
                         "mirrors [{}] -> [{}]",
@@ -216,11 +111,10 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
                         mirrors.join(", ")
                     ));
                 }
-                let old_r = list(&old["required_releases"]);
-                if old_r != s.releases {
+                if old.required_releases != s.releases {
                     what.push(format!(
                         "releases [{}] -> [{}]",
-                        old_r.join(", "),
+                        old.required_releases.join(", "),
                         s.releases.join(", ")
                     ));
                 }
@@ -232,24 +126,23 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
         }
     }
     for name in old_services.keys() {
-        if !cfg.services.iter().any(|s| &s.name == name) {
+        if !cfg.services.iter().any(|s| s.name == *name) {
             changes += 1;
             let _ = writeln!(out, "- service {name}");
         }
     }
 
     // Mirrors (addresses and base URLs as the running server reports them).
-    let mut old_mirrors: BTreeMap<String, &Value> = BTreeMap::new();
-    for s in old_services.values() {
-        for m in s["mirrors"].as_array().into_iter().flatten() {
-            old_mirrors.insert(m["name"].as_str().unwrap_or("").to_string(), m);
-        }
-    }
+    let old_mirrors: BTreeMap<&str, &MirrorView> = old_services
+        .values()
+        .flat_map(|s| &s.mirrors)
+        .map(|m| (m.name.as_str(), m))
+        .collect();
     for m in &cfg.mirrors {
         let v4: Vec<String> = m.ipv4.iter().map(|a| a.to_string()).collect();
         let v6: Vec<String> = m.ipv6.iter().map(|a| a.to_string()).collect();
         let url = m.base_url.as_ref().map(|u| u.to_string());
-        match old_mirrors.get(&m.name) {
+        match old_mirrors.get(m.name.as_str()) {
             None => {
                 changes += 1;
                 let _ = writeln!(
@@ -261,24 +154,21 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
             }
             Some(old) => {
                 let mut what = Vec::new();
-                if list(&old["ipv4"]) != v4 || list(&old["ipv6"]) != v6 {
+                if old.ipv4 != v4 || old.ipv6 != v6 {
                     what.push(format!(
                         "addresses {:?} -> {:?}",
-                        list(&old["ipv4"])
-                            .into_iter()
-                            .chain(list(&old["ipv6"]))
-                            .collect::<Vec<_>>(),
+                        old.ipv4.iter().chain(&old.ipv6).collect::<Vec<_>>(),
                         v4.iter().chain(&v6).collect::<Vec<_>>()
                     ));
                 }
-                if old["base_url"].as_str().map(str::to_owned) != url {
+                if old.base_url != url {
                     what.push(format!(
                         "base-url {} -> {}",
-                        old["base_url"],
+                        json(&old.base_url),
                         url.as_deref().unwrap_or("none (static)")
                     ));
                 }
-                if (old["state"] == "drained") != m.drained {
+                if (old.state == MirrorState::Drained) != m.drained {
                     what.push(if m.drained {
                         "drained".into()
                     } else {
@@ -293,34 +183,26 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
         }
     }
     for name in old_mirrors.keys() {
-        if !cfg.mirrors.iter().any(|m| &m.name == name) {
+        if !cfg.mirrors.iter().any(|m| m.name == *name) {
             changes += 1;
             let _ = writeln!(out, "- mirror {name}");
         }
     }
 
     // Zones and serials.
-    let old_zones: BTreeMap<String, u64> = running["zones"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|z| {
-                    (
-                        z["origin"].as_str().unwrap_or("").to_string(),
-                        z["serial"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let old_zones: BTreeMap<&str, u32> = running
+        .zones
+        .iter()
+        .map(|z| (z.origin.as_str(), z.serial))
+        .collect();
     for z in loaded.inputs.zones.zones() {
         let origin = z.origin.to_string();
-        match old_zones.get(&origin) {
+        match old_zones.get(origin.as_str()) {
             None => {
                 changes += 1;
                 let _ = writeln!(out, "+ zone {origin} serial {}", z.serial);
             }
-            Some(&old) if old != z.serial as u64 => {
+            Some(&old) if old != z.serial => {
                 changes += 1;
                 let _ = writeln!(out, "~ zone {origin}: serial {old} -> {}", z.serial);
             }
@@ -333,7 +215,7 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
             .zones
             .zones()
             .iter()
-            .any(|z| &z.origin.to_string() == origin)
+            .any(|z| z.origin.to_string() == *origin)
         {
             changes += 1;
             let _ = writeln!(out, "- zone {origin}");
@@ -345,7 +227,7 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
     let mut moved = 0;
     let samples = sample(loaded);
     for s in &cfg.services {
-        if !old_services.contains_key(&s.name) {
+        if !old_services.contains_key(s.name.as_str()) {
             continue;
         }
         for ip in &samples {
@@ -353,21 +235,22 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
                 continue;
             };
             let ip = ip.to_string();
-            let Ok(old) = server
-                .get::<Value>("/lookup", &[("ip", &ip), ("name", &s.name)])
+            let old = match server
+                .get::<Lookup>("/lookup", &[("ip", &ip), ("name", &s.name)])
                 .await
-            else {
-                continue;
+            {
+                Ok(old) => old,
+                // A document that does not read would otherwise count as every order moving.
+                Err(e @ AskError::Invalid { .. }) => return Err(e.to_string()),
+                Err(_) => continue,
             };
-            let old_order: Vec<String> = old["candidates"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c["mirror"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let new_order: Vec<String> = new.candidates.iter().map(|c| c.mirror.clone()).collect();
+            let old_order: Vec<&str> = old
+                .explanation
+                .candidates
+                .iter()
+                .map(|c| c.mirror.as_str())
+                .collect();
+            let new_order: Vec<&str> = new.candidates.iter().map(|c| c.mirror.as_str()).collect();
             if old_order != new_order {
                 moved += 1;
                 let _ = writeln!(

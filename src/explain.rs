@@ -1,56 +1,18 @@
 //! "Why this answer": for a client address, the location found, the service's candidate
 //! mirrors in order, the answer and the ECS scope. Used by `/lookup` and `mirrordns lookup`,
 //! which asks the running server when one serves the same config (only it knows which mirrors
-//! are up and verified) and otherwise says that mirror health is unknown.
+//! are up and verified) and otherwise says that mirror health is unknown. The explanation and
+//! the server's `/lookup` document are typed in [`crate::schema`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::geo::{self, GeoSource, Source};
 use crate::routing::RoutingTable;
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LocationView {
-    /// "override", "database" or "unknown".
-    pub source: String,
-    pub network: Option<String>,
-    pub country: Option<String>,
-    pub continent: Option<String>,
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CandidateView {
-    pub mirror: String,
-    pub distance_km: Option<f64>,
-    pub ipv4: Vec<String>,
-    pub ipv6: Vec<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Explanation {
-    pub client: String,
-    pub service: String,
-    pub policy: String,
-    pub location: LocationView,
-    /// True when the service's default order was used because the location is unknown.
-    pub unknown_location: bool,
-    pub candidates: Vec<CandidateView>,
-    /// Every address answered: A then AAAA.
-    pub answer: Vec<String>,
-    pub a: Vec<String>,
-    pub aaaa: Vec<String>,
-    pub ttl: u32,
-    /// ECS scope prefix length a query from this client's subnet gets.
-    pub scope: u8,
-    /// Families ("A", "AAAA") for which every mirror of this client's own list is out, so the
-    /// answer comes from past it: `regions.default`, then by distance, then configured order.
-    #[serde(default)]
-    pub fallthrough: Vec<String>,
-}
+use crate::running::{AskError, Running};
+use crate::schema::{CandidateView, Decision, Explanation, LocationView, Lookup};
 
 /// Explains the answer for `name` (default: the only or first service) to a client at `ip`.
 pub fn explain(
@@ -103,11 +65,7 @@ pub fn explain(
     Ok(Explanation {
         client: ip.to_string(),
         service: service.name.clone(),
-        policy: match service.policy {
-            crate::config::Policy::Nearest => "nearest",
-            crate::config::Policy::Regions => "regions",
-        }
-        .into(),
+        policy: service.policy.as_str().into(),
         location: LocationView {
             source: match located.source {
                 Source::Override => "override",
@@ -200,12 +158,12 @@ fn write_explanation(
                     Some(d) => {
                         let used = if d.used == "answer" {
                             "in the answer"
-                        } else if d.used == d.state {
+                        } else if d.used == d.state.as_str() {
                             "not used"
                         } else {
                             d.used.as_str()
                         };
-                        writeln!(f, "  {n:<w$}  {:<9}  {used}", d.state)?;
+                        writeln!(f, "  {n:<w$}  {:<9}  {used}", d.state.as_str())?;
                     }
                     None => writeln!(f, "  {n}")?,
                 }
@@ -215,7 +173,7 @@ fn write_explanation(
                 .iter()
                 .filter(|d| !e.candidates.iter().any(|c| c.mirror == d.mirror))
             {
-                writeln!(f, "  +  {}  {:<9}  {}", d.mirror, d.state, d.used)?;
+                writeln!(f, "  +  {}  {:<9}  {}", d.mirror, d.state.as_str(), d.used)?;
             }
             writeln!(f, "mode        {mode}")?;
         }
@@ -238,32 +196,6 @@ fn write_explanation(
     }
     writeln!(f, "ttl         {}", e.ttl)?;
     write!(f, "scope       /{}", e.scope)
-}
-
-/// A candidate as the running server decided it (`/lookup`'s `decisions`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Decision {
-    pub mirror: String,
-    pub distance_km: Option<f64>,
-    /// The mirror's state: "ready", "lagging", "mismatch", "down", ...
-    pub state: String,
-    /// "answer", or why it is not in the answer.
-    pub used: String,
-}
-
-/// `/lookup` as `mirrordns lookup` reads it. Fields the server adds later are ignored.
-#[derive(Debug, Deserialize)]
-struct Served {
-    #[serde(flatten)]
-    explanation: Explanation,
-    mode: String,
-    routing_generation: u64,
-    decisions: Vec<Decision>,
-    /// Absent from servers older than this field: then which config it serves is unknown.
-    #[serde(default)]
-    config_file: Option<String>,
-    #[serde(default)]
-    config_loaded_at: Option<String>,
 }
 
 /// What `mirrordns lookup` prints: the explanation, and whether mirror health is in it.
@@ -345,21 +277,21 @@ pub async fn ask_server(
     name: Option<&str>,
     ip: IpAddr,
 ) -> Result<LookupView, String> {
-    let server = crate::diff::Running::new(addr, std::time::Duration::from_secs(10))?;
+    let server = Running::new(addr, std::time::Duration::from_secs(10))?;
     let base = server.base.clone();
     let ip_text = ip.to_string();
     let mut query = vec![("ip", ip_text.as_str())];
     if let Some(n) = name {
         query.push(("name", n));
     }
-    let served: Served = server.get("/lookup", &query).await.map_err(|e| match e {
-        crate::diff::AskError::Unreachable { detail, .. } => {
+    let served: Lookup = server.get("/lookup", &query).await.map_err(|e| match e {
+        AskError::Unreachable { detail, .. } => {
             format!("no server answers at {base} ({detail})")
         }
-        crate::diff::AskError::Status { status, body, .. } => {
+        AskError::Status { status, body, .. } => {
             format!("the server at {base} did not answer (HTTP {status}: {body})")
         }
-        crate::diff::AskError::Invalid { detail, .. } => {
+        AskError::Invalid { detail, .. } => {
             format!("{base} does not answer as a mirrordns endpoint ({detail})")
         }
     })?;

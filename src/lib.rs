@@ -13,9 +13,13 @@
 //! - [`dns`]: query bytes + routing table -> response bytes, and the UDP/TCP listeners.
 //! - [`daemon`]: the running server, its published table, reload and shutdown; `notify`
 //!   tells systemd about them.
+//! - [`monitor`]: the read-mostly handle the daemon gives the monitoring endpoint.
 //! - [`demo`]: `mirrordns demo` and the loopback file server it (and the tests) use.
 //! - [`http`]: the monitoring endpoint (health, readiness, status JSON, metrics, status page).
+//! - [`schema`]: the JSON documents `/status` and `/lookup`, one set of types for the server
+//!   and the command line that reads them back.
 //! - [`explain`]: "why this answer" for a client address.
+//! - [`running`]: the running server asked over its endpoint, by `check --diff` and `lookup`.
 //! - [`diff`]: `check --diff`, a reload's effect compared with the running server.
 //! - [`cli`]: the `mirrordns` command line.
 
@@ -34,6 +38,9 @@ pub mod http;
 pub mod load;
 pub mod manifest;
 pub mod metrics;
+pub mod monitor;
 mod notify;
 pub mod routing;
+pub mod running;
+pub mod schema;
 pub mod zone;

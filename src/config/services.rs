@@ -18,6 +18,16 @@ pub enum Policy {
     Regions,
 }
 
+impl Policy {
+    /// As the config writes it, and as `/status` and `/lookup` show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Nearest => "nearest",
+            Policy::Regions => "regions",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Service {
     /// Lower-case, without the trailing dot.

@@ -5,11 +5,11 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
-use crate::daemon::Core;
 use crate::dns::Event;
 use crate::health::state::{HealthState, MirrorState};
 use crate::health::{HealthCounters, PROBE_RESULTS};
 use crate::metrics::Exposition;
+use crate::monitor::Monitor;
 use crate::routing::RoutingTable;
 
 const STATES: [MirrorState; 7] = [
@@ -23,13 +23,13 @@ const STATES: [MirrorState; 7] = [
 ];
 
 pub fn render(
-    core: &Core,
+    mon: &Monitor,
     table: &RoutingTable,
     st: Option<&HealthState>,
     hc: Option<&HealthCounters>,
 ) -> String {
     let cfg = &table.config;
-    let s = &core.stats;
+    let s = mon.stats();
     let mut e = Exposition::default();
     let now = SystemTime::now();
 
@@ -174,11 +174,7 @@ pub fn render(
         "gauge",
         "Flow cells in the response rate limiter's table ([rate-limit] table-size).",
     );
-    e.sample(
-        "mirrordns_dns_rrl_table_cells",
-        &[],
-        core.guard.load().rrl.cells() as f64,
-    );
+    e.sample("mirrordns_dns_rrl_table_cells", &[], mon.rrl_cells() as f64);
     e.family(
         "mirrordns_dns_query_duration_seconds",
         "histogram",
@@ -335,7 +331,7 @@ pub fn render(
         }
     }
     // Routing and config.
-    let m = &core.metrics;
+    let sm = mon.metrics();
     e.family(
         "mirrordns_routing_table_generation",
         "gauge",
@@ -354,7 +350,7 @@ pub fn render(
     e.sample(
         "mirrordns_routing_table_swaps_total",
         &[],
-        m.swaps.load(Relaxed) as f64,
+        sm.swaps.load(Relaxed) as f64,
     );
     e.family(
         "mirrordns_routing_table_build_duration_seconds",
@@ -364,7 +360,7 @@ pub fn render(
     e.histogram(
         "mirrordns_routing_table_build_duration_seconds",
         &[],
-        &m.build,
+        &sm.build,
     );
     e.family(
         "mirrordns_config_reloads_total",
@@ -374,12 +370,12 @@ pub fn render(
     e.sample(
         "mirrordns_config_reloads_total",
         &[("result", "ok")],
-        m.reloads_ok.load(Relaxed) as f64,
+        sm.reloads_ok.load(Relaxed) as f64,
     );
     e.sample(
         "mirrordns_config_reloads_total",
         &[("result", "error")],
-        m.reloads_failed.load(Relaxed) as f64,
+        sm.reloads_failed.load(Relaxed) as f64,
     );
     e.family(
         "mirrordns_admin_state_rejected_total",
@@ -389,7 +385,7 @@ pub fn render(
     e.sample(
         "mirrordns_admin_state_rejected_total",
         &[],
-        m.admin_rejected.load(Relaxed) as f64,
+        sm.admin_rejected.load(Relaxed) as f64,
     );
     e.family(
         "mirrordns_config_generation",
@@ -399,7 +395,7 @@ pub fn render(
     e.sample(
         "mirrordns_config_generation",
         &[],
-        core.config_info().generation as f64,
+        mon.config_info().generation as f64,
     );
     e.finish()
 }

@@ -1,5 +1,7 @@
 //! The monitoring endpoint: `/healthz`, `/readyz`, `/status`, `/lookup`, `/metrics` and a
-//! status page at `/`. It only reads shared state; nothing here can change what DNS answers.
+//! status page at `/`. It sees the server through a [`Monitor`]: it reads shared state, and
+//! `POST /reload` asks the daemon for a reload; nothing here can change what DNS answers
+//! otherwise. The JSON documents' types are in [`crate::schema`].
 //!
 //! axum serves it: routing, query parsing and content types are exactly what it is for, and
 //! hyper (which reqwest already brings in) does the HTTP.
@@ -11,7 +13,6 @@ mod status;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State};
@@ -21,14 +22,17 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::daemon::Core;
 use crate::health::state::HealthState;
+use crate::monitor::Monitor;
 use crate::routing::RoutingTable;
-
-type Shared = Arc<Core>;
+use crate::schema::Status;
 
 /// Serves until `shutdown` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, core: Shared, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    monitor: Monitor,
+    shutdown: CancellationToken,
+) {
     let app = Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
@@ -37,7 +41,7 @@ pub async fn serve(listener: tokio::net::TcpListener, core: Shared, shutdown: Ca
         .route("/lookup", get(lookup))
         .route("/metrics", get(metrics_text))
         .route("/reload", axum::routing::post(reload))
-        .with_state(core);
+        .with_state(monitor);
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -47,8 +51,8 @@ pub async fn serve(listener: tokio::net::TcpListener, core: Shared, shutdown: Ca
     }
 }
 
-async fn healthz(State(core): State<Shared>) -> Response {
-    if core.dns_running.load(Ordering::Relaxed) {
+async fn healthz(State(m): State<Monitor>) -> Response {
+    if m.dns_running() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "DNS listeners stopped\n").into_response()
@@ -59,12 +63,12 @@ async fn healthz(State(core): State<Shared>) -> Response {
 /// config. Their mirror indices only agree then: in the moment of a reload between the two
 /// swaps (or without a prober), `f` gets no state rather than another config's.
 async fn with_table<T>(
-    core: &Core,
+    m: &Monitor,
     f: impl FnOnce(&Arc<RoutingTable>, Option<&HealthState>) -> T,
 ) -> T {
     let mut f = Some(f);
-    let table = core.table.load_full();
-    let with_state = core
+    let table = m.table();
+    let with_state = m
         .with_health(|cfg, st| {
             if !std::ptr::eq(cfg, &*table.config) {
                 return None;
@@ -80,13 +84,13 @@ async fn with_table<T>(
     }
 }
 
-async fn build_status(core: &Core) -> status::Status {
-    with_table(core, |table, st| status::build(core, table, st)).await
+async fn build_status(m: &Monitor) -> Status {
+    with_table(m, |table, st| status::build(m, table, st)).await
 }
 
-async fn readyz(State(core): State<Shared>) -> Response {
-    let waiting = with_table(&core, |t, st| status::waiting_for(&t.config, st)).await;
-    if waiting.is_empty() && core.dns_running.load(Ordering::Relaxed) {
+async fn readyz(State(m): State<Monitor>) -> Response {
+    let waiting = with_table(&m, |t, st| status::waiting_for(&t.config, st)).await;
+    if waiting.is_empty() && m.dns_running() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         let body = format!("not ready: waiting for {}\n", waiting.join("; "));
@@ -94,15 +98,15 @@ async fn readyz(State(core): State<Shared>) -> Response {
     }
 }
 
-async fn status_json(State(core): State<Shared>) -> Response {
-    axum::Json(build_status(&core).await).into_response()
+async fn status_json(State(m): State<Monitor>) -> Response {
+    axum::Json(build_status(&m).await).into_response()
 }
 
-async fn index(State(core): State<Shared>) -> Response {
-    Html(page::render(&build_status(&core).await)).into_response()
+async fn index(State(m): State<Monitor>) -> Response {
+    Html(page::render(&build_status(&m).await)).into_response()
 }
 
-async fn lookup(State(core): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn lookup(State(m): State<Monitor>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(ip) = q.get("ip") else {
         return (
             StatusCode::BAD_REQUEST,
@@ -118,17 +122,17 @@ async fn lookup(State(core): State<Shared>, Query(q): Query<HashMap<String, Stri
             .into_response();
     };
     let name = q.get("name").cloned();
-    let (table, states) = with_table(&core, |t, st| {
+    let (table, states) = with_table(&m, |t, st| {
         (t.clone(), status::mirror_states(&t.config, st))
     })
     .await;
     // Explaining may re-read the geo database from disk: keep it off the async workers.
     let res = tokio::task::spawn_blocking(move || {
-        status::lookup(&core, &table, &states, ip, name.as_deref()).map(|lookup| LookupAnswer {
-            lookup,
-            config_file: absolute(&core.config_path),
-            config_loaded_at: humantime::format_rfc3339_millis(core.config_info().loaded_at)
-                .to_string(),
+        status::lookup(&m.geo(), &table, &states, ip, name.as_deref()).map(|mut l| {
+            l.config_file = Some(absolute(m.config_path()));
+            l.config_loaded_at =
+                Some(humantime::format_rfc3339_millis(m.config_info().loaded_at).to_string());
+            l
         })
     })
     .await;
@@ -139,19 +143,8 @@ async fn lookup(State(core): State<Shared>, Query(q): Query<HashMap<String, Stri
     }
 }
 
-/// `/lookup`'s document: the explanation, and which config it comes from.
-#[derive(serde::Serialize)]
-struct LookupAnswer {
-    #[serde(flatten)]
-    lookup: status::Lookup,
-    /// The config file in force, absolute with symlinks resolved as this process sees it:
-    /// `mirrordns lookup` compares it with the file it was given to tell whether this server
-    /// serves that config (a relative path in `/status` depends on the server's directory).
-    config_file: String,
-    /// When it was loaded: a file changed after this is not in force yet.
-    config_loaded_at: String,
-}
-
+/// Absolute with symlinks resolved, as `mirrordns lookup` resolves the file it is given, so
+/// that the two compare equal for the same file whatever the server's working directory.
 fn absolute(p: &std::path::Path) -> String {
     p.canonicalize()
         .or_else(|_| std::path::absolute(p))
@@ -163,7 +156,7 @@ fn absolute(p: &std::path::Path) -> String {
 /// `POST /reload` (used by `mirrordns reload`): the same as SIGHUP. Only from loopback, so
 /// that exposing the endpoint on a management network does not hand out reloads.
 async fn reload(
-    State(core): State<Shared>,
+    State(m): State<Monitor>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
 ) -> Response {
     if !peer.ip().is_loopback() {
@@ -173,14 +166,14 @@ async fn reload(
         )
             .into_response();
     }
-    match core.reload().await {
+    match m.reload().await {
         // Two counters, named apart: the config generation (`/status` config.generation)
         // moves with reloads, the routing table's also with every health change.
         Ok(generation) => (
             StatusCode::OK,
             format!(
                 "reloaded: config generation {generation} (routing table generation {})\n",
-                core.routing_generation()
+                m.routing_generation()
             ),
         )
             .into_response(),
@@ -192,10 +185,10 @@ async fn reload(
     }
 }
 
-async fn metrics_text(State(core): State<Shared>) -> Response {
-    let hc = core.health_counters().await;
-    let text = with_table(&core, |table, st| {
-        metrics::render(&core, table, st, st.and(hc.as_deref()))
+async fn metrics_text(State(m): State<Monitor>) -> Response {
+    let hc = m.health_counters().await;
+    let text = with_table(&m, |table, st| {
+        metrics::render(&m, table, st, st.and(hc.as_deref()))
     })
     .await;
     (

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::status::Status;
+use crate::schema::Status;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -32,7 +32,7 @@ pub fn render(s: &Status) -> String {
          table{{border-collapse:collapse;margin:.5em 0 1.5em}}th,td{{border:1px solid #d0d7de;padding:.3em .6em;text-align:left;vertical-align:top}}\
          th{{background:#f6f8fa}}.state{{font-weight:600}}.bad{{color:#cf222e;font-weight:600}}code{{font-size:13px}}\
          </style></head><body><h1>mirrordns {}</h1>",
-        esc(s.version)
+        esc(&s.version)
     );
     let _ = write!(
         h,
@@ -64,12 +64,12 @@ pub fn render(s: &Status) -> String {
             h,
             "<h2>{}</h2><p>policy {}, ttl {}, {} per answer, fallback {}",
             esc(&svc.name),
-            svc.policy,
+            esc(&svc.policy),
             svc.ttl,
             svc.answers,
-            svc.fallback
+            esc(&svc.fallback)
         );
-        if let Some(f) = svc.fallback_in_force {
+        if let Some(f) = &svc.fallback_in_force {
             let _ = write!(
                 h,
                 " &mdash; <span class=\"bad\">no mirror routable: answering by fallback {f}</span>"
@@ -122,8 +122,8 @@ pub fn render(s: &Status) -> String {
                 h,
                 "<tr><td>{}</td><td class=\"state\" style=\"color:{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&m.name),
-                color(m.state),
-                m.state,
+                color(m.state.as_str()),
+                m.state.as_str(),
                 if m.routable { "yes" } else { "no" },
                 esc(&m.reason),
                 if m.lag_seconds > 0.0 {

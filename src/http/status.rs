@@ -1,16 +1,21 @@
-//! `/status` and `/lookup`: what the server believes, as JSON. The schema is documented in
-//! docs/monitoring.md; fields are only ever added, never renamed.
+//! Builds `/status` and `/lookup` (the types are in [`crate::schema`]) from the routing table
+//! in force, the prober's state for the same config, and what the [`Monitor`] reads.
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use serde::Serialize;
-
+use crate::admin;
 use crate::config::Config;
-use crate::daemon::Core;
+use crate::geo::GeoSource;
 use crate::health::state::{self, HealthState, MirrorState};
 use crate::manifest::hex;
+use crate::monitor::Monitor;
 use crate::routing::{Eligibility, Mode, RoutingTable};
+use crate::schema::{
+    AdminAction, AdminBlockView, AdminMirrorView, AdminPinView, AdminView, ConfigView, Decision,
+    DnsView, Lookup, MirrorView, ReleaseView, ReloadError, RoutingView, ServiceView, Status,
+    ZoneView,
+};
 
 fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -18,168 +23,6 @@ fn time(t: SystemTime) -> String {
 
 fn since(t: SystemTime, now: SystemTime) -> f64 {
     now.duration_since(t).unwrap_or_default().as_secs_f64()
-}
-
-/// To 3 decimals: a millisecond of a duration in seconds, a microsecond of a latency in
-/// milliseconds. Anything finer is clock noise, and binary fractions print as
-/// `0.5835779999999999` otherwise. Still a JSON number.
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-fn ser_round3<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round3(*x))
-}
-
-fn ser_round3_opt<S: serde::Serializer>(x: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-    match x {
-        Some(x) => s.serialize_some(&round3(*x)),
-        None => s.serialize_none(),
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub version: &'static str,
-    pub started_at: String,
-    pub ready: bool,
-    /// What `/readyz` still waits for (empty when ready).
-    pub waiting_for: Vec<String>,
-    pub config: ConfigView,
-    pub routing: RoutingView,
-    pub dns: DnsView,
-    pub services: Vec<ServiceView>,
-    pub zones: Vec<ZoneView>,
-    pub admin: AdminView,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AdminView {
-    pub path: Option<String>,
-    /// Every entry in the file, with its expiry; `in_force` tells which apply now.
-    pub mirrors: Vec<AdminMirrorView>,
-    pub blocks: Vec<AdminBlockView>,
-    pub pins: Vec<AdminPinView>,
-    /// The last rejected admin-state file (the previous one stays in force).
-    pub error: Option<ReloadError>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AdminMirrorView {
-    #[serde(flatten)]
-    pub entry: crate::admin::MirrorEntry,
-    pub in_force: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AdminPinView {
-    #[serde(flatten)]
-    pub entry: crate::admin::PinEntry,
-    pub in_force: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AdminBlockView {
-    #[serde(flatten)]
-    pub entry: crate::admin::BlockEntry,
-    pub in_force: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ZoneView {
-    pub origin: String,
-    pub serial: u32,
-    pub file: String,
-    pub records: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ConfigView {
-    pub path: String,
-    pub generation: u64,
-    pub loaded_at: String,
-    /// The last rejected reload since this config was loaded: when and why.
-    pub last_reload_error: Option<ReloadError>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ReloadError {
-    pub at: String,
-    pub error: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RoutingView {
-    pub generation: u64,
-    pub swapped_at: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DnsView {
-    pub listen: Vec<String>,
-    pub queries: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ServiceView {
-    pub name: String,
-    pub policy: &'static str,
-    pub ttl: u32,
-    pub answers: usize,
-    /// Manifest paths every routable mirror must hold.
-    pub required_releases: Vec<String>,
-    pub fallback: &'static str,
-    /// The fallback answering now because no mirror is routable, else null.
-    pub fallback_in_force: Option<&'static str>,
-    /// Client groups (candidate lists) whose every listed mirror is out, answered now from
-    /// past their own list (`regions.default`, then by distance, then configured order).
-    pub fallthrough_lists: usize,
-    /// Answers served from past the client's own list since the server started
-    /// (`mirrordns_dns_fallthrough_total`).
-    pub fallthrough_answers: u64,
-    pub releases: Vec<ReleaseView>,
-    pub mirrors: Vec<MirrorView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ReleaseView {
-    pub path: String,
-    pub version: Option<String>,
-    pub digest: Option<String>,
-    pub published: Option<String>,
-    /// When we saw the origin's content change to this version.
-    pub changed_at: Option<String>,
-    /// When every mirror that must hold it had verified it.
-    pub ready_at: Option<String>,
-    /// Seconds from publication (or change) to global readiness.
-    #[serde(serialize_with = "ser_round3_opt")]
-    pub ready_after_seconds: Option<f64>,
-    /// Seconds waited so far for global readiness, while not ready.
-    #[serde(serialize_with = "ser_round3_opt")]
-    pub waiting_seconds: Option<f64>,
-    /// The last manifest fetch or signature error (the last good manifest stays in force).
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct MirrorView {
-    pub name: String,
-    pub ipv4: Vec<String>,
-    pub ipv6: Vec<String>,
-    pub state: &'static str,
-    /// Whether this service routes to it now.
-    pub routable: bool,
-    /// Why it is in this state (mismatch detail, last error), empty when ready.
-    pub reason: String,
-    pub base_url: Option<String>,
-    pub last_probe: Option<String>,
-    #[serde(serialize_with = "ser_round3_opt")]
-    pub latency_ms: Option<f64>,
-    pub verified_versions: Vec<String>,
-    /// Seconds this mirror has lacked the current release (0 when it holds it).
-    #[serde(serialize_with = "ser_round3")]
-    pub lag_seconds: f64,
-    pub last_error: Option<String>,
 }
 
 /// Mirror display state and reason; static configs have no prober.
@@ -268,10 +111,10 @@ fn release_view(st: Option<&HealthState>, path: &str, now: SystemTime) -> Releas
 }
 
 /// Builds the status document.
-pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Status {
+pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Status {
     let cfg = &table.config;
     let now = SystemTime::now();
-    let ci = core.config_info();
+    let ci = m.config_info();
     let waiting = waiting_for(cfg, st);
     let services = cfg
         .services
@@ -316,7 +159,7 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                         name: m.name.clone(),
                         ipv4: m.ipv4.iter().map(|a| a.to_string()).collect(),
                         ipv6: m.ipv6.iter().map(|a| a.to_string()).collect(),
-                        state: state.as_str(),
+                        state,
                         routable: route.eligibility.get(i) == Some(&Eligibility::Routable),
                         reason,
                         base_url: m.base_url.as_ref().map(|u| u.to_string()),
@@ -339,17 +182,14 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                 .collect();
             ServiceView {
                 name: s.name.clone(),
-                policy: match s.policy {
-                    crate::config::Policy::Nearest => "nearest",
-                    crate::config::Policy::Regions => "regions",
-                },
+                policy: s.policy.as_str().to_string(),
                 ttl: s.ttl,
                 answers: s.answers,
                 required_releases: effective.clone(),
-                fallback: s.fallback.as_str(),
+                fallback: s.fallback.as_str().to_string(),
                 fallback_in_force: match route.mode {
                     Mode::Mirrors => None,
-                    Mode::Fallback(f) => Some(f.as_str()),
+                    Mode::Fallback(f) => Some(f.as_str().to_string()),
                 },
                 fallthrough_lists: route
                     .answers
@@ -362,50 +202,15 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
             }
         })
         .collect();
-    let admin = core.admin.load();
-    let admin_view = AdminView {
-        path: cfg
-            .server
-            .admin_state
-            .as_ref()
-            .map(|p| p.display().to_string()),
-        mirrors: admin
-            .mirrors
-            .iter()
-            .map(|e| AdminMirrorView {
-                in_force: e.until.is_none_or(|u| now < u),
-                entry: e.clone(),
-            })
-            .collect(),
-        blocks: admin
-            .blocks
-            .iter()
-            .map(|e| AdminBlockView {
-                in_force: e.until.is_none_or(|u| now < u),
-                entry: e.clone(),
-            })
-            .collect(),
-        pins: admin
-            .pins
-            .iter()
-            .map(|e| AdminPinView {
-                in_force: e.until.is_none_or(|u| now < u),
-                entry: e.clone(),
-            })
-            .collect(),
-        error: core.admin_error().map(|(at, error)| ReloadError {
-            at: time(at),
-            error,
-        }),
-    };
+    let admin_view = admin_view(m, cfg, now);
     Status {
         admin: admin_view,
-        version: env!("CARGO_PKG_VERSION"),
-        started_at: time(core.started_at),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: time(m.started_at()),
         ready: waiting.is_empty(),
         waiting_for: waiting,
         config: ConfigView {
-            path: core.config_path.display().to_string(),
+            path: m.config_path().display().to_string(),
             generation: ci.generation,
             loaded_at: time(ci.loaded_at),
             last_reload_error: ci.last_error.map(|(at, error)| ReloadError {
@@ -418,8 +223,8 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
             swapped_at: time(table.built_at),
         },
         dns: DnsView {
-            listen: core.dns_addrs.iter().map(|a| a.to_string()).collect(),
-            queries: core.stats.total(),
+            listen: m.dns_addrs().iter().map(|a| a.to_string()).collect(),
+            queries: m.stats().total(),
         },
         services,
         zones: table
@@ -436,24 +241,59 @@ pub fn build(core: &Core, table: &RoutingTable, st: Option<&HealthState>) -> Sta
     }
 }
 
-/// A candidate in a `/lookup` answer, with why it was or was not used.
-#[derive(Debug, Serialize)]
-pub struct LookupCandidate {
-    pub mirror: String,
-    pub distance_km: Option<f64>,
-    pub state: &'static str,
-    /// "answer" if in the A or AAAA answer; else why not: "down", "lagging", "mismatch",
-    /// "drained", "unknown", "verifying", "no IPv4 address", "beyond `answers`".
-    pub used: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Lookup {
-    #[serde(flatten)]
-    pub explanation: crate::explain::Explanation,
-    pub mode: String,
-    pub routing_generation: u64,
-    pub decisions: Vec<LookupCandidate>,
+/// The admin state in force, every entry with whether it applies now.
+fn admin_view(m: &Monitor, cfg: &Config, now: SystemTime) -> AdminView {
+    let admin = m.admin();
+    let in_force = |until: Option<SystemTime>| until.is_none_or(|u| now < u);
+    // To the second, as the admin-state file gives them.
+    let until =
+        |until: Option<SystemTime>| until.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+    AdminView {
+        path: cfg
+            .server
+            .admin_state
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        mirrors: admin
+            .mirrors
+            .iter()
+            .map(|e| AdminMirrorView {
+                mirror: e.mirror.clone(),
+                action: match e.action {
+                    admin::Action::Drain => AdminAction::Drain,
+                    admin::Action::ForceUp => AdminAction::ForceUp,
+                },
+                until: until(e.until),
+                reason: e.reason.clone(),
+                in_force: in_force(e.until),
+            })
+            .collect(),
+        blocks: admin
+            .blocks
+            .iter()
+            .map(|e| AdminBlockView {
+                version: e.version.clone(),
+                until: until(e.until),
+                reason: e.reason.clone(),
+                in_force: in_force(e.until),
+            })
+            .collect(),
+        pins: admin
+            .pins
+            .iter()
+            .map(|e| AdminPinView {
+                service: e.service.clone(),
+                release: e.release.clone(),
+                until: until(e.until),
+                reason: e.reason.clone(),
+                in_force: in_force(e.until),
+            })
+            .collect(),
+        error: m.admin_error().map(|(at, error)| ReloadError {
+            at: time(at),
+            error,
+        }),
+    }
 }
 
 /// Every mirror's display state and reason, taken under the health lock.
@@ -463,15 +303,16 @@ pub fn mirror_states(cfg: &Config, st: Option<&HealthState>) -> Vec<(MirrorState
         .collect()
 }
 
-/// `/lookup`: the explanation against the live table, with skip reasons.
+/// `/lookup`: the explanation against the live table, with skip reasons. `config_file` and
+/// `config_loaded_at` are the caller's to fill in.
 pub fn lookup(
-    core: &Core,
+    geo: &GeoSource,
     table: &RoutingTable,
     states: &[(MirrorState, String)],
     ip: IpAddr,
     name: Option<&str>,
 ) -> Result<Lookup, String> {
-    let e = crate::explain::explain(table, &core.geo(), name, ip)?;
+    let e = crate::explain::explain(table, geo, name, ip)?;
     let cfg = &table.config;
     let si = cfg
         .services
@@ -512,10 +353,10 @@ pub fn lookup(
             } else {
                 state.as_str().to_string()
             };
-            LookupCandidate {
+            Decision {
                 mirror: c.mirror.clone(),
                 distance_km: c.distance_km,
-                state: state.as_str(),
+                state,
                 used,
             }
         })
@@ -538,17 +379,13 @@ pub fn lookup(
     let mut decisions = decisions;
     decisions.extend(past.into_iter().map(|i| {
         let m = &cfg.mirrors[i];
-        LookupCandidate {
+        Decision {
             mirror: m.name.clone(),
             distance_km: match (e.location.lat.zip(e.location.lon), m.location) {
                 (Some(a), Some(b)) => Some((crate::geo::distance_km(a, b) * 10.0).round() / 10.0),
                 _ => None,
             },
-            state: states
-                .get(i)
-                .map(|s| s.0)
-                .unwrap_or(MirrorState::Unknown)
-                .as_str(),
+            state: states.get(i).map(|s| s.0).unwrap_or(MirrorState::Unknown),
             used: "answer, past this client's list (every mirror in it is out)".into(),
         }
     }));
@@ -560,32 +397,7 @@ pub fn lookup(
         routing_generation: table.generation,
         explanation: e,
         decisions,
+        config_file: None,
+        config_loaded_at: None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn floats_are_rounded_when_serialised() {
-        #[derive(Serialize)]
-        struct T {
-            #[serde(serialize_with = "ser_round3_opt")]
-            latency_ms: Option<f64>,
-            #[serde(serialize_with = "ser_round3_opt")]
-            none: Option<f64>,
-            #[serde(serialize_with = "ser_round3")]
-            lag_seconds: f64,
-        }
-        let t = T {
-            latency_ms: Some(0.583_577_999_999_999_9),
-            none: None,
-            lag_seconds: 12.000_499_9,
-        };
-        assert_eq!(
-            serde_json::to_string(&t).unwrap(),
-            r#"{"latency_ms":0.584,"none":null,"lag_seconds":12.0}"#
-        );
-    }
 }
