@@ -4,6 +4,7 @@
 //! `server` only move bytes and never decide anything about the answer.
 
 pub mod answer;
+mod conns;
 pub mod cookie;
 mod fast;
 pub mod message;
