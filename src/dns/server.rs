@@ -1,4 +1,4 @@
-//! UDP and TCP listeners: move bytes between sockets and `answer::handle`.
+//! UDP and TCP listeners: move bytes between sockets and `dns::handle`.
 //!
 //! One task per UDP socket (no task per packet), one task per TCP connection with an idle
 //! timeout, a global cap on connections and a cap per client address. At a cap the
@@ -19,10 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
-use super::answer::{Transport, handle};
 pub use super::conns::TcpLimits;
 use super::conns::{Cap, Conn, Registered, Tcp};
-use super::{Event, Guard, Stats, transfer};
+use super::{Ctx, Event, Guard, Stats, Transport, handle, transfer};
 use crate::routing::RoutingTable;
 
 /// Bound sockets, before any task runs: binding happens first so that errors (port in use,
@@ -338,16 +337,13 @@ async fn tcp_conn(
             match transfer::serve(&t, query, peer.ip(), &shared.stats) {
                 Some(m) => (m, true),
                 None => {
-                    let a = handle(
-                        &t,
-                        query,
-                        peer.ip(),
-                        Transport::Tcp,
-                        &mut out,
-                        &shared.stats,
-                        &shared.guard.load(),
-                    );
-                    (Vec::new(), a)
+                    let ctx = Ctx {
+                        table: &t,
+                        stats: &shared.stats,
+                        guard: &shared.guard.load(),
+                        transport: Transport::Tcp,
+                    };
+                    (Vec::new(), handle(&ctx, query, peer.ip(), &mut out))
                 }
             }
         };

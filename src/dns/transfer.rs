@@ -22,7 +22,7 @@ pub const TYPE_AXFR: u16 = 252;
 const MESSAGE_TARGET: usize = 16 * 1024;
 
 /// Answers `pkt` if it is a transfer request from an allowed client: every message of the
-/// response, in order. Returns None for any other packet (answered by `answer::handle`).
+/// response, in order. Returns None for any other packet (answered by `dns::handle`).
 pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Option<Vec<Vec<u8>>> {
     let q = wire::parse(pkt).ok()?;
     if q.qtype != TYPE_AXFR && q.qtype != TYPE_IXFR {
@@ -50,7 +50,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
         .zones
         .find(q.qname())
         .filter(|z| z.origin.wire() == q.qname());
-    // Not ours to transfer, or not allowed: `answer::handle` refuses it like any transport.
+    // Not ours to transfer, or not allowed: `dns::handle` refuses it like any transport.
     let (Some(zone), true) = (zone, cfg.allow.iter().any(|n| n.contains(&src))) else {
         return None;
     };
