@@ -9,7 +9,9 @@
 use std::hash::Hasher;
 use std::net::IpAddr;
 
-use super::message::{Flags, OptOut, Owner, Rr, RrList, Sections, write_error, write_response};
+use super::message::{
+    Echo, Flags, OptOut, Owner, Response, Rr, RrList, Sections, write_error, write_response,
+};
 use super::rrl::{self, Flow, Kind, Verdict};
 use super::wire::{self, Query, Reject, client_of, scope_for, size_limit};
 use super::{Ctx, Event, Stats};
@@ -57,7 +59,8 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
                 ecs: None,
                 cookie: None,
             });
-            write_error(out, pkt, id, flags, rcode, question, opt.as_ref());
+            let question = question.and_then(|len| pkt.get(12..12 + len));
+            write_error(out, Echo { id, flags }, rcode, question, opt.as_ref());
             if verdict == Verdict::Slip {
                 // An error response holds no records already: setting TC is all a slip needs.
                 out[2] |= 0x02;
@@ -66,6 +69,10 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
         }
     };
     let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    let req = Echo {
+        id: q.id,
+        flags: req_flags,
+    };
     // A signed query (RFC 8945): answered signed with our key, or NOTAUTH with the TSIG error
     // (BADKEY when we have no key or another one).
     let tsig_key = table.config.transfer.tsig.as_ref();
@@ -88,8 +95,7 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
                 ecs: None,
                 cookie: None,
             });
-            let question = Some(q.question.len());
-            write_error(out, pkt, q.id, req_flags, rcode, question, opt.as_ref());
+            write_error(out, req, rcode, Some(q.question), opt.as_ref());
             if let tsig::Checked::Invalid(r) = bad {
                 r.append(out);
             }
@@ -106,15 +112,7 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
             ecs: None,
             cookie,
         };
-        write_error(
-            out,
-            pkt,
-            q.id,
-            req_flags,
-            wire::RCODE_BADVERS,
-            Some(q.question.len()),
-            Some(&opt),
-        );
+        write_error(out, req, wire::RCODE_BADVERS, Some(q.question), Some(&opt));
         return true;
     }
     // RFC 8945 5.3: the signature must fit too, so a signed answer that would not is sent
@@ -141,23 +139,20 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
     });
     ctx.count(Some(q.qtype), flags.rcode);
     let verdict = rrl::limit(ctx, src, cookie_ok, || flow(&q, flags, &sections));
+    let response = Response {
+        flags,
+        sections: &sections,
+        opt: opt.as_ref(),
+    };
     match verdict {
         Verdict::Drop => return false,
         // A truncated answer carries no records, only the header, question and OPT (with our
         // cookie, so that a resolver that speaks cookies is exempt from then on).
         Verdict::Slip => {
-            write_response(out, &q, req_flags, flags, &sections, opt.as_ref(), 0);
+            write_response(out, &q, req_flags, &response, 0);
         }
         Verdict::Send => {
-            if write_response(
-                out,
-                &q,
-                req_flags,
-                flags,
-                &sections,
-                opt.as_ref(),
-                limit_bytes,
-            ) {
+            if write_response(out, &q, req_flags, &response, limit_bytes) {
                 stats.add(Event::Truncated);
             }
         }

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::message::{Flags, Owner, Rr, put_header, put_rr};
+use super::message::{Echo, Flags, Owner, Rr, put_header, put_rr};
 use super::tsig::{self, Checked, Signer};
 use super::wire;
 use super::{Event, Stats, Transport};
@@ -28,7 +28,10 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
     if q.qtype != TYPE_AXFR && q.qtype != TYPE_IXFR {
         return None;
     }
-    let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    let req = Echo {
+        id: q.id,
+        flags: u16::from_be_bytes([pkt[2], pkt[3]]),
+    };
     let cfg = &table.config.transfer;
     let refuse = |rcode: u16| {
         stats.add(Event::TransfersRefused);
@@ -36,8 +39,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
         let mut out = Vec::new();
         put_header(
             &mut out,
-            q.id,
-            req_flags,
+            req,
             Flags { aa: false, rcode },
             false,
             [1, 0, 0, 0],
@@ -96,7 +98,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
             };
             // Every message repeats the question (RFC 5936 2.2 allows it), so that owner names
             // can point into it.
-            put_header(&mut out, q.id, req_flags, flags, false, [1, 0, 0, 0]);
+            put_header(&mut out, req, flags, false, [1, 0, 0, 0]);
             out.extend_from_slice(q.question);
         }
         put_rr(&mut out, rr, q.qname());
