@@ -3,8 +3,8 @@
 //! A pure function of its inputs (plus counters), shared by every transport. It follows RFC
 //! 1034 4.3.2 for zone data (referrals, CNAME chasing within the zone, wildcards, NXDOMAIN and
 //! NODATA with the SOA per RFC 2308) and answers geo service names from the routing table.
-//! It answers every query, the hot path's too, and is the reference that path is tested
-//! against.
+//! It can answer every query, the hot path's included, which makes it the reference the hot
+//! path (`fast`) is checked against byte for byte.
 
 use std::hash::Hasher;
 use std::net::IpAddr;
