@@ -261,15 +261,18 @@ impl ConnTable {
     }
 }
 
-/// The TCP listeners' shared state: the table of connections and the clock it counts in.
+/// The TCP listeners' shared state: the table of connections, the clock it counts in, and
+/// how long a connection may stay idle by that clock.
 pub(super) struct Tcp {
     epoch: Instant,
     table: Mutex<ConnTable>,
+    pub(super) idle: Duration,
 }
 
 impl Tcp {
     pub(super) fn new(limits: &TcpLimits) -> Tcp {
         Tcp {
+            idle: limits.idle_timeout,
             epoch: Instant::now(),
             table: Mutex::new(ConnTable::new(limits)),
         }

@@ -182,7 +182,6 @@ pub async fn run(
         tracker.spawn(tcp_accept(
             l,
             shared.clone(),
-            limits.idle_timeout,
             tcp.clone(),
             tracker.clone(),
             shutdown.clone(),
@@ -226,7 +225,6 @@ pub async fn run(
 async fn tcp_accept(
     listener: TcpListener,
     shared: Shared,
-    idle: Duration,
     tcp: Arc<Tcp>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -271,7 +269,7 @@ async fn tcp_accept(
         };
         let shared = shared.clone();
         tracker.spawn(async move {
-            tcp_conn(stream, peer, shared, idle, &conn, &registered.tcp).await;
+            tcp_conn(stream, peer, shared, &conn, &registered.tcp).await;
             drop(registered);
         });
     }
@@ -285,14 +283,8 @@ fn frame_len(inbuf: &[u8]) -> usize {
     }
 }
 
-async fn tcp_conn(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shared: Shared,
-    idle: Duration,
-    conn: &Conn,
-    tcp: &Tcp,
-) {
+async fn tcp_conn(mut stream: TcpStream, peer: SocketAddr, shared: Shared, conn: &Conn, tcp: &Tcp) {
+    let idle = tcp.idle;
     let _ = stream.set_nodelay(true);
     // Bytes received and not answered yet: read as they come rather than a prefix and then a
     // message, so a query costs one read and a pipelined one none.
