@@ -5,8 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mirrordns::dns::answer::{Transport, handle};
-use mirrordns::dns::{Guard, Stats};
+use mirrordns::dns::{Ctx, Guard, Stats, Transport, handle};
 use mirrordns::geo::prefix::{PrefixTable, Span};
 use mirrordns::load::Loaded;
 
@@ -58,8 +57,14 @@ fn benches(c: &mut Criterion) {
     let q = ecs_query();
     let src = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut out = Vec::with_capacity(512);
+    let ctx = Ctx {
+        table: &rt,
+        stats: &stats,
+        guard: &guard,
+        transport: Transport::Udp,
+    };
     let geo = |out: &mut Vec<u8>| {
-        handle(&rt, black_box(&q), src, Transport::Udp, out, &stats, &guard);
+        handle(&ctx, black_box(&q), src, out);
         black_box(out.len())
     };
     c.bench_function("geo query with ECS, bytes to response", |b| {
@@ -100,15 +105,7 @@ fn benches(c: &mut Criterion) {
     };
     c.bench_function("static-zone miss (NXDOMAIN) with ECS", |b| {
         b.iter(|| {
-            handle(
-                &rt,
-                black_box(&static_q),
-                src,
-                Transport::Udp,
-                &mut out,
-                &stats,
-                &guard,
-            );
+            handle(&ctx, black_box(&static_q), src, &mut out);
             black_box(out.len())
         })
     });

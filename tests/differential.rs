@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::mmdb::{build, place};
 use common::*;
-use mirrordns::dns::answer::{Transport, handle, handle_full};
-use mirrordns::dns::{Event, Guard, Stats};
+use mirrordns::dns::answer::handle_full;
+use mirrordns::dns::{Ctx, Event, Guard, Stats, Transport, handle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config() -> String {
@@ -135,26 +135,16 @@ async fn udp_and_tcp_answer_exactly_what_the_answer_function_does() {
     let mut tcp = tokio::net::TcpStream::connect(ts.addr).await.unwrap();
     let (mut answered, mut dropped) = (0, 0);
     for q in queries() {
+        let ctx = |transport| Ctx {
+            table: &table,
+            stats: &stats,
+            guard: &guard,
+            transport,
+        };
         let mut want_udp = Vec::new();
-        let udp_answers = handle(
-            &table,
-            &q,
-            src,
-            Transport::Udp,
-            &mut want_udp,
-            &stats,
-            &guard,
-        );
+        let udp_answers = handle(&ctx(Transport::Udp), &q, src, &mut want_udp);
         let mut want_tcp = Vec::new();
-        let tcp_answers = handle(
-            &table,
-            &q,
-            src,
-            Transport::Tcp,
-            &mut want_tcp,
-            &stats,
-            &guard,
-        );
+        let tcp_answers = handle(&ctx(Transport::Tcp), &q, src, &mut want_tcp);
         assert_eq!(
             udp_answers, tcp_answers,
             "answer or not must not depend on the transport: {q:?}"
@@ -320,31 +310,22 @@ async fn hot_path_answers_byte_for_byte_what_the_full_path_does() {
     for q in hot_queries() {
         let src = *rng.pick(&sources);
         for transport in [Transport::Udp, Transport::Tcp] {
+            let ctx = |stats| Ctx {
+                table: &table,
+                stats,
+                guard: &guard,
+                transport,
+            };
             let (mut hot, mut full) = (Vec::new(), Vec::new());
-            let a = handle(&table, &q, src, transport, &mut hot, &hot_stats, &guard);
-            let b = handle_full(&table, &q, src, transport, &mut full, &full_stats, &guard);
+            let a = handle(&ctx(&hot_stats), &q, src, &mut hot);
+            let b = handle_full(&ctx(&full_stats), &q, src, &mut full);
             assert_eq!(a, b, "answer or not differs for {q:?} from {src}");
             if a && hot != full && has_cookie(&q) {
                 // A server cookie holds the time in seconds, which may have ticked between
                 // the two calls: ask both again.
-                handle(
-                    &table,
-                    &q,
-                    src,
-                    transport,
-                    &mut hot,
-                    &Stats::default(),
-                    &guard,
-                );
-                handle_full(
-                    &table,
-                    &q,
-                    src,
-                    transport,
-                    &mut full,
-                    &Stats::default(),
-                    &guard,
-                );
+                let scratch = Stats::default();
+                handle(&ctx(&scratch), &q, src, &mut hot);
+                handle_full(&ctx(&scratch), &q, src, &mut full);
             }
             if a {
                 answered += 1;

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mirrordns::dns::answer::{Transport, handle, handle_full};
-use mirrordns::dns::{Guard, Stats, transfer};
+use mirrordns::dns::answer::handle_full;
+use mirrordns::dns::{Ctx, Guard, Stats, Transport, handle, transfer};
 use mirrordns::load::Loaded;
 use mirrordns::routing::RoutingTable;
 
@@ -48,8 +48,14 @@ fuzz_target!(|data: &[u8]| {
     let w = world();
     let src: IpAddr = "198.51.100.7".parse().unwrap();
     let mut out = Vec::new();
+    let ctx = |stats, transport| Ctx {
+        table: &w.table,
+        stats,
+        guard: &w.guard,
+        transport,
+    };
     for transport in [Transport::Udp, Transport::Tcp] {
-        if handle(&w.table, data, src, transport, &mut out, &w.stats, &w.guard) {
+        if handle(&ctx(&w.stats, transport), data, src, &mut out) {
             assert!(out.len() >= 12, "an answer has at least a header");
             assert_eq!(out[..2], data[..2], "the answer carries the query's ID");
             assert!(out[2] & 0x80 != 0, "QR is set");
@@ -60,14 +66,15 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut full = Vec::new();
     let scratch = Stats::default();
-    let answered = handle(&w.table, data, src, Transport::Tcp, &mut out, &scratch, &w.guard);
-    let reference = handle_full(&w.table, data, src, Transport::Tcp, &mut full, &scratch, &w.guard);
+    let tcp = ctx(&scratch, Transport::Tcp);
+    let answered = handle(&tcp, data, src, &mut out);
+    let reference = handle_full(&tcp, data, src, &mut full);
     assert_eq!(answered, reference, "hot and full path disagree on answering");
     if answered && out != full {
         // A server cookie holds the time in seconds, which may have ticked between the two
         // calls: a real difference shows again.
-        handle(&w.table, data, src, Transport::Tcp, &mut out, &scratch, &w.guard);
-        handle_full(&w.table, data, src, Transport::Tcp, &mut full, &scratch, &w.guard);
+        handle(&tcp, data, src, &mut out);
+        handle_full(&tcp, data, src, &mut full);
         assert_eq!(out, full, "hot and full path answer differently");
     }
     if let Some(msgs) = transfer::serve(&w.table, data, src, &w.stats) {

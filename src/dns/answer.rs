@@ -3,15 +3,18 @@
 //! A pure function of its inputs (plus counters), shared by every transport. It follows RFC
 //! 1034 4.3.2 for zone data (referrals, CNAME chasing within the zone, wildcards, NXDOMAIN and
 //! NODATA with the SOA per RFC 2308) and answers geo service names from the routing table.
+//! It can answer every query, the hot path's included, which makes it the reference the hot
+//! path (`fast`) is checked against byte for byte.
 
 use std::hash::Hasher;
 use std::net::IpAddr;
 
-pub use super::Transport;
-use super::message::{Flags, OptOut, Owner, Rr, RrList, Sections, write_error, write_response};
-use super::rrl::{Flow, Kind, Verdict};
-use super::wire::{self, Query, Reject};
-use super::{Event, Guard, Stats};
+use super::message::{
+    Echo, Flags, OptOut, Owner, Response, Rr, RrList, Sections, write_error, write_response,
+};
+use super::rrl::{self, Flow, Kind, Verdict};
+use super::wire::{self, Query, Reject, client_of, scope_for, size_limit};
+use super::{Ctx, Event, Stats};
 use super::{cookie, transfer, tsig};
 use crate::routing::RoutingTable;
 use crate::zone::{Lookup, RRset, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_SOA, Zone};
@@ -20,32 +23,10 @@ const TYPE_ANY: u16 = 255;
 /// CNAME hops followed inside a zone before giving up (a loop, or an absurd chain).
 const MAX_CNAME_HOPS: usize = 8;
 
-/// Answers one query packet into `out`. Returns false when nothing should be sent.
-pub fn handle(
-    table: &RoutingTable,
-    pkt: &[u8],
-    src: IpAddr,
-    transport: Transport,
-    out: &mut Vec<u8>,
-    stats: &Stats,
-    guard: &Guard,
-) -> bool {
-    match super::fast::try_answer(table, pkt, src, transport, out, stats, guard) {
-        Some(sent) => sent,
-        None => handle_full(table, pkt, src, transport, out, stats, guard),
-    }
-}
-
-/// [`handle`] without the hot path: the reference the hot path is tested against.
-pub fn handle_full(
-    table: &RoutingTable,
-    pkt: &[u8],
-    src: IpAddr,
-    transport: Transport,
-    out: &mut Vec<u8>,
-    stats: &Stats,
-    guard: &Guard,
-) -> bool {
+/// [`super::handle`] without the hot path: answers one query packet from `src` into `out`.
+/// Returns false when nothing should be sent.
+pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) -> bool {
+    let Ctx { table, stats, .. } = *ctx;
     let payload = table.config.server.udp_payload_max;
     let q = match wire::parse(pkt) {
         Ok(q) => q,
@@ -63,8 +44,8 @@ pub fn handle_full(
             if rcode == wire::RCODE_FORMERR {
                 stats.add(Event::Malformed);
             }
-            stats.count(transport, None, rcode);
-            let verdict = limit(table, guard, stats, src, transport, false, || Flow {
+            ctx.count(None, rcode);
+            let verdict = rrl::limit(ctx, src, false, || Flow {
                 kind: Kind::Error,
                 name: &[],
                 qtype: 0,
@@ -78,7 +59,8 @@ pub fn handle_full(
                 ecs: None,
                 cookie: None,
             });
-            write_error(out, pkt, id, flags, rcode, question, opt.as_ref());
+            let question = question.and_then(|len| pkt.get(12..12 + len));
+            write_error(out, Echo { id, flags }, rcode, question, opt.as_ref());
             if verdict == Verdict::Slip {
                 // An error response holds no records already: setting TC is all a slip needs.
                 out[2] |= 0x02;
@@ -87,6 +69,10 @@ pub fn handle_full(
         }
     };
     let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    let req = Echo {
+        id: q.id,
+        flags: req_flags,
+    };
     // A signed query (RFC 8945): answered signed with our key, or NOTAUTH with the TSIG error
     // (BADKEY when we have no key or another one).
     let tsig_key = table.config.transfer.tsig.as_ref();
@@ -103,78 +89,70 @@ pub fn handle_full(
             } else {
                 tsig::RCODE_NOTAUTH
             };
-            stats.count(transport, Some(q.qtype), rcode);
+            ctx.count(Some(q.qtype), rcode);
             let opt = q.edns.map(|_| OptOut {
                 payload,
                 ecs: None,
                 cookie: None,
             });
-            let question = Some(q.question.len());
-            write_error(out, pkt, q.id, req_flags, rcode, question, opt.as_ref());
+            write_error(out, req, rcode, Some(q.question), opt.as_ref());
             if let tsig::Checked::Invalid(r) = bad {
                 r.append(out);
             }
             return true;
         }
     };
-    let (cookie, cookie_ok) = cookie_reply(table, guard, stats, &q, src);
+    let (cookie, cookie_ok) = cookie_reply(ctx, &q, src);
     if let Some(e) = q.edns
         && e.version != 0
     {
-        stats.count(transport, Some(q.qtype), wire::RCODE_BADVERS);
+        ctx.count(Some(q.qtype), wire::RCODE_BADVERS);
         let opt = OptOut {
             payload,
             ecs: None,
             cookie,
         };
-        write_error(
-            out,
-            pkt,
-            q.id,
-            req_flags,
-            wire::RCODE_BADVERS,
-            Some(q.question.len()),
-            Some(&opt),
-        );
+        write_error(out, req, wire::RCODE_BADVERS, Some(q.question), Some(&opt));
         return true;
     }
     // RFC 8945 5.3: the signature must fit too, so a signed answer that would not is sent
     // truncated (question, OPT and TSIG only) and the client retries over TCP.
-    let limit_bytes = size_limit(transport, q.edns.map(|e| e.udp_payload), payload)
+    let limit_bytes = size_limit(ctx.transport, q.edns.map(|e| e.udp_payload), payload)
         .saturating_sub(signer.as_ref().map_or(0, |s| s.record_len()));
     let ecs = q.edns.and_then(|e| e.ecs);
     if ecs.is_some() {
         stats.add(Event::Ecs);
     }
     let mut sections = Sections::default();
-    let (flags, scope) = resolve(table, &q, client_of(ecs, src), &mut sections, stats);
+    let question = Question {
+        table,
+        stats,
+        q: &q,
+        client: client_of(ecs, src),
+    };
+    let (flags, scope) = resolve(&question, &mut sections);
     let scope = scope_for(ecs, scope);
     let opt = q.edns.map(|e| OptOut {
         payload,
         ecs: e.ecs.map(|ecs| (ecs, scope)),
         cookie,
     });
-    stats.count(transport, Some(q.qtype), flags.rcode);
-    let verdict = limit(table, guard, stats, src, transport, cookie_ok, || {
-        flow(&q, flags, &sections)
-    });
+    ctx.count(Some(q.qtype), flags.rcode);
+    let verdict = rrl::limit(ctx, src, cookie_ok, || flow(&q, flags, &sections));
+    let response = Response {
+        flags,
+        sections: &sections,
+        opt: opt.as_ref(),
+    };
     match verdict {
         Verdict::Drop => return false,
         // A truncated answer carries no records, only the header, question and OPT (with our
         // cookie, so that a resolver that speaks cookies is exempt from then on).
         Verdict::Slip => {
-            write_response(out, &q, req_flags, flags, &sections, opt.as_ref(), 0);
+            write_response(out, &q, req_flags, &response, 0);
         }
         Verdict::Send => {
-            if write_response(
-                out,
-                &q,
-                req_flags,
-                flags,
-                &sections,
-                opt.as_ref(),
-                limit_bytes,
-            ) {
+            if write_response(out, &q, req_flags, &response, limit_bytes) {
                 stats.add(Event::Truncated);
             }
         }
@@ -185,53 +163,20 @@ pub fn handle_full(
     true
 }
 
-/// The largest response the client takes: its EDNS payload size within [512, ours] over UDP,
-/// 512 without EDNS (RFC 6891 6.2.5), a whole message over TCP.
-pub(super) fn size_limit(transport: Transport, client_payload: Option<u16>, ours: u16) -> usize {
-    match (transport, client_payload) {
-        (Transport::Tcp, _) => 65535,
-        (Transport::Udp, Some(p)) => p.clamp(512, ours.max(512)) as usize,
-        (Transport::Udp, None) => 512,
-    }
-}
-
-/// Whom to answer for. RFC 7871 7.1.2: source prefix 0 means "do not use my subnet", so the
-/// sender's own address counts.
-pub(super) fn client_of(ecs: Option<wire::Ecs>, src: IpAddr) -> IpAddr {
-    match ecs {
-        Some(e) if e.source_prefix > 0 => e.addr,
-        _ => src,
-    }
-}
-
-/// The ECS scope to return: 0 for a source prefix of 0 (the answer is not for a subnet).
-pub(super) fn scope_for(ecs: Option<wire::Ecs>, scope: u8) -> u8 {
-    match ecs {
-        Some(e) if e.source_prefix == 0 => 0,
-        _ => scope,
-    }
-}
-
 /// The cookie to return (client cookie + a fresh server cookie) and whether the query's server
 /// cookie was one of ours.
-fn cookie_reply(
-    table: &RoutingTable,
-    guard: &Guard,
-    stats: &Stats,
-    q: &Query<'_>,
-    src: IpAddr,
-) -> (Option<[u8; 24]>, bool) {
+fn cookie_reply(ctx: &Ctx<'_>, q: &Query<'_>, src: IpAddr) -> (Option<[u8; 24]>, bool) {
     let Some(c) = q.edns.and_then(|e| e.cookie) else {
         return (None, false);
     };
     // RFC 9018 timestamps are 32-bit seconds.
     let now = super::unix_now() as u32;
-    let secret = guard.cookie_secret(&table.config);
+    let secret = ctx.guard.cookie_secret(&ctx.table.config);
     let ok = cookie::is_valid(secret, &c, src, now);
     if ok {
-        stats.add(Event::CookiesValid);
+        ctx.stats.add(Event::CookiesValid);
     } else {
-        stats.add(Event::CookiesNew);
+        ctx.stats.add(Event::CookiesNew);
     }
     let mut b = [0u8; 24];
     b[..8].copy_from_slice(&c.client);
@@ -266,34 +211,6 @@ fn flow<'a>(q: &'a Query<'_>, flags: Flags, s: &Sections<'a>) -> Flow<'a> {
         qtype: q.qtype,
         content: content.finish(),
     }
-}
-
-/// Response rate limiting for UDP; TCP, exempt networks and valid cookies always pass. The
-/// flow is only worked out for responses that are limited at all.
-pub(super) fn limit<'a>(
-    table: &RoutingTable,
-    guard: &Guard,
-    stats: &Stats,
-    src: IpAddr,
-    transport: Transport,
-    cookie_ok: bool,
-    flow: impl FnOnce() -> Flow<'a>,
-) -> Verdict {
-    let rl = &table.config.rate_limit;
-    if transport == Transport::Tcp
-        || !rl.enabled
-        || cookie_ok
-        || rl.exempt.iter().any(|n| n.contains(&src))
-    {
-        return Verdict::Send;
-    }
-    let v = guard.rrl.check(rl, src, flow());
-    match v {
-        Verdict::Drop => stats.add(Event::RrlDropped),
-        Verdict::Slip => stats.add(Event::RrlSlipped),
-        Verdict::Send => {}
-    }
-    v
 }
 
 fn refused() -> (Flags, u8) {
@@ -348,14 +265,20 @@ fn push_additional<'t>(s: &mut Sections<'t>, zone: &'t Zone, set: &'t RRset) -> 
     any
 }
 
-/// Fills `s` with the answer; returns the header flags and the ECS scope.
-fn resolve<'t>(
+/// One question to answer from the routing table, for one client: the ECS subnet's address,
+/// or the sender's. The records found borrow from the table (`'t`), never from the packet.
+struct Question<'t, 'q> {
     table: &'t RoutingTable,
-    q: &Query<'_>,
+    stats: &'t Stats,
+    q: &'q Query<'q>,
     client: IpAddr,
-    s: &mut Sections<'t>,
-    stats: &Stats,
-) -> (Flags, u8) {
+}
+
+/// Fills `s` with the answer; returns the header flags and the ECS scope.
+fn resolve<'t>(question: &Question<'t, '_>, s: &mut Sections<'t>) -> (Flags, u8) {
+    let Question {
+        table, stats, q, ..
+    } = *question;
     if q.qclass != wire::CLASS_IN {
         return refused();
     }
@@ -380,7 +303,7 @@ fn resolve<'t>(
     if matches!(q.qtype, TYPE_A | TYPE_AAAA | TYPE_ANY)
         && let Some((zone, si)) = table.zones.service(q.qname())
     {
-        return answer_service(table, zone, si, q, client, Owner::QName, s, stats);
+        return answer_service(question, zone, si, Owner::QName, s);
     }
     let Some(zone) = table.zones.find(q.qname()) else {
         return refused();
@@ -409,7 +332,7 @@ fn resolve<'t>(
             }
             Lookup::Found { node, .. } => {
                 if let Some(si) = node.service {
-                    return answer_service(table, zone, si, q, client, owner, s, stats);
+                    return answer_service(question, zone, si, owner, s);
                 }
                 if q.qtype != TYPE_CNAME
                     && let Some(cn) = node.get(TYPE_CNAME)
@@ -446,17 +369,19 @@ fn resolve<'t>(
 
 /// The answer for geo service number `si` (at `owner`, in `zone`): the mirrors for the
 /// client's location, or NODATA for other types.
-#[allow(clippy::too_many_arguments)]
 fn answer_service<'t>(
-    table: &'t RoutingTable,
+    question: &Question<'t, '_>,
     zone: &'t Zone,
     si: usize,
-    q: &Query<'_>,
-    client: IpAddr,
     owner: Owner<'t>,
     s: &mut Sections<'t>,
-    stats: &Stats,
 ) -> (Flags, u8) {
+    let Question {
+        table,
+        stats,
+        q,
+        client,
+    } = *question;
     let flags = Flags {
         aa: true,
         rcode: wire::RCODE_NOERROR,

@@ -11,13 +11,10 @@
 use std::hash::Hasher;
 use std::net::IpAddr;
 
-use super::Transport;
-use super::answer::{client_of, limit, scope_for, size_limit};
 use super::message::{OptOut, Owner, Rr, put_opt, put_rr};
-use super::rrl::{Flow, Kind, Verdict};
-use super::wire::{self, Ecs};
-use super::{Event, Guard, Stats};
-use crate::routing::RoutingTable;
+use super::rrl::{self, Flow, Kind, Verdict};
+use super::wire::{self, Ecs, client_of, scope_for, size_limit};
+use super::{Ctx, Event};
 use crate::zone::{Hot, Rendered, TYPE_A, TYPE_AAAA};
 
 /// What the OPT record of a query says, when the hot path can take it.
@@ -132,14 +129,17 @@ impl Records<'_> {
 /// Answers the hot case into `out`. `None`: not the hot case, nothing counted, use the full
 /// path. `Some(send)`: answered (or dropped by rate limiting when `send` is false).
 pub(super) fn try_answer(
-    table: &RoutingTable,
+    ctx: &Ctx<'_>,
     pkt: &[u8],
     src: IpAddr,
-    transport: Transport,
     out: &mut Vec<u8>,
-    stats: &Stats,
-    guard: &Guard,
 ) -> Option<bool> {
+    let Ctx {
+        table,
+        stats,
+        transport,
+        ..
+    } = *ctx;
     let head = pkt.get(..12)?;
     let req_flags = u16::from_be_bytes([head[2], head[3]]);
     // A query (QR clear, opcode 0) with one question and nothing in the answer and authority
@@ -221,8 +221,8 @@ pub(super) fn try_answer(
         let ans = &route.answers[hit.list as usize];
         table.answer_counts.record(si, ans, !v4, hit.continent);
     }
-    stats.count(transport, Some(qtype), wire::RCODE_NOERROR);
-    let verdict = limit(table, guard, stats, src, transport, false, || Flow {
+    ctx.count(Some(qtype), wire::RCODE_NOERROR);
+    let verdict = rrl::limit(ctx, src, false, || Flow {
         kind: Kind::Answer,
         name: qname,
         qtype,

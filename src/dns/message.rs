@@ -55,6 +55,23 @@ pub struct Flags {
     pub rcode: u16,
 }
 
+/// The header fields a response copies from its query: the ID, and the query's flags, of
+/// which the opcode, RD and CD come back.
+#[derive(Debug, Clone, Copy)]
+pub struct Echo {
+    pub id: u16,
+    pub flags: u16,
+}
+
+/// A response's content: its header flags, its records, and its OPT record when the query
+/// had one.
+#[derive(Debug, Clone, Copy)]
+pub struct Response<'r, 't> {
+    pub flags: Flags,
+    pub sections: &'r Sections<'t>,
+    pub opt: Option<&'r OptOut>,
+}
+
 /// The OPT record we send back when the query had one.
 #[derive(Debug, Clone, Copy)]
 pub struct OptOut {
@@ -161,15 +178,12 @@ pub(super) fn put_opt(out: &mut Vec<u8>, opt: &OptOut, rcode: u16) {
     out.extend_from_slice(&b[..n]);
 }
 
-/// Writes the header for a response to a query with this id and these request flags.
-pub fn put_header(
-    out: &mut Vec<u8>,
-    id: u16,
-    req_flags: u16,
-    flags: Flags,
-    tc: bool,
-    counts: [u16; 4],
-) {
+/// Writes the header for a response to the query `req` echoes.
+pub fn put_header(out: &mut Vec<u8>, req: Echo, flags: Flags, tc: bool, counts: [u16; 4]) {
+    let Echo {
+        id,
+        flags: req_flags,
+    } = req;
     out.clear();
     // QR, opcode echoed, AA, TC, RD echoed; RA clear; CD echoed; rcode low bits.
     let mut f: u16 = 0x8000 | (req_flags & 0x7800) | (req_flags & 0x0100) | (req_flags & 0x0010);
@@ -189,16 +203,24 @@ pub fn put_header(
     out.extend_from_slice(&h);
 }
 
-/// Assembles a full response into `out`. Returns true if it had to be truncated.
+/// Assembles a full response to `q` (whose flags are `req_flags`) into `out`, in at most
+/// `limit` bytes. Returns true if it had to be truncated.
 pub fn write_response(
     out: &mut Vec<u8>,
     q: &Query<'_>,
     req_flags: u16,
-    flags: Flags,
-    sections: &Sections<'_>,
-    opt: Option<&OptOut>,
+    response: &Response<'_, '_>,
     limit: usize,
 ) -> bool {
+    let Response {
+        flags,
+        sections,
+        opt,
+    } = *response;
+    let req = Echo {
+        id: q.id,
+        flags: req_flags,
+    };
     let qname = q.qname();
     let write = |out: &mut Vec<u8>, additional: bool, records: bool| {
         let (an, ns, ar) = if records {
@@ -220,7 +242,7 @@ pub fn write_response(
             ns as u16,
             (ar + opt.is_some() as usize) as u16,
         ];
-        put_header(out, q.id, req_flags, flags, !records, counts);
+        put_header(out, req, flags, !records, counts);
         out.extend_from_slice(q.question);
         if records {
             for rr in sections.answer.iter().chain(&sections.authority) {
@@ -250,27 +272,17 @@ pub fn write_response(
     true
 }
 
-/// A reply that echoes the header (and question, if it parsed) with an error rcode.
+/// A reply that echoes the header (and the question, if it parsed) with an error rcode.
 pub fn write_error(
     out: &mut Vec<u8>,
-    pkt: &[u8],
-    id: u16,
-    req_flags: u16,
+    req: Echo,
     rcode: u16,
-    question: Option<usize>,
+    question: Option<&[u8]>,
     opt: Option<&OptOut>,
 ) {
-    let q = question.and_then(|len| pkt.get(12..12 + len));
-    let counts = [q.is_some() as u16, 0, 0, opt.is_some() as u16];
-    put_header(
-        out,
-        id,
-        req_flags,
-        Flags { aa: false, rcode },
-        false,
-        counts,
-    );
-    if let Some(q) = q {
+    let counts = [question.is_some() as u16, 0, 0, opt.is_some() as u16];
+    put_header(out, req, Flags { aa: false, rcode }, false, counts);
+    if let Some(q) = question {
         out.extend_from_slice(q);
     }
     if let Some(o) = opt {

@@ -1,9 +1,13 @@
 //! The DNS side: wire parsing, the answer logic, response assembly, and the UDP/TCP listeners.
 //!
-//! `answer::handle` is the one function from query bytes to response bytes; the listeners in
-//! `server` only move bytes and never decide anything about the answer.
+//! [`handle`] is the one function from query bytes to response bytes; the listeners in
+//! `server` and `udp` only move bytes and never decide anything about the answer. It tries the
+//! hot path (`fast`) and falls back to the full path (`answer`), which stays the reference the
+//! hot path is tested against; the two share only lower layers (`wire`, `message`, `rrl`),
+//! never each other.
 
 pub mod answer;
+mod conns;
 pub mod cookie;
 mod fast;
 pub mod message;
@@ -14,7 +18,10 @@ pub mod tsig;
 pub mod udp;
 pub mod wire;
 
+use std::net::IpAddr;
+
 use crate::metrics::{Counters, DNS_BUCKETS, Histogram};
+use crate::routing::RoutingTable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -28,6 +35,35 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
         }
+    }
+}
+
+/// What answering a query needs besides the query itself. A listener makes one per batch of
+/// datagrams or per TCP query, from one `load()` of the routing table and of the guard, so
+/// that every query in it is answered from the same snapshot.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub table: &'a RoutingTable,
+    pub stats: &'a Stats,
+    pub guard: &'a Guard,
+    /// The transport the answer goes back on: it sets the size limit and whether rate
+    /// limiting applies.
+    pub transport: Transport,
+}
+
+impl Ctx<'_> {
+    /// Counts one answered query of type `qtype` (None: unparsed) by its rcode.
+    #[inline]
+    fn count(&self, qtype: Option<u16>, rcode: u16) {
+        self.stats.count(self.transport, qtype, rcode);
+    }
+}
+
+/// Answers one query packet from `src` into `out`. Returns false when nothing should be sent.
+pub fn handle(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) -> bool {
+    match fast::try_answer(ctx, pkt, src, out) {
+        Some(sent) => sent,
+        None => answer::handle_full(ctx, pkt, src, out),
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use siphasher::sip::SipHasher13;
 
+use super::{Ctx, Event, Transport};
 use crate::config::RateLimit;
 
 /// What a response says, for keying: floods of different kinds are counted apart, and
@@ -49,6 +50,32 @@ pub enum Verdict {
     Drop,
     /// Send a truncated response (TC set, no records).
     Slip,
+}
+
+/// Response rate limiting for UDP; TCP, exempt networks and valid cookies always pass. The
+/// flow is only worked out for responses that are limited at all. Limited responses are
+/// counted here, for the fast and the full path alike.
+pub(super) fn limit<'a>(
+    ctx: &Ctx<'_>,
+    src: IpAddr,
+    cookie_ok: bool,
+    flow: impl FnOnce() -> Flow<'a>,
+) -> Verdict {
+    let rl = &ctx.table.config.rate_limit;
+    if ctx.transport == Transport::Tcp
+        || !rl.enabled
+        || cookie_ok
+        || rl.exempt.iter().any(|n| n.contains(&src))
+    {
+        return Verdict::Send;
+    }
+    let v = ctx.guard.rrl.check(rl, src, flow());
+    match v {
+        Verdict::Drop => ctx.stats.add(Event::RrlDropped),
+        Verdict::Slip => ctx.stats.add(Event::RrlSlipped),
+        Verdict::Send => {}
+    }
+    v
 }
 
 const TIME_BITS: u32 = 40;

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::message::{Flags, Owner, Rr, put_header, put_rr};
+use super::message::{Echo, Flags, Owner, Rr, put_header, put_rr};
 use super::tsig::{self, Checked, Signer};
 use super::wire;
 use super::{Event, Stats, Transport};
@@ -22,13 +22,16 @@ pub const TYPE_AXFR: u16 = 252;
 const MESSAGE_TARGET: usize = 16 * 1024;
 
 /// Answers `pkt` if it is a transfer request from an allowed client: every message of the
-/// response, in order. Returns None for any other packet (answered by `answer::handle`).
+/// response, in order. Returns None for any other packet (answered by `dns::handle`).
 pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Option<Vec<Vec<u8>>> {
     let q = wire::parse(pkt).ok()?;
     if q.qtype != TYPE_AXFR && q.qtype != TYPE_IXFR {
         return None;
     }
-    let req_flags = u16::from_be_bytes([pkt[2], pkt[3]]);
+    let req = Echo {
+        id: q.id,
+        flags: u16::from_be_bytes([pkt[2], pkt[3]]),
+    };
     let cfg = &table.config.transfer;
     let refuse = |rcode: u16| {
         stats.add(Event::TransfersRefused);
@@ -36,8 +39,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
         let mut out = Vec::new();
         put_header(
             &mut out,
-            q.id,
-            req_flags,
+            req,
             Flags { aa: false, rcode },
             false,
             [1, 0, 0, 0],
@@ -50,7 +52,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
         .zones
         .find(q.qname())
         .filter(|z| z.origin.wire() == q.qname());
-    // Not ours to transfer, or not allowed: `answer::handle` refuses it like any transport.
+    // Not ours to transfer, or not allowed: `dns::handle` refuses it like any transport.
     let (Some(zone), true) = (zone, cfg.allow.iter().any(|n| n.contains(&src))) else {
         return None;
     };
@@ -96,7 +98,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
             };
             // Every message repeats the question (RFC 5936 2.2 allows it), so that owner names
             // can point into it.
-            put_header(&mut out, q.id, req_flags, flags, false, [1, 0, 0, 0]);
+            put_header(&mut out, req, flags, false, [1, 0, 0, 0]);
             out.extend_from_slice(q.question);
         }
         put_rr(&mut out, rr, q.qname());

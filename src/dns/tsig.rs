@@ -199,29 +199,30 @@ fn variables(key: &TsigKey, time_signed: u64, fudge: u16, error: u16, other: &[u
     v
 }
 
-/// Appends a TSIG record to a finished response and bumps its ARCOUNT.
-fn append(
-    msg: &mut Vec<u8>,
-    key: &TsigKey,
+/// The RDATA fields that differ between the TSIG records we send: the key gives the owner
+/// name and the algorithm, and the fudge is always [`FUDGE`].
+struct Fields<'a> {
     time_signed: u64,
-    mac: &[u8],
+    /// Empty in an unsigned error record.
+    mac: &'a [u8],
     error: u16,
-    other: &[u8],
-) {
+    other: &'a [u8],
+}
+
+/// Appends a TSIG record to a finished response and bumps its ARCOUNT.
+fn append(msg: &mut Vec<u8>, key: &TsigKey, fields: &Fields<'_>) {
     let (name, alg) = (wire_name(&key.name), wire_name(key.algorithm.name()));
-    append_named(msg, &name, &alg, time_signed, mac, error, other);
+    append_named(msg, &name, &alg, fields);
 }
 
 /// [`append`] with the key name and algorithm given as wire names.
-fn append_named(
-    msg: &mut Vec<u8>,
-    name: &[u8],
-    alg: &[u8],
-    time_signed: u64,
-    mac: &[u8],
-    error: u16,
-    other: &[u8],
-) {
+fn append_named(msg: &mut Vec<u8>, name: &[u8], alg: &[u8], fields: &Fields<'_>) {
+    let Fields {
+        time_signed,
+        mac,
+        error,
+        other,
+    } = *fields;
     let id = [msg[0], msg[1]];
     msg.extend_from_slice(name);
     msg.extend_from_slice(&crate::dns::wire::TYPE_TSIG.to_be_bytes());
@@ -274,7 +275,15 @@ impl Rejection<'_> {
                 s.sign(msg, BADTIME, &self.now.to_be_bytes()[2..]);
             }
             // An unknown key (or none configured): unsigned, naming the key the client used.
-            _ => append_named(msg, &self.name, &self.algorithm, self.now, &[], BADKEY, &[]),
+            _ => {
+                let fields = Fields {
+                    time_signed: self.now,
+                    mac: &[],
+                    error: BADKEY,
+                    other: &[],
+                };
+                append_named(msg, &self.name, &self.algorithm, &fields);
+            }
         }
     }
 }
@@ -350,14 +359,26 @@ impl<'k> Signer<'k> {
             mac(self.key, &[&size, &self.prior_mac, msg, &timers])
         };
         self.first = false;
-        append(msg, self.key, self.now, &mac, error, other);
+        let fields = Fields {
+            time_signed: self.now,
+            mac: &mac,
+            error,
+            other,
+        };
+        append(msg, self.key, &fields);
         self.prior_mac = mac;
     }
 }
 
 /// Appends an unsigned TSIG record carrying `error` (BADKEY, BADSIG: RFC 8945 5.2.1, 5.2.2).
 pub fn append_unsigned(msg: &mut Vec<u8>, key: &TsigKey, now: u64, error: u16) {
-    append(msg, key, now, &[], error, &[]);
+    let fields = Fields {
+        time_signed: now,
+        mac: &[],
+        error,
+        other: &[],
+    };
+    append(msg, key, &fields);
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The UDP path: one OS thread per socket, batched with recvmmsg/sendmmsg.
 //!
 //! Each worker owns one SO_REUSEPORT socket (the kernel spreads queries across them), receives
-//! up to [`BATCH`] datagrams per system call, answers each with `answer::handle` against one
+//! up to [`BATCH`] datagrams per system call, answers each with `dns::handle` against one
 //! `load()` of the routing table (and of the abuse-protection guard), and sends all answers
 //! with one call. No task, no lock, and no heap allocation per query. A receive timeout lets
 //! the worker notice shutdown.
@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tracing::{debug, error};
 
-use super::answer::{Transport, handle};
-use super::{Event, Guard, Stats};
+use super::{Ctx, Event, Guard, Stats, Transport, handle};
 use crate::routing::RoutingTable;
 
 /// Datagrams per system call.
@@ -127,6 +126,12 @@ pub fn worker(
         {
             let t = table.load();
             let g = guard.load();
+            let ctx = Ctx {
+                table: &t,
+                stats: &stats,
+                guard: &g,
+                transport: Transport::Udp,
+            };
             for i in 0..n {
                 if in_hdr[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                     stats.add(Event::Dropped);
@@ -139,15 +144,7 @@ pub fn worker(
                 // Time one query in 16: the histogram's shape without two clock reads per query.
                 sampled = sampled.wrapping_add(1);
                 let started = sampled.is_multiple_of(16).then(Instant::now);
-                let answered = handle(
-                    &t,
-                    &inbuf[i][..len],
-                    src,
-                    Transport::Udp,
-                    &mut outbuf[m],
-                    &stats,
-                    &g,
-                );
+                let answered = handle(&ctx, &inbuf[i][..len], src, &mut outbuf[m]);
                 if let Some(s) = started {
                     stats.latency.observe(s.elapsed());
                 }

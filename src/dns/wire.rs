@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::Transport;
 pub use super::cookie::Cookie;
 
 pub const OPCODE_QUERY: u8 = 0;
@@ -197,6 +198,33 @@ pub(super) fn options(rdata: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>
         at = option.map_or(rdata.len(), |(_, _, end)| end);
         Some(option.map(|(code, data, _)| (code, data)))
     })
+}
+
+/// The largest response the client takes: its EDNS payload size within [512, ours] over UDP,
+/// 512 without EDNS (RFC 6891 6.2.5), a whole message over TCP.
+pub(super) fn size_limit(transport: Transport, client_payload: Option<u16>, ours: u16) -> usize {
+    match (transport, client_payload) {
+        (Transport::Tcp, _) => 65535,
+        (Transport::Udp, Some(p)) => p.clamp(512, ours.max(512)) as usize,
+        (Transport::Udp, None) => 512,
+    }
+}
+
+/// Whom to answer for. RFC 7871 7.1.2: source prefix 0 means "do not use my subnet", so the
+/// sender's own address counts.
+pub(super) fn client_of(ecs: Option<Ecs>, src: IpAddr) -> IpAddr {
+    match ecs {
+        Some(e) if e.source_prefix > 0 => e.addr,
+        _ => src,
+    }
+}
+
+/// The ECS scope to return: 0 for a source prefix of 0 (the answer is not for a subnet).
+pub(super) fn scope_for(ecs: Option<Ecs>, scope: u8) -> u8 {
+    match ecs {
+        Some(e) if e.source_prefix == 0 => 0,
+        _ => scope,
+    }
 }
 
 /// Parses a query packet.
