@@ -30,6 +30,17 @@ pub enum MirrorState {
 }
 
 impl MirrorState {
+    /// Every state, in the order `/metrics` lists them.
+    pub const ALL: [MirrorState; 7] = [
+        MirrorState::Unknown,
+        MirrorState::Verifying,
+        MirrorState::Ready,
+        MirrorState::Lagging,
+        MirrorState::Mismatch,
+        MirrorState::Down,
+        MirrorState::Drained,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MirrorState::Unknown => "unknown",

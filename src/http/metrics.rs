@@ -12,16 +12,6 @@ use crate::metrics::Exposition;
 use crate::monitor::Monitor;
 use crate::routing::RoutingTable;
 
-const STATES: [MirrorState; 7] = [
-    MirrorState::Unknown,
-    MirrorState::Verifying,
-    MirrorState::Ready,
-    MirrorState::Lagging,
-    MirrorState::Mismatch,
-    MirrorState::Down,
-    MirrorState::Drained,
-];
-
 pub fn render(
     mon: &Monitor,
     table: &RoutingTable,
@@ -258,7 +248,7 @@ pub fn render(
     );
     for i in 0..cfg.mirrors.len() {
         let (cur, _) = super::status::mirror_state(cfg, st, i);
-        for s in STATES {
+        for s in MirrorState::ALL {
             e.sample(
                 "mirrordns_mirror_state",
                 &[("mirror", &cfg.mirrors[i].name), ("state", s.as_str())],

@@ -29,15 +29,7 @@ fn floats_are_rounded_when_serialised() {
 /// Every kind of value a `/status` can hold: each mirror state, both admin actions,
 /// present and absent optional fields.
 fn status() -> Status {
-    let states = [
-        MirrorState::Unknown,
-        MirrorState::Verifying,
-        MirrorState::Ready,
-        MirrorState::Lagging,
-        MirrorState::Mismatch,
-        MirrorState::Down,
-        MirrorState::Drained,
-    ];
+    let states = MirrorState::ALL;
     let mirror = |i: usize, state: MirrorState| MirrorView {
         name: format!("m{i}"),
         ipv4: vec![format!("192.0.2.{i}")],
