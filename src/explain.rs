@@ -51,10 +51,7 @@ pub fn explain(
             let m = &cfg.mirrors[i];
             CandidateView {
                 mirror: m.name.clone(),
-                distance_km: match (loc.coords, m.location) {
-                    (Some(a), Some(b)) => Some((geo::distance_km(a, b) * 10.0).round() / 10.0),
-                    _ => None,
-                },
+                distance_km: shown_distance(loc.coords, m.location),
                 ipv4: m.ipv4.iter().map(|a| a.to_string()).collect(),
                 ipv6: m.ipv6.iter().map(|a| a.to_string()).collect(),
             }
@@ -334,4 +331,10 @@ fn changed_since(file: &Path, loaded_at: Option<&str>) -> Option<String> {
             humantime::format_rfc3339_seconds(loaded)
         )
     })
+}
+
+/// The distance shown between a client and a mirror, to 0.1 km, when both are placed.
+pub fn shown_distance(client: Option<(f64, f64)>, mirror: Option<(f64, f64)>) -> Option<f64> {
+    let (a, b) = client.zip(mirror)?;
+    Some((geo::distance_km(a, b) * 10.0).round() / 10.0)
 }

@@ -381,10 +381,10 @@ pub fn lookup(
         let m = &cfg.mirrors[i];
         Decision {
             mirror: m.name.clone(),
-            distance_km: match (e.location.lat.zip(e.location.lon), m.location) {
-                (Some(a), Some(b)) => Some((crate::geo::distance_km(a, b) * 10.0).round() / 10.0),
-                _ => None,
-            },
+            distance_km: crate::explain::shown_distance(
+                e.location.lat.zip(e.location.lon),
+                m.location,
+            ),
             state: states.get(i).map(|s| s.0).unwrap_or(MirrorState::Unknown),
             used: "answer, past this client's list (every mirror in it is out)".into(),
         }
