@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{Fallback, Policy, TsigAlgorithm};
+use super::{Fallback, Policy, TsigAlgorithm, Unlisted};
 
 // [server]
 
@@ -42,6 +42,16 @@ pub fn server_udp_workers() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+// [[redirect]]
+
+/// `redirect.unlisted`: a path in no manifest gets 404, not a redirect to the origin.
+pub const REDIRECT_UNLISTED: Unlisted = Unlisted::NotFound;
+/// `redirect.max-connections`: concurrent connections per redirector; past it, the one idle
+/// longest is closed, as on the DNS TCP side.
+pub const REDIRECT_MAX_CONNECTIONS: usize = 4096;
+/// `redirect.idle-timeout`: how long a connection may wait for (or sit between) requests.
+pub const REDIRECT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 // [geo]
 
@@ -195,6 +205,12 @@ mod tests {
             ("service.answers", Integer(SERVICE_ANSWERS as i64)),
             ("service.lag-grace", Duration(SERVICE_LAG_GRACE)),
             ("mirror.drained", Bool(MIRROR_DRAINED)),
+            ("redirect.unlisted", Word(REDIRECT_UNLISTED.as_str().to_string())),
+            (
+                "redirect.max-connections",
+                Integer(REDIRECT_MAX_CONNECTIONS as i64),
+            ),
+            ("redirect.idle-timeout", Duration(REDIRECT_IDLE_TIMEOUT)),
             ("health.interval", Duration(HEALTH_INTERVAL)),
             ("health.timeout", Duration(HEALTH_TIMEOUT)),
             ("health.rise", Integer(HEALTH_RISE.into())),
@@ -231,7 +247,8 @@ mod tests {
 
     /// The config's top-level tables: a TOML example with any other table is not part of
     /// the configuration reference (the admin-state file's, for one).
-    const CONFIG_TABLES: [&str; 9] = [
+    const CONFIG_TABLES: [&str; 10] = [
+        "redirect",
         "server",
         "geo",
         "service",

@@ -109,7 +109,7 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(&mut self, s: Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, s: Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
         match s {
             None => default,
             Some(s) => match parse_duration(s.get_ref()) {
@@ -230,6 +230,41 @@ impl Validator<'_> {
         }
     }
 
+    /// Manifest paths of a service's `releases` or `archive`: relative to the origin.
+    pub(super) fn release_paths(
+        &mut self,
+        n: &str,
+        key: &str,
+        list: Vec<Spanned<String>>,
+        origin: Option<&Origin>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &list {
+            if is_safe_relative_path(r.get_ref()) {
+                out.push(r.get_ref().clone());
+            } else {
+                self.err(
+                    r,
+                    &format!("service `{n}`: {key}"),
+                    format!(
+                        "`{}` is not a path relative to [origin] base-url (no leading /, no ..)",
+                        r.get_ref()
+                    ),
+                );
+            }
+        }
+        if let Some(first) = list.first()
+            && origin.is_none()
+        {
+            self.err(
+                first,
+                &format!("service `{n}`: {key}"),
+                "needs an [origin] section with the base-url the manifests are published under",
+            );
+        }
+        out
+    }
+
     pub(super) fn service_health(
         &mut self,
         n: &str,
@@ -238,28 +273,7 @@ impl Validator<'_> {
         lag_grace: Option<Spanned<String>>,
         origin: Option<&Origin>,
     ) -> (Vec<String>, Fallback, Duration) {
-        let mut out = Vec::new();
-        for r in &releases {
-            if is_safe_relative_path(r.get_ref()) {
-                out.push(r.get_ref().clone());
-            } else {
-                self.err(
-                    r,
-                    &format!("service `{n}`: releases"),
-                    format!(
-                        "`{}` is not a path relative to [origin] base-url (no leading /, no ..)",
-                        r.get_ref()
-                    ),
-                );
-            }
-        }
-        if !releases.is_empty() && origin.is_none() {
-            self.err(
-                &releases[0],
-                &format!("service `{n}`: releases"),
-                "needs an [origin] section with the base-url the manifests are published under",
-            );
-        }
+        let out = self.release_paths(n, "releases", releases, origin);
         let origin_has_addrs = origin.is_some_and(|o| !o.ipv4.is_empty() || !o.ipv6.is_empty());
         let fallback = match fallback {
             None => defaults::service_fallback(origin_has_addrs),

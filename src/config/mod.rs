@@ -9,6 +9,7 @@ pub mod defaults;
 mod health;
 mod protect;
 mod raw;
+mod redirect;
 mod services;
 
 use std::net::{IpAddr, SocketAddr};
@@ -35,17 +36,23 @@ pub struct Config {
     pub rate_limit: RateLimit,
     pub cookies: Cookies,
     pub transfer: Transfer,
+    /// `[[redirect]]` sections: HTTP download redirectors.
+    pub redirects: Vec<Redirect>,
 }
 
 impl Config {
     /// True if anything is probed: some mirror has a base URL or some service needs releases.
     pub fn has_probes(&self) -> bool {
         self.mirrors.iter().any(|m| m.base_url.is_some())
-            || self.services.iter().any(|s| !s.releases.is_empty())
+            || self
+                .services
+                .iter()
+                .any(|s| !s.releases.is_empty() || !s.archive.is_empty())
     }
 }
 
 pub use health::{Fallback, HealthConfig, Origin, is_safe_relative_path};
+pub use redirect::{Redirect, Tls, Unlisted};
 pub use protect::{Cookies, RateLimit, Transfer, TsigAlgorithm, TsigKey};
 pub use services::{Mirror, Policy, Regions, Service};
 
@@ -167,6 +174,7 @@ impl Validator<'_> {
             rate_limit,
             cookies,
             transfer,
+            redirects,
         } = raw;
         let server = self.server(server);
         let geo = geo.map(|g| self.geo(g)).unwrap_or_default();
@@ -177,7 +185,9 @@ impl Validator<'_> {
         let rate_limit = self.rate_limit(rate_limit);
         let cookies = self.cookies(cookies);
         let transfer = self.transfer(transfer);
+        let redirects = self.redirects(redirects, &services);
         Config {
+            redirects,
             rate_limit,
             cookies,
             transfer,

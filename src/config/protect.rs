@@ -79,7 +79,7 @@ pub struct Transfer {
 }
 
 impl Validator<'_> {
-    fn networks(&mut self, list: Vec<Spanned<String>>, key: &str) -> Vec<IpNet> {
+    pub(super) fn networks(&mut self, list: Vec<Spanned<String>>, key: &str) -> Vec<IpNet> {
         let mut out = Vec::new();
         for n in list {
             match parse_network(n.get_ref()) {

@@ -33,6 +33,46 @@ pub struct RawConfig {
     pub cookies: Option<RawCookies>,
     #[serde(default)]
     pub transfer: Option<RawTransfer>,
+    #[serde(default, rename = "redirect")]
+    pub redirects: Vec<Spanned<RawRedirect>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRedirect {
+    /// The service whose mirrors, policy, releases and health it uses.
+    pub service: Spanned<String>,
+    /// Plain-HTTP addresses.
+    #[serde(default)]
+    pub listen: Vec<Spanned<String>>,
+    /// HTTPS addresses; need `tls-cert` and `tls-key`.
+    #[serde(default)]
+    pub tls_listen: Vec<Spanned<String>>,
+    /// PEM certificate chain, re-read on reload.
+    #[serde(default)]
+    pub tls_cert: Option<Spanned<String>>,
+    /// PEM private key, re-read on reload.
+    #[serde(default)]
+    pub tls_key: Option<Spanned<String>>,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` is believed (default: none).
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Path prefix that always means the newest release ready everywhere (default: none).
+    #[serde(default)]
+    pub latest: Option<Spanned<String>>,
+    /// "not-found" or "origin"; default [`defaults::REDIRECT_UNLISTED`].
+    #[serde(default)]
+    pub unlisted: Option<Spanned<String>>,
+    /// Host names answered; others get 421 (default: any).
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    /// Concurrent connections; default [`defaults::REDIRECT_MAX_CONNECTIONS`].
+    #[serde(default)]
+    pub max_connections: Option<Spanned<usize>>,
+    /// How long a connection may sit idle or sending its request head; default
+    /// [`defaults::REDIRECT_IDLE_TIMEOUT`].
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +278,9 @@ pub struct RawService {
     /// Manifests every routable mirror must hold, relative to `[origin] base-url`.
     #[serde(default)]
     pub releases: Vec<Spanned<String>>,
+    /// Older manifests verified at lower priority for the redirector; never required.
+    #[serde(default)]
+    pub archive: Vec<Spanned<String>>,
     /// "origin", "live" or "servfail": what to answer when no mirror is routable; default
     /// [`defaults::service_fallback`].
     #[serde(default)]

@@ -42,6 +42,9 @@ pub struct Service {
     pub regions: Regions,
     /// Manifest paths relative to the origin's base URL.
     pub releases: Vec<String>,
+    /// Older manifests, verified at lower priority for the redirector and never required:
+    /// DNS routing does not look at them, and a mirror lacking them is not penalised.
+    pub archive: Vec<String>,
     pub fallback: Fallback,
     pub lag_grace: Duration,
 }
@@ -67,6 +70,8 @@ pub struct Mirror {
     pub ipv6: Vec<Ipv6Addr>,
     /// (latitude, longitude) in degrees.
     pub location: Option<(f64, f64)>,
+    /// From `location.country`: the redirector's `Link: geo=` and Metalink `location`.
+    pub country: Option<Code>,
     /// Where release files are served; None for a static mirror (never probed, always live).
     pub base_url: Option<reqwest::Url>,
     pub probe_address: Option<SocketAddr>,
@@ -100,13 +105,15 @@ impl Validator<'_> {
             let v4: Vec<Ipv4Addr> = self.addresses(&ipv4, &format!("mirror `{n}`: ipv4"), "IPv4");
             let v6: Vec<Ipv6Addr> = self.addresses(&ipv6, &format!("mirror `{n}`: ipv6"), "IPv6");
             let key = format!("mirror `{n}`: location");
-            let loc = location.as_ref().and_then(|l| {
+            let parsed = location.as_ref().and_then(|l| {
                 let loc = self.location(l, &key)?;
                 if loc.coords.is_none() {
                     self.err(l, &key, "a mirror's location needs `lat` and `lon`");
                 }
-                loc.coords
+                Some(loc)
             });
+            let loc = parsed.as_ref().and_then(|l| l.coords);
+            let country = parsed.as_ref().and_then(|l| l.country);
             let base_url = base_url.and_then(|u| self.url(&u, &format!("mirror `{n}`: base-url")));
             let probe_address =
                 probe_address.and_then(|a| match a.get_ref().parse::<SocketAddr>() {
@@ -128,6 +135,7 @@ impl Validator<'_> {
                 ipv4: v4,
                 ipv6: v6,
                 location: loc,
+                country,
                 base_url,
                 probe_address,
                 drained: drained.unwrap_or(defaults::MIRROR_DRAINED),
@@ -191,6 +199,7 @@ impl Validator<'_> {
                 mirrors: list,
                 regions,
                 releases,
+                archive,
                 fallback,
                 lag_grace,
             } = s.into_inner();
@@ -302,6 +311,7 @@ impl Validator<'_> {
             }
             let (releases, fallback, lag_grace) =
                 self.service_health(&n, releases, fallback, lag_grace, origin);
+            let archive = self.release_paths(&n, "archive", archive, origin);
             out.push(Service {
                 name: n,
                 line,
@@ -311,6 +321,7 @@ impl Validator<'_> {
                 mirrors: mlist,
                 regions: regions_out,
                 releases,
+                archive,
                 fallback,
                 lag_grace,
             });

@@ -118,7 +118,8 @@ async fn recheck_mismatch(t: &MirrorTask, retry: Duration) -> bool {
     changed
 }
 
-/// Verifies every required release the mirror has not verified (or whose `reverify` is due).
+/// Verifies every required release the mirror has not verified (or whose `reverify` is due),
+/// then, if it is clean, the archive releases it has not.
 pub(super) async fn run(t: &MirrorTask) {
     let hc = &t.hc;
     // A full download each round would be a heavy price for a mirror that stays wrong: it
@@ -127,9 +128,19 @@ pub(super) async fn run(t: &MirrorTask) {
     if !recheck_mismatch(t, mismatch_retry).await {
         return;
     }
+    if required(t).await {
+        archive(t, mismatch_retry).await;
+    }
+}
+
+/// The required releases; whether the mirror is clean and the task goes on.
+async fn required(t: &MirrorTask) -> bool {
+    let hc = &t.hc;
     let now = SystemTime::now();
     let todo: Vec<(Arc<Manifest>, Option<Arc<Manifest>>)> = {
-        let Some((mut v, i)) = t.view() else { return };
+        let Some((mut v, i)) = t.view() else {
+            return false;
+        };
         let mut todo = Vec::new();
         for (r, _) in state::required_digests(&v.cfg, &v.st, i) {
             let Some(rel) = v.st.releases.get(&r) else {
@@ -148,18 +159,23 @@ pub(super) async fn run(t: &MirrorTask) {
         }
         // What was kept for content no longer required (replaced at the origin) goes.
         let required = !state::required_digests(&v.cfg, &v.st, i).is_empty();
+        let archive: Vec<state::Digest> = state::archive_manifests(&v.cfg, &v.st, i, now)
+            .iter()
+            .map(|m| m.digest)
+            .collect();
         let h = &mut v.st.mirrors[i];
         h.short
             .retain(|d, _| todo.iter().any(|(m, _)| m.digest == *d));
         h.partial
-            .retain(|d, _| todo.iter().any(|(m, _)| m.digest == *d));
+            .retain(|d, _| todo.iter().any(|(m, _)| m.digest == *d) || archive.contains(d));
+        h.archive_tried.retain(|d, _| archive.contains(d));
         if todo.is_empty() {
             h.lag_since = None;
             if required {
                 // Everything required verified since the mismatch: the mirror is clean again.
                 h.mismatch = None;
             }
-            return;
+            return h.mismatch.is_none();
         }
         h.verifying = true;
         todo
@@ -172,12 +188,80 @@ pub(super) async fn run(t: &MirrorTask) {
             if let Some((mut v, i)) = t.view() {
                 v.st.mirrors[i].verifying = false;
             }
-            return;
+            return false;
         };
         clean &= clean_so_far;
     }
     if let Some((mut v, i)) = t.view() {
         v.st.mirrors[i].end_round(clean);
+        return v.st.mirrors[i].mismatch.is_none();
+    }
+    false
+}
+
+/// Archive releases: verified file by file for the redirector, never required. Every file
+/// is tried (a mirror may hold some), what matched is kept, and what did not is tried again
+/// at `retry`, not each round. Wrong bytes here keep that file from being redirected to;
+/// they do not take the mirror out of DNS answers, which never serve archive releases.
+async fn archive(t: &MirrorTask, retry: Duration) {
+    let now = SystemTime::now();
+    let todo: Vec<Arc<Manifest>> = {
+        let Some((v, i)) = t.view() else { return };
+        let h = &v.st.mirrors[i];
+        state::archive_manifests(&v.cfg, &v.st, i, now)
+            .into_iter()
+            .filter(|m| match h.verified.get(&m.digest) {
+                Some(ver) => now.duration_since(ver.at).unwrap_or_default() >= t.hc.reverify,
+                None => h
+                    .archive_tried
+                    .get(&m.digest)
+                    .is_none_or(|at| now.duration_since(*at).unwrap_or_default() >= retry),
+            })
+            .collect()
+    };
+    for m in todo {
+        let mut done = {
+            let Some((mut v, i)) = t.view() else { return };
+            v.st.mirrors[i]
+                .partial
+                .remove(&m.digest)
+                .unwrap_or_default()
+        };
+        let verifier = Verifier {
+            ep: &t.ep,
+            hc: &t.hc,
+            downloads: &t.sh.downloads,
+            keep_going: true,
+        };
+        let mut report = Vec::new();
+        let Some(outcome) = t
+            .unless_stopped(verify_release(&verifier, &m, None, &mut done, &mut report))
+            .await
+        else {
+            return;
+        };
+        let Some((mut v, i)) = t.view() else { return };
+        let h = &mut v.st.mirrors[i];
+        let at = SystemTime::now();
+        match outcome {
+            ReleaseOutcome::Verified(files) => {
+                h.verified.insert(m.digest, Verified { at, files });
+                h.archive_tried.remove(&m.digest);
+                drop(v);
+                info!(mirror = %t.name, release = %m.release, version = %m.version, "archive release verified");
+            }
+            _ => {
+                let matched = done.len();
+                h.verified.remove(&m.digest);
+                if !done.is_empty() {
+                    h.partial.insert(m.digest, done);
+                }
+                h.archive_tried.insert(m.digest, at);
+                drop(v);
+                info!(mirror = %t.name, release = %m.release, matched, files = m.files.len(), "archive release partly held");
+            }
+        }
+        t.sh.notify.notify_one();
     }
 }
 

@@ -120,7 +120,7 @@ struct MirrorKey {
     base_url: reqwest::Url,
     probe_address: Option<SocketAddr>,
     liveness: String,
-    /// Sorted: the releases of every service that lists the mirror.
+    /// Sorted: the releases and archive of every service that lists the mirror.
     releases: Vec<String>,
 }
 
@@ -132,7 +132,7 @@ impl MirrorKey {
             .services
             .iter()
             .filter(|s| s.mirrors.contains(&i))
-            .flat_map(|s| s.releases.iter().cloned())
+            .flat_map(|s| s.releases.iter().chain(&s.archive).cloned())
             .collect();
         releases.sort();
         releases.dedup();
@@ -153,12 +153,12 @@ fn origin_key(cfg: &Config) -> Option<(&reqwest::Url, Option<&str>)> {
         .map(|o| (&o.base_url, o.minisign_key.as_deref()))
 }
 
-/// Every release path of every service, sorted.
+/// Every release and archive path of every service, sorted.
 fn all_releases(cfg: &Config) -> Vec<&str> {
     let mut r: Vec<&str> = cfg
         .services
         .iter()
-        .flat_map(|s| s.releases.iter().map(String::as_str))
+        .flat_map(|s| s.releases.iter().chain(&s.archive).map(String::as_str))
         .collect();
     r.sort_unstable();
     r.dedup();

@@ -44,6 +44,7 @@ pub(super) async fn origin_task(sh: Arc<Shared>, client: http::Endpoint, token: 
                     v.st.releases_of(s, now)
                         .into_iter()
                         .chain(s.releases.clone())
+                        .chain(s.archive.clone())
                 })
                 .collect();
             (v.cfg.clone(), releases)

@@ -9,9 +9,11 @@
 //!   routable. The DNS path `load()`s it from an `ArcSwap` and does one prefix lookup plus one
 //!   index per query.
 
+pub mod files;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::config::{Config, Fallback, Policy, Service};
 use crate::geo::prefix::{Hit, PrefixTable};
@@ -46,6 +48,11 @@ pub struct ClientMap {
     ///   locations: when every mirror the region lists is out, [`fallthrough`] tries the
     ///   others by their distance from it.
     pub reps: Vec<Option<[f64; 3]>>,
+    /// Per list, every mirror of the service in the order its clients try them: the list,
+    /// the rest of a shortened `nearest` list by distance, then [`fallthrough`]. Worked out
+    /// on first use (only the redirector needs it) and kept with the map, so health
+    /// changes never redo it.
+    orders: OnceLock<Vec<Vec<usize>>>,
 }
 
 /// A client's candidate list id and the ECS scope within which it holds.
@@ -159,6 +166,17 @@ impl ClientMap {
         (self.v4.len(), self.v6.len())
     }
 
+    /// Every mirror of the service in list `li`'s order (see [`ClientMap::orders`]'s field).
+    pub fn order(&self, li: usize, service: &Service, config: &Config) -> &[usize] {
+        let all = self.orders.get_or_init(|| {
+            let points = mirror_points(service, config);
+            (0..self.lists.len())
+                .map(|l| full_order(&self.lists[l], self.reps[l], &points, service, config))
+                .collect()
+        });
+        all.get(li).map(Vec::as_slice).unwrap_or_default()
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.v4.heap_bytes() + self.v6.heap_bytes()
     }
@@ -261,6 +279,7 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
         v6: locs.v6.map_values(|id| by_location[id as usize]),
         lists,
         reps,
+        orders: OnceLock::new(),
     }
 }
 
@@ -268,6 +287,27 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
 fn centre(sum: [f64; 3]) -> Option<[f64; 3]> {
     let len = geo::chord2(sum, [0.0; 3]).sqrt();
     (len > 1e-9).then(|| sum.map(|x| x / len))
+}
+
+/// A list's mirrors, then the rest of a shortened `nearest` list by distance from its
+/// clients, then [`fallthrough`]: the order one client tries every mirror in.
+fn full_order(
+    list: &CandidateList,
+    here: Option<[f64; 3]>,
+    points: &[(usize, Option<[f64; 3]>)],
+    service: &Service,
+    config: &Config,
+) -> Vec<usize> {
+    let mut order = list.mirrors.clone();
+    if let (Policy::Nearest, Some(h)) = (service.policy, here) {
+        for m in by_distance(points, h) {
+            if !order.contains(&m) {
+                order.push(m);
+            }
+        }
+    }
+    order.extend(fallthrough(list, here, service, config).into_iter().filter(|m| !order.contains(m)).collect::<Vec<_>>());
+    order
 }
 
 /// Whether a mirror may receive a service's traffic.
@@ -281,10 +321,13 @@ pub enum Eligibility {
     Out,
 }
 
-/// Per service, per mirror eligibility: the health module's output, routing's input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Per service, per mirror eligibility, and per release content which mirrors verified
+/// each file: the health module's output, routing's input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HealthSnapshot {
     pub services: Vec<Vec<Eligibility>>,
+    /// For the redirector; empty without probes.
+    pub files: Arc<Vec<files::ReleaseFiles>>,
 }
 
 impl HealthSnapshot {
@@ -303,6 +346,7 @@ impl HealthSnapshot {
             .collect();
         HealthSnapshot {
             services: vec![row; config.services.len()],
+            files: Arc::default(),
         }
     }
 
@@ -381,6 +425,8 @@ pub struct RoutingTable {
     pub zones: Arc<ZoneSet>,
     pub services: Vec<ServiceRoute>,
     pub answer_counts: Arc<AnswerCounters>,
+    /// Per service, its files for the redirector (None for services no redirector serves).
+    pub downloads: Vec<Option<Arc<files::Downloads>>>,
 }
 
 /// What a routing table is built from besides health: loaded once per config.
@@ -686,6 +732,17 @@ fn mode_of(si: usize, config: &Config, health: &HealthSnapshot) -> Mode {
 
 /// Builds a routing table: a pure function of config, compiled client maps, zones and health.
 pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> RoutingTable {
+    build_after(inputs, health, generation, None)
+}
+
+/// [`build`], carrying from the table it replaces what is kept while it holds (since when
+/// `latest` has pointed where it does).
+pub fn build_after(
+    inputs: &Inputs,
+    health: &HealthSnapshot,
+    generation: u64,
+    previous: Option<&RoutingTable>,
+) -> RoutingTable {
     let Inputs {
         config,
         zones,
@@ -715,9 +772,18 @@ pub fn build(inputs: &Inputs, health: &HealthSnapshot, generation: u64) -> Routi
             }
         })
         .collect();
+    let now = std::time::SystemTime::now();
+    let downloads = files::build_all(
+        config,
+        &health.services,
+        &health.files,
+        previous.map(|p| p.downloads.as_slice()),
+        now,
+    );
     RoutingTable {
         generation,
-        built_at: std::time::SystemTime::now(),
+        built_at: now,
+        downloads,
         config: config.clone(),
         zones: zones.clone(),
         services,
