@@ -52,6 +52,8 @@ pub struct Server {
     http_shutdown: CancellationToken,
     dns: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
     http: Mutex<Option<JoinHandle<()>>>,
+    /// The download redirectors' accept loops.
+    redirect: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Server {
@@ -72,6 +74,10 @@ impl Server {
             None => None,
         };
         let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let redirect_bound = crate::redirect::bind(&cfg).await?;
+        let redirect_addrs: Vec<crate::redirect::Addrs> =
+            redirect_bound.iter().map(|b| b.addrs()).collect();
+        let redirect_stats = Arc::new(crate::redirect::RedirectStats::default());
         let dns_addrs = listeners.local_addrs().to_vec();
         let table = Arc::new(ArcSwap::from_pointee(loaded.table(1)));
         let stats = Arc::new(Stats::default());
@@ -113,6 +119,8 @@ impl Server {
             geo: ArcSwap::from_pointee(geo),
             prober: Mutex::new(None),
             dns_running: AtomicBool::new(true),
+            redirect_addrs,
+            redirect_stats: redirect_stats.clone(),
         });
         let static_publish = start_health(&inputs, &mut *shared.prober.lock().await, &shared)
             .await
@@ -136,6 +144,14 @@ impl Server {
             running.dns_running.store(false, Ordering::Relaxed);
             r
         });
+        let redirect_tasks = crate::redirect::run(
+            redirect_bound,
+            crate::redirect::Shared {
+                table: shared.table.clone(),
+                stats: redirect_stats,
+            },
+            shutdown.clone(),
+        );
         tokio::spawn(watch::watch_admin(daemon.clone(), shutdown.clone()));
         tokio::spawn(watch::watch_files(daemon.clone(), shutdown.clone()));
         let http_shutdown = CancellationToken::new();
@@ -157,12 +173,18 @@ impl Server {
             http_shutdown,
             dns: Mutex::new(Some(dns)),
             http: Mutex::new(http),
+            redirect: Mutex::new(redirect_tasks),
         })
     }
 
     /// The addresses DNS is served on (with the real port when the config said port 0).
     pub fn dns_addrs(&self) -> &[SocketAddr] {
         &self.daemon.shared.dns_addrs
+    }
+
+    /// Where each `[[redirect]]` listens (with the real ports).
+    pub fn redirect_addrs(&self) -> &[crate::redirect::Addrs] {
+        &self.daemon.shared.redirect_addrs
     }
 
     /// The monitoring endpoint's address, if enabled.
@@ -210,6 +232,9 @@ impl Server {
                 Ok(Err(e)) => error!(error = %e, "DNS listeners failed"),
                 Err(e) => error!(error = %e, "DNS task panicked"),
             }
+        }
+        for h in self.redirect.lock().await.drain(..) {
+            let _ = h.await;
         }
         if let Some(h) = self.daemon.shared.prober.lock().await.take() {
             h.stop().await;
@@ -295,7 +320,7 @@ impl Daemon {
             }
         };
         // Answer counts go on from where they were (Prometheus counters never go down).
-        loaded.continue_counters(&sh.table.load().answer_counts);
+        loaded.continue_counters(&sh.table.load());
         let wanted = loaded.config.rate_limit.table_size;
         let guard = sh.guard.load_full();
         if wanted != guard.rrl.cells() {
@@ -387,7 +412,7 @@ fn publisher(inputs: &Arc<Inputs>, shared: &Published) -> Publisher {
             .load()
             .apply(&inputs.config, &mut snap, SystemTime::now());
         let g = generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let t = routing::build(&inputs, &snap, g);
+        let t = routing::build_after(&inputs, &snap, g, Some(&table.load()));
         metrics.build.observe(started.elapsed());
         table.store(Arc::new(t));
         metrics.swaps.fetch_add(1, Ordering::Relaxed);

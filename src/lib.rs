@@ -15,6 +15,8 @@
 //!   tells systemd about them.
 //! - [`monitor`]: the read-mostly handle the daemon gives the monitoring endpoint.
 //! - [`demo`]: `mirrordns demo` and the loopback file server it (and the tests) use.
+//! - [`redirect`]: the HTTP download redirector: per file, to the nearest mirror that
+//!   verified it, from the same routing table.
 //! - [`http`]: the monitoring endpoint (health, readiness, status JSON, metrics, status page).
 //! - [`schema`]: the JSON documents `/status` and `/lookup`, one set of types for the server
 //!   and the command line that reads them back.
@@ -40,6 +42,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod monitor;
 mod notify;
+pub mod redirect;
 pub mod routing;
 pub mod running;
 pub mod schema;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, GeoConfig};
 use crate::diag::{Problem, Problems};
 use crate::geo::GeoSource;
+use crate::routing::download_counts::DownloadCounters;
 use crate::routing::{self, AnswerCounters, HealthSnapshot, Inputs, RoutingTable};
 use crate::zone::{Name, ZoneSet};
 
@@ -107,6 +108,7 @@ impl Loaded {
             );
         }
         let answer_counts = Arc::new(AnswerCounters::new(&config));
+        let download_counts = Arc::new(DownloadCounters::new(&config));
         let config = Arc::new(config);
         Ok(Loaded {
             config: config.clone(),
@@ -115,6 +117,7 @@ impl Loaded {
                 zones: Arc::new(zones),
                 maps,
                 answer_counts,
+                download_counts,
             }),
             geo,
             compile_time: started.elapsed(),
@@ -123,14 +126,14 @@ impl Loaded {
 
     /// Counts answers on into `old` (or a copy of it by name when services or mirrors
     /// changed), so that a reload never sets a counter back.
-    pub fn continue_counters(&mut self, old: &Arc<AnswerCounters>) {
-        let counts = AnswerCounters::continue_from(old, &self.config);
+    pub fn continue_counters(&mut self, old: &RoutingTable) {
         let i = &self.inputs;
         self.inputs = Arc::new(Inputs {
             config: i.config.clone(),
             zones: i.zones.clone(),
             maps: i.maps.clone(),
-            answer_counts: counts,
+            answer_counts: AnswerCounters::continue_from(&old.answer_counts, &self.config),
+            download_counts: DownloadCounters::continue_from(&old.download_counts, &self.config),
         });
     }
 

@@ -1,5 +1,5 @@
 //! What a subsystem that reports on the running server may see of it: a [`Monitor`] handle
-//! for the monitoring endpoint (and the download redirector to come).
+//! for the monitoring endpoint .
 //!
 //! The daemon builds and owns the shared state ([`Published`]) and writes through it. A
 //! reader gets a [`Monitor`], which keeps that state private and only reads it, plus one way
@@ -80,6 +80,9 @@ pub struct Published {
     pub prober: tokio::sync::Mutex<Option<Health>>,
     /// False once the DNS listeners have stopped.
     pub dns_running: AtomicBool,
+    /// Where the download redirectors listen (real ports), and what they counted.
+    pub redirect_addrs: Vec<crate::redirect::Addrs>,
+    pub redirect_stats: Arc<crate::redirect::RedirectStats>,
 }
 
 impl Published {
@@ -164,6 +167,14 @@ impl Monitor {
 
     pub fn geo(&self) -> Arc<GeoSource> {
         self.shared.geo.load_full()
+    }
+
+    pub fn redirect_addrs(&self) -> &[crate::redirect::Addrs] {
+        &self.shared.redirect_addrs
+    }
+
+    pub fn redirect_stats(&self) -> &crate::redirect::RedirectStats {
+        &self.shared.redirect_stats
     }
 
     pub fn dns_running(&self) -> bool {

@@ -14,7 +14,11 @@
 //!   of a server older than it still to read. `fallthrough`, `config_file` and
 //!   `config_loaded_at` are such fields.
 
+mod redirect;
+
 use serde::{Deserialize, Deserializer, Serialize};
+
+pub use redirect::{DownloadCount, LatestView, MirrorCandidate, MirrorList, RedirectView};
 
 use crate::health::state::MirrorState;
 
@@ -60,6 +64,10 @@ pub struct Status {
     pub services: Vec<ServiceView>,
     pub zones: Vec<ZoneView>,
     pub admin: AdminView,
+    /// The download redirectors (`[[redirect]]`). Added after the first release: defaults
+    /// to none when reading an older server's document.
+    #[serde(default)]
+    pub redirects: Vec<RedirectView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

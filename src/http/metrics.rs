@@ -46,6 +46,7 @@ pub fn render(
             v as f64,
         );
     }
+    super::redirects::metrics(&mut e, mon, table);
     e.family(
         "mirrordns_dns_answers_total",
         "counter",

@@ -8,6 +8,7 @@
 
 mod metrics;
 mod page;
+mod redirects;
 mod status;
 
 use std::collections::HashMap;

@@ -17,7 +17,7 @@ use crate::schema::{
     ZoneView,
 };
 
-fn time(t: SystemTime) -> String {
+pub(super) fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -204,6 +204,7 @@ pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Sta
         .collect();
     let admin_view = admin_view(m, cfg, now);
     Status {
+        redirects: super::redirects::views(m, &table),
         admin: admin_view,
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: time(m.started_at()),

@@ -9,6 +9,7 @@
 //!   routable. The DNS path `load()`s it from an `ArcSwap` and does one prefix lookup plus one
 //!   index per query.
 
+pub mod download_counts;
 pub mod files;
 
 use std::collections::HashMap;
@@ -425,6 +426,7 @@ pub struct RoutingTable {
     pub zones: Arc<ZoneSet>,
     pub services: Vec<ServiceRoute>,
     pub answer_counts: Arc<AnswerCounters>,
+    pub download_counts: Arc<download_counts::DownloadCounters>,
     /// Per service, its files for the redirector (None for services no redirector serves).
     pub downloads: Vec<Option<Arc<files::Downloads>>>,
 }
@@ -437,6 +439,7 @@ pub struct Inputs {
     /// One per service, in config order.
     pub maps: Vec<Arc<ClientMap>>,
     pub answer_counts: Arc<AnswerCounters>,
+    pub download_counts: Arc<download_counts::DownloadCounters>,
 }
 
 /// Continent label values, by index; the last is for unknown locations.
@@ -748,6 +751,7 @@ pub fn build_after(
         zones,
         maps,
         answer_counts,
+        download_counts,
     } = inputs;
     let services = config
         .services
@@ -788,6 +792,7 @@ pub fn build_after(
         zones: zones.clone(),
         services,
         answer_counts: answer_counts.clone(),
+        download_counts: download_counts.clone(),
     }
 }
 
