@@ -205,7 +205,10 @@ mod tests {
             ("service.answers", Integer(SERVICE_ANSWERS as i64)),
             ("service.lag-grace", Duration(SERVICE_LAG_GRACE)),
             ("mirror.drained", Bool(MIRROR_DRAINED)),
-            ("redirect.unlisted", Word(REDIRECT_UNLISTED.as_str().to_string())),
+            (
+                "redirect.unlisted",
+                Word(REDIRECT_UNLISTED.as_str().to_string()),
+            ),
             (
                 "redirect.max-connections",
                 Integer(REDIRECT_MAX_CONNECTIONS as i64),

@@ -109,7 +109,12 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn duration(&mut self, s: Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        s: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
         match s {
             None => default,
             Some(s) => match parse_duration(s.get_ref()) {

@@ -52,8 +52,8 @@ impl Config {
 }
 
 pub use health::{Fallback, HealthConfig, Origin, is_safe_relative_path};
-pub use redirect::{Redirect, Tls, Unlisted};
 pub use protect::{Cookies, RateLimit, Transfer, TsigAlgorithm, TsigKey};
+pub use redirect::{Redirect, Tls, Unlisted};
 pub use services::{Mirror, Policy, Regions, Service};
 
 #[derive(Debug, Clone)]

@@ -120,6 +120,7 @@ fn demo_config(
     h.insert("timeout".into(), Value::String("2s".into()));
     t.insert("health".into(), Value::Table(h));
     let release = format!("tool/{CURRENT}/manifest.json");
+    let archive = format!("tool/{PREVIOUS}/manifest.json");
     if let Some(Value::Array(services)) = t.get_mut("service") {
         for s in services.iter_mut() {
             if let Value::Table(s) = s {
@@ -127,9 +128,25 @@ fn demo_config(
                     "releases".into(),
                     Value::Array(vec![Value::String(release.clone())]),
                 );
+                s.insert(
+                    "archive".into(),
+                    Value::Array(vec![Value::String(archive.clone())]),
+                );
             }
         }
     }
+    // The download redirector on the first service, on a port the system picks.
+    let mut r = Table::new();
+    r.insert(
+        "service".into(),
+        Value::String("downloads.example.com".into()),
+    );
+    r.insert(
+        "listen".into(),
+        Value::Array(vec![Value::String("127.0.0.1:0".into())]),
+    );
+    r.insert("latest".into(), Value::String("tool/latest".into()));
+    t.insert("redirect".into(), Value::Array(vec![Value::Table(r)]));
     if let Some(Value::Array(ms)) = t.get_mut("mirror") {
         for m in ms.iter_mut() {
             let Value::Table(m) = m else { continue };
@@ -268,6 +285,20 @@ pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
         Some(a) => format!(", status page http://{a}/"),
         None => String::new(),
     };
+    let redirect = server
+        .redirect_addrs()
+        .first()
+        .and_then(|a| a.plain.first().copied())
+        .map(|a| {
+            format!(
+                "Downloads, file by file, from the mirror that verified that file (the redirector on {a}):\n\
+                 \x20 curl -sI http://{a}/tool/{CURRENT}/tool-linux-amd64.tar.gz    # 302 to eu-west, the only verified copy\n\
+                 \x20 curl -sI -H 'X-Forwarded-For: 1.0.16.1' http://{a}/tool/{PREVIOUS}/tool-linux-amd64.tar.gz   # (loopback is no proxy: your own address decides)\n\
+                 \x20 curl -s  http://{a}/tool/{PREVIOUS}/tool-linux-amd64.tar.gz?mirrorlist   # every mirror and why\n\
+                 \x20 curl -s  http://{a}/tool/latest/SHA256SUMS.meta4               # Metalink: aria2c fetches and checks it\n\n"
+            )
+        })
+        .unwrap_or_default();
     let me = program();
     let config = shell_word(&config_path.display().to_string());
     println!(
@@ -276,7 +307,7 @@ pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
          \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=81.2.69.0/24 +short   # London: eu-west 192.0.2.11\n\
          \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=8.8.8.0/24 +short     # US: us-east is corrupted -> 192.0.2.11\n\
          \x20 dig @127.0.0.1 -p {port} downloads.example.com A +subnet=1.0.16.0/24 +short    # Tokyo: ap-northeast lags -> 192.0.2.11\n\n\
-         Why, from this server and from the mirrors themselves:\n\
+         {redirect}Why, from this server and from the mirrors themselves:\n\
          \x20 {me} lookup --config {config} 8.8.8.8   # the US client's candidates, each with its state\n\
          \x20 {me} verify --config {config}           # file by file; exits 1: us-east mismatch, ap-northeast lagging\n\n\
          Ctrl-C stops the demo.",

@@ -51,8 +51,11 @@ pub fn views(mon: &Monitor, table: &RoutingTable) -> Vec<RedirectView> {
             let si = r.service;
             RedirectView {
                 service: service.name.clone(),
-                listen: addrs.map_or_else(Vec::new, |a| a.plain.iter().map(|x| x.to_string()).collect()),
-                tls_listen: addrs.map_or_else(Vec::new, |a| a.tls.iter().map(|x| x.to_string()).collect()),
+                listen: addrs.map_or_else(Vec::new, |a| {
+                    a.plain.iter().map(|x| x.to_string()).collect()
+                }),
+                tls_listen: addrs
+                    .map_or_else(Vec::new, |a| a.tls.iter().map(|x| x.to_string()).collect()),
                 latest,
                 downloads_by_release: list(by_release),
                 downloads_by_mirror: list(by_mirror),

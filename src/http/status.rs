@@ -204,7 +204,7 @@ pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Sta
         .collect();
     let admin_view = admin_view(m, cfg, now);
     Status {
-        redirects: super::redirects::views(m, &table),
+        redirects: super::redirects::views(m, table),
         admin: admin_view,
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: time(m.started_at()),

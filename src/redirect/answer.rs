@@ -33,7 +33,12 @@ pub struct Req<'a> {
 }
 
 /// What the redirector `idx` of the table's config answers to `req`.
-pub fn answer(req: &Req, table: &RoutingTable, idx: usize, stats: &RedirectStats) -> Response<Body> {
+pub fn answer(
+    req: &Req,
+    table: &RoutingTable,
+    idx: usize,
+    stats: &RedirectStats,
+) -> Response<Body> {
     let resp = route(req, table, idx, stats);
     stats.response(resp.status().as_u16());
     resp
@@ -45,21 +50,41 @@ fn route(req: &Req, table: &RoutingTable, idx: usize, stats: &RedirectStats) -> 
         text(code, why)
     };
     if req.method != Method::GET && req.method != Method::HEAD {
-        let mut r = reject(Reject::Method, StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only\n");
+        let mut r = reject(
+            Reject::Method,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET or HEAD only\n",
+        );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let Some(cfg) = table.config.redirects.get(idx) else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "this redirector was removed from the configuration; restart to stop it\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this redirector was removed from the configuration; restart to stop it\n",
+        );
     };
     let Some(host) = req.host.filter(|h| !h.is_empty()) else {
-        return reject(Reject::NoHost, StatusCode::BAD_REQUEST, "a Host header is required\n");
+        return reject(
+            Reject::NoHost,
+            StatusCode::BAD_REQUEST,
+            "a Host header is required\n",
+        );
     };
     if !cfg.hosts.is_empty() && !cfg.hosts.contains(&request::host_name(host)) {
-        return reject(Reject::ForeignHost, StatusCode::MISDIRECTED_REQUEST, "not a host this redirector serves\n");
+        return reject(
+            Reject::ForeignHost,
+            StatusCode::MISDIRECTED_REQUEST,
+            "not a host this redirector serves\n",
+        );
     }
-    let client = match request::client_addr(req.peer, &cfg.trusted_proxies, req.forwarded, req.x_forwarded_for) {
+    let client = match request::client_addr(
+        req.peer,
+        &cfg.trusted_proxies,
+        req.forwarded,
+        req.x_forwarded_for,
+    ) {
         Ok(ip) => ip,
         Err(r) => {
             // Answered all the same, located from the peer: the header is only not believed.
@@ -70,15 +95,39 @@ fn route(req: &Req, table: &RoutingTable, idx: usize, stats: &RedirectStats) -> 
     let path = match request::file_path(req.path) {
         Ok(p) => p,
         Err(r @ Reject::TooLong) => return reject(r, StatusCode::URI_TOO_LONG, "path too long\n"),
-        Err(r @ Reject::BadEncoding) => return reject(r, StatusCode::BAD_REQUEST, "invalid percent-encoding or not UTF-8\n"),
-        Err(r) => return reject(r, StatusCode::BAD_REQUEST, "not a file path (., .., empty segments, backslashes and NULs are refused)\n"),
+        Err(r @ Reject::BadEncoding) => {
+            return reject(
+                r,
+                StatusCode::BAD_REQUEST,
+                "invalid percent-encoding or not UTF-8\n",
+            );
+        }
+        Err(r) => {
+            return reject(
+                r,
+                StatusCode::BAD_REQUEST,
+                "not a file path (., .., empty segments, backslashes and NULs are refused)\n",
+            );
+        }
     };
     let si = cfg.service;
     let (Some(route), Some(Some(dl))) = (table.services.get(si), table.downloads.get(si)) else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "no routing for this service yet\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no routing for this service yet\n",
+        );
     };
-    let ctx = Ctx { table, cfg, route, dl, client, si };
-    let mirrorlist = req.query.is_some_and(|q| q.split('&').any(|p| p == "mirrorlist"));
+    let ctx = Ctx {
+        table,
+        cfg,
+        route,
+        dl,
+        client,
+        si,
+    };
+    let mirrorlist = req
+        .query
+        .is_some_and(|q| q.split('&').any(|p| p == "mirrorlist"));
     // A file of that name wins over the Metalink view of a shorter one.
     if let Some(base) = path.strip_suffix(".meta4")
         && !dl.files.contains_key(&path)
@@ -121,7 +170,9 @@ pub(super) struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     fn lookup(&self, path: &str) -> Found<'a> {
         if let Some(prefix) = &self.cfg.latest
-            && let Some(rest) = path.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/'))
+            && let Some(rest) = path
+                .strip_prefix(prefix.as_str())
+                .and_then(|r| r.strip_prefix('/'))
         {
             if self.dl.latest.is_none() {
                 return Found::NoLatest;
@@ -142,9 +193,13 @@ impl<'a> Ctx<'a> {
     fn picks(&self, f: &FileRoute) -> (Vec<usize>, usize) {
         let hit = self.route.map.lookup(self.client);
         let service = &self.table.config.services[self.si];
-        let order = self.route.map.order(hit.list as usize, service, &self.table.config);
+        let order = self
+            .route
+            .map
+            .order(hit.list as usize, service, &self.table.config);
         (
-            self.dl.pick(f, order, &self.table.config, self.client.is_ipv6()),
+            self.dl
+                .pick(f, order, &self.table.config, self.client.is_ipv6()),
             hit.continent,
         )
     }
@@ -152,15 +207,25 @@ impl<'a> Ctx<'a> {
     pub(super) fn view(&self, key: &'a str, f: &'a FileRoute) -> views::FileView<'a> {
         let hit = self.route.map.lookup(self.client);
         let service = &self.table.config.services[self.si];
-        let order = self.route.map.order(hit.list as usize, service, &self.table.config);
+        let order = self
+            .route
+            .map
+            .order(hit.list as usize, service, &self.table.config);
         views::FileView {
             path: key,
             file: f,
             release: &self.dl.releases[f.release],
-            candidates: self.dl.explain(f, order, &self.table.config, self.client.is_ipv6()),
+            candidates: self
+                .dl
+                .explain(f, order, &self.table.config, self.client.is_ipv6()),
             dl: self.dl,
             config: &self.table.config,
-            origin: self.table.config.origin.as_ref().map(|o| o.base_url.as_str()),
+            origin: self
+                .table
+                .config
+                .origin
+                .as_ref()
+                .map(|o| o.base_url.as_str()),
         }
     }
 
@@ -168,13 +233,23 @@ impl<'a> Ctx<'a> {
         let (picks, continent) = self.picks(f);
         let release = &self.dl.releases[f.release];
         let location = match picks.first() {
-            Some(&m) => self.dl.bases[m].as_deref().map(|b| format!("{b}{}", f.url_path)),
+            Some(&m) => self.dl.bases[m]
+                .as_deref()
+                .map(|b| format!("{b}{}", f.url_path)),
             None => self.origin_url(&f.url_path),
         };
         let Some(location) = location else {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "no mirror has verified this file, and the origin has no base-url\n");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no mirror has verified this file, and the origin has no base-url\n",
+            );
         };
-        self.count(req, picks.first().copied(), continent, Some(&release.release));
+        self.count(
+            req,
+            picks.first().copied(),
+            continent,
+            Some(&release.release),
+        );
         let mut r = found(&location, self.route.ttl);
         let h = r.headers_mut();
         let mut links = String::new();
@@ -183,12 +258,19 @@ impl<'a> Ctx<'a> {
             if !links.is_empty() {
                 links.push_str(", ");
             }
-            links.push_str(&format!("<{b}{}>; rel=duplicate; pri={}", f.url_path, pri + 1));
+            links.push_str(&format!(
+                "<{b}{}>; rel=duplicate; pri={}",
+                f.url_path,
+                pri + 1
+            ));
             if let Some(cc) = self.table.config.mirrors[m].country {
                 links.push_str(&format!("; geo={}", cc.as_str().to_ascii_lowercase()));
             }
         }
-        if let Some(v) = (!links.is_empty()).then(|| HeaderValue::from_str(&links).ok()).flatten() {
+        if let Some(v) = (!links.is_empty())
+            .then(|| HeaderValue::from_str(&links).ok())
+            .flatten()
+        {
             h.insert(header::LINK, v);
         }
         if let Ok(v) = HeaderValue::from_str(&format!("sha-256=:{}:", f.sha256_b64)) {
@@ -219,7 +301,12 @@ impl<'a> Ctx<'a> {
         if request::is_partial(req.range) {
             counts.partial_request(self.si);
         } else {
-            counts.download(self.si, mirror, continent, counts.release_index(self.si, release));
+            counts.download(
+                self.si,
+                mirror,
+                continent,
+                counts.release_index(self.si, release),
+            );
         }
     }
 
@@ -227,7 +314,10 @@ impl<'a> Ctx<'a> {
         match what {
             Found::File(..) => text(StatusCode::INTERNAL_SERVER_ERROR, "unexpected\n"),
             Found::Withdrawn => text(StatusCode::GONE, "this version was withdrawn\n"),
-            Found::NoLatest => text(StatusCode::SERVICE_UNAVAILABLE, "no release is verified on every mirror yet\n"),
+            Found::NoLatest => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no release is verified on every mirror yet\n",
+            ),
             Found::Unlisted if self.cfg.unlisted == Unlisted::Origin => {
                 let path = request::file_path(req.path).unwrap_or_default();
                 match self.origin_url(&crate::routing::files::url_path(&path)) {

@@ -175,7 +175,7 @@ pub fn is_partial(range: Option<&str>) -> bool {
     };
     let first = spec.split(',').next().unwrap_or_default().trim();
     match first.split_once('-') {
-        Some((start, _)) => start.trim().parse::<u64>().map_or(true, |s| s != 0),
+        Some((start, _)) => start.trim().parse::<u64>() != Ok(0),
         None => false,
     }
 }
@@ -186,9 +186,19 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(file_path("/tool/v1/a.tar.gz"), Ok("tool/v1/a.tar.gz".into()));
+        assert_eq!(
+            file_path("/tool/v1/a.tar.gz"),
+            Ok("tool/v1/a.tar.gz".into())
+        );
         assert_eq!(file_path("/tool/a%20b"), Ok("tool/a b".into()));
-        for bad in ["/../etc/passwd", "/a/./b", "/a//b", "/a/%2e%2e/b", "/a\\b", "/a%00"] {
+        for bad in [
+            "/../etc/passwd",
+            "/a/./b",
+            "/a//b",
+            "/a/%2e%2e/b",
+            "/a\\b",
+            "/a%00",
+        ] {
             assert_eq!(file_path(bad), Err(Reject::Traversal), "{bad}");
         }
         for bad in ["/a%zz", "/a%4", "/a%ff%fe"] {

@@ -81,7 +81,11 @@ pub fn metalink(v: &FileView) -> Response<Body> {
     if let Some(size) = v.file.size {
         let _ = writeln!(x, "    <size>{size}</size>");
     }
-    let _ = writeln!(x, "    <hash type=\"sha-256\">{}</hash>", hex(&v.file.sha256));
+    let _ = writeln!(
+        x,
+        "    <hash type=\"sha-256\">{}</hash>",
+        hex(&v.file.sha256)
+    );
     let mut priority = 0;
     for &(m, c) in &v.candidates {
         if !matches!(c, Candidate::Used | Candidate::Alternative) {
@@ -93,7 +97,11 @@ pub fn metalink(v: &FileView) -> Response<Body> {
             .country
             .map(|cc| format!(" location=\"{}\"", cc.as_str().to_ascii_lowercase()))
             .unwrap_or_default();
-        let _ = writeln!(x, "    <url{loc} priority=\"{priority}\">{}</url>", escape(&url));
+        let _ = writeln!(
+            x,
+            "    <url{loc} priority=\"{priority}\">{}</url>",
+            escape(&url)
+        );
     }
     if priority == 0
         && let Some(url) = v.origin_url()
@@ -119,7 +127,9 @@ pub fn mirrorlist(v: &FileView, json: bool, client: &str) -> Response<Body> {
             .map(|&(m, c)| MirrorCandidate {
                 name: v.config.mirrors[m].name.clone(),
                 url: v.url(m),
-                country: v.config.mirrors[m].country.map(|cc| cc.as_str().to_string()),
+                country: v.config.mirrors[m]
+                    .country
+                    .map(|cc| cc.as_str().to_string()),
                 state: c.as_str().to_string(),
                 used: c == Candidate::Used,
             })

@@ -91,7 +91,10 @@ impl DownloadCounters {
                 None => None,
             };
             let cont = CONTINENTS.iter().position(|x| *x == c.continent);
-            let rel = new.services[si].releases.iter().position(|r| r == c.release);
+            let rel = new.services[si]
+                .releases
+                .iter()
+                .position(|r| r == c.release);
             if let (Some(cont), Some(rel)) = (cont, rel) {
                 new.counts.add(new.slot(si, mirror, cont, rel), c.value);
             }
@@ -133,7 +136,8 @@ impl DownloadCounters {
             && mirror.is_none_or(|m| m < self.mirrors.len())
             && continent < CONTINENTS.len()
         {
-            self.counts.add(self.slot(si, mirror, continent, release), 1);
+            self.counts
+                .add(self.slot(si, mirror, continent, release), 1);
         }
     }
 
@@ -187,4 +191,3 @@ impl DownloadCounters {
             .collect()
     }
 }
-

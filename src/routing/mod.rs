@@ -307,7 +307,12 @@ fn full_order(
             }
         }
     }
-    order.extend(fallthrough(list, here, service, config).into_iter().filter(|m| !order.contains(m)).collect::<Vec<_>>());
+    order.extend(
+        fallthrough(list, here, service, config)
+            .into_iter()
+            .filter(|m| !order.contains(m))
+            .collect::<Vec<_>>(),
+    );
     order
 }
 

@@ -63,6 +63,7 @@ fn answer_of(config: &Config, map: &ClientMap, out: &[usize]) -> Answer {
                 })
                 .collect(),
         ],
+        ..HealthSnapshot::default()
     };
     let hit = map.lookup("198.51.100.7".parse().unwrap());
     let mode = mode_of(0, config, &health);

@@ -55,6 +55,7 @@ fn status() -> Status {
         last_error: (i == 5).then(|| "unreachable: refused".into()),
     };
     Status {
+        redirects: Vec::new(),
         version: "0.1.0".into(),
         started_at: "2026-12-01T10:00:00.000Z".into(),
         ready: false,
