@@ -386,7 +386,13 @@ mod tests {
     #[test]
     fn shipped_config_comments_give_the_defaults() {
         // Commented out to show what a value looks like, not what it defaults to.
-        const EXAMPLES: [&str; 2] = ["geo.database", "transfer.allow"];
+        const EXAMPLES: [&str; 5] = [
+            "geo.database",
+            "transfer.allow",
+            "redirect.service",
+            "redirect.listen",
+            "redirect.latest",
+        ];
         let path = root().join("config/mirrordns.toml");
         let text = std::fs::read_to_string(&path).expect("the shipped config is readable");
         let named = named();
