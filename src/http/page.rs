@@ -140,6 +140,59 @@ pub fn render(s: &Status) -> String {
         }
         h.push_str("</table>");
     }
+    redirects(&mut h, s);
     h.push_str("<p><a href=\"/status\">/status</a> &middot; <a href=\"/metrics\">/metrics</a> &middot; <code>/lookup?ip=ADDR</code></p></body></html>\n");
     h
+}
+
+/// The download redirectors: where `latest` points, and downloads by release and by mirror.
+fn redirects(h: &mut String, s: &Status) {
+    for r in &s.redirects {
+        let _ = write!(
+            h,
+            "<h2>Redirector for {}</h2><p>HTTP {} &middot; HTTPS {} &middot; {} files &middot; {} withdrawn &middot; {} partial range requests</p>",
+            esc(&r.service),
+            esc(&r.listen.join(", ")),
+            if r.tls_listen.is_empty() {
+                "-".to_string()
+            } else {
+                esc(&r.tls_listen.join(", "))
+            },
+            r.files,
+            r.withdrawn_files,
+            r.partial_requests
+        );
+        if let Some(l) = &r.latest {
+            let _ = match (&l.version, &l.since) {
+                (Some(v), Some(since)) => write!(
+                    h,
+                    "<p><code>/{}/</code> &rarr; {} (<code>{}</code>) since {}</p>",
+                    esc(&l.alias),
+                    esc(v),
+                    esc(l.release.as_deref().unwrap_or("")),
+                    esc(since)
+                ),
+                _ => write!(
+                    h,
+                    "<p class=\"bad\"><code>/{}/</code>: no release is verified on every live mirror yet</p>",
+                    esc(&l.alias)
+                ),
+            };
+        }
+        for (title, rows) in [
+            ("release", &r.downloads_by_release),
+            ("mirror", &r.downloads_by_mirror),
+        ] {
+            let _ = write!(h, "<table><tr><th>{title}</th><th>downloads</th></tr>");
+            for c in rows {
+                let _ = write!(
+                    h,
+                    "<tr><td><code>{}</code></td><td>{}</td></tr>",
+                    esc(&c.name),
+                    c.count
+                );
+            }
+            h.push_str("</table>");
+        }
+    }
 }
