@@ -406,7 +406,7 @@ async fn start_health(
     inputs: &Arc<Inputs>,
     health: &mut Option<Health>,
     shared: &Published,
-) -> Result<StaticPublish, String> {
+) -> Result<StaticPublish, health::ClientsError> {
     // The prober gets the very config the tables are built from: `http::with_table` pairs its
     // state with a table by comparing the two pointers.
     let config = &inputs.config;
