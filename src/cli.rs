@@ -394,7 +394,7 @@ fn lookup(
                     Err(code) => return code,
                 };
                 rt.block_on(crate::explain::ask_server(addr, config, name, ip))
-                    .map_err(|why| (Some(format!("http://{addr}")), why))
+                    .map_err(|why| (Some(format!("http://{addr}")), why.to_string()))
             }
             Ok(None) => Err((
                 None,
