@@ -439,7 +439,9 @@ fn lookup(
 }
 
 /// Runs a long-lived command on a fresh runtime; an error is printed and exits 1.
-fn run_to_exit(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+fn run_to_exit<E: Into<anyhow::Error>>(
+    fut: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -447,6 +449,8 @@ fn run_to_exit(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // `:#` prints the causes too ("reading FILE: No such file or directory").
+            let e: anyhow::Error = e.into();
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
