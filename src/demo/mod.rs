@@ -18,7 +18,8 @@ use crate::load::Loaded;
 use crate::manifest::hex;
 use files::FileServer;
 
-/// Why the demo could not start.
+/// Why the demo could not start. The causes of `Read` and `Parse` are `source`s rather than
+/// part of the text: the command line prints the chain (`reading FILE: No such file ...`).
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("reading {}", .path.display())]
