@@ -158,7 +158,7 @@ fn endpoint_or_exit(
 
 /// Where to reach the running server's endpoint: `[server] http-listen` of a config file
 /// (default 127.0.0.1:9153; a wildcard address through loopback; None when turned off).
-fn http_listen_of(path: &std::path::Path) -> Result<Option<std::net::SocketAddr>, String> {
+fn http_listen_of(path: &std::path::Path) -> anyhow::Result<Option<std::net::SocketAddr>> {
     let addr = http_listen_raw(path)?;
     Ok(addr.map(|mut a| {
         if a.ip().is_unspecified() {
@@ -172,20 +172,21 @@ fn http_listen_of(path: &std::path::Path) -> Result<Option<std::net::SocketAddr>
     }))
 }
 
-fn http_listen_raw(path: &std::path::Path) -> Result<Option<std::net::SocketAddr>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let t: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+fn http_listen_raw(path: &std::path::Path) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let t: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
     match t.get("server").and_then(|s| s.get("http-listen")) {
         None => Ok(Some(([127, 0, 0, 1], 9153).into())),
         Some(toml::Value::String(s)) if s.is_empty() => Ok(None),
         Some(toml::Value::String(s)) => s.parse().map(Some).map_err(|_| {
-            format!(
+            anyhow::anyhow!(
                 "{}: `server.http-listen`: `{s}` is not an address with port",
                 path.display()
             )
         }),
-        Some(_) => Err(format!(
+        Some(_) => Err(anyhow::anyhow!(
             "{}: `server.http-listen` must be a string",
             path.display()
         )),
@@ -394,7 +395,7 @@ fn lookup(
                     Err(code) => return code,
                 };
                 rt.block_on(crate::explain::ask_server(addr, config, name, ip))
-                    .map_err(|why| (Some(format!("http://{addr}")), why))
+                    .map_err(|why| (Some(format!("http://{addr}")), why.to_string()))
             }
             Ok(None) => Err((
                 None,
@@ -404,7 +405,7 @@ fn lookup(
                 ),
             )),
             // The load below reports what is wrong with the file, with its line.
-            Err(e) => Err((None, e)),
+            Err(e) => Err((None, e.to_string())),
         }
     };
     let view = match asked {
@@ -439,7 +440,9 @@ fn lookup(
 }
 
 /// Runs a long-lived command on a fresh runtime; an error is printed and exits 1.
-fn run_to_exit(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+fn run_to_exit<E: Into<anyhow::Error>>(
+    fut: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -447,6 +450,8 @@ fn run_to_exit(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // `:#` prints the causes too ("reading FILE: No such file or directory").
+            let e: anyhow::Error = e.into();
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }

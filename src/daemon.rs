@@ -431,7 +431,7 @@ async fn start_health(
     inputs: &Arc<Inputs>,
     health: &mut Option<Health>,
     shared: &Published,
-) -> Result<StaticPublish, String> {
+) -> Result<StaticPublish, health::ClientsError> {
     // The prober gets the very config the tables are built from: `http::with_table` pairs its
     // state with a table by comparing the two pointers.
     let config = &inputs.config;
@@ -476,10 +476,19 @@ fn load_admin(
     }
 }
 
+/// Why `serve` ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("the DNS listeners stopped")]
+    DnsStopped,
+}
+
 /// Runs `serve` until SIGTERM or SIGINT; SIGHUP reloads. Under systemd (`NOTIFY_SOCKET`), says
 /// when it answers and stops, and pings the watchdog while every DNS listener runs. Exits with
 /// an error if the DNS listeners stop on their own, so that a supervisor restarts it.
-pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+pub async fn serve(loaded: Loaded) -> Result<(), ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
     // Handlers first: the server answers as soon as it starts, and a SIGTERM that a supervisor
     // sends right then must stop it cleanly rather than kill it with the default action.
@@ -521,7 +530,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     }
     server.shutdown().await;
     if failed {
-        anyhow::bail!("the DNS listeners stopped");
+        return Err(ServeError::DnsStopped);
     }
     Ok(())
 }

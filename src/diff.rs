@@ -52,12 +52,9 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// Compares `loaded` with the server whose endpoint is at `addr`; returns the report.
-pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
+pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, AskError> {
     let server = Running::new(addr, std::time::Duration::from_secs(30))?;
-    let running: Status = server
-        .get("/status", &[])
-        .await
-        .map_err(|e| e.to_string())?;
+    let running: Status = server.get("/status", &[]).await?;
     let cfg = &loaded.config;
     let mut out = String::new();
     let mut changes = 0;
@@ -241,7 +238,7 @@ pub async fn diff(loaded: &Loaded, addr: SocketAddr) -> Result<String, String> {
             {
                 Ok(old) => old,
                 // A document that does not read would otherwise count as every order moving.
-                Err(e @ AskError::Invalid { .. }) => return Err(e.to_string()),
+                Err(e @ AskError::Invalid { .. }) => return Err(e),
                 Err(_) => continue,
             };
             let old_order: Vec<&str> = old

@@ -5,7 +5,7 @@
 //! the server's `/lookup` document are typed in [`crate::schema`].
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -14,24 +14,38 @@ use crate::routing::RoutingTable;
 use crate::running::{AskError, Running};
 use crate::schema::{CandidateView, Decision, Explanation, LocationView, Lookup};
 
+/// No service to explain.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExplainError {
+    #[error("no service named `{name}` in {}", .config.display())]
+    NoService { name: String, config: PathBuf },
+    #[error("{} defines no [[service]]", .0.display())]
+    NoServices(PathBuf),
+}
+
 /// Explains the answer for `name` (default: the only or first service) to a client at `ip`.
 pub fn explain(
     table: &RoutingTable,
     geo: &GeoSource,
     name: Option<&str>,
     ip: IpAddr,
-) -> Result<Explanation, String> {
+) -> Result<Explanation, ExplainError> {
     let cfg = &table.config;
     let idx = match name {
         Some(n) => {
             let n = n.trim_end_matches('.').to_ascii_lowercase();
-            cfg.services
-                .iter()
-                .position(|s| s.name == n)
-                .ok_or_else(|| format!("no service named `{n}` in {}", cfg.path.display()))?
+            match cfg.services.iter().position(|s| s.name == n) {
+                Some(i) => i,
+                None => {
+                    return Err(ExplainError::NoService {
+                        name: n,
+                        config: cfg.path.clone(),
+                    });
+                }
+            }
         }
         None if cfg.services.is_empty() => {
-            return Err(format!("{} defines no [[service]]", cfg.path.display()));
+            return Err(ExplainError::NoServices(cfg.path.clone()));
         }
         None => 0,
     };
@@ -264,47 +278,74 @@ impl std::fmt::Display for LookupView {
     }
 }
 
+/// Why the running server's answer cannot be used: then mirror health is unknown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerAnswerError {
+    #[error("no server answers at {base} ({detail})")]
+    Unreachable { base: String, detail: String },
+    #[error("the server at {base} did not answer (HTTP {status}: {body})")]
+    Status {
+        base: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{base} does not answer as a mirrordns endpoint ({detail})")]
+    NotAnEndpoint { base: String, detail: String },
+    #[error("{0}")]
+    Client(reqwest::Error),
+    #[error("{}: {error}", .config.display())]
+    Config {
+        config: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "the server at {base} does not say which config file it serves (a mirrordns older than this one)"
+    )]
+    Unnamed { base: String },
+    #[error("the server at {base} serves {theirs}, not {}", .ours.display())]
+    OtherConfig {
+        base: String,
+        theirs: String,
+        ours: PathBuf,
+    },
+}
+
 /// Asks the server whose endpoint is at `addr` for its answer to a client at `ip`, provided
 /// it serves the config file at `config` (the same file, symlinks resolved, as `/lookup`'s
-/// `config_file` names it). `Err` says why its answer cannot be used: then mirror health is
-/// unknown.
+/// `config_file` names it).
 pub async fn ask_server(
     addr: SocketAddr,
     config: &Path,
     name: Option<&str>,
     ip: IpAddr,
-) -> Result<LookupView, String> {
-    let server = Running::new(addr, std::time::Duration::from_secs(10))?;
+) -> Result<LookupView, ServerAnswerError> {
+    let server = Running::new(addr, std::time::Duration::from_secs(10))
+        .map_err(|e| from_ask(e, format!("http://{addr}")))?;
     let base = server.base.clone();
     let ip_text = ip.to_string();
     let mut query = vec![("ip", ip_text.as_str())];
     if let Some(n) = name {
         query.push(("name", n));
     }
-    let served: Lookup = server.get("/lookup", &query).await.map_err(|e| match e {
-        AskError::Unreachable { detail, .. } => {
-            format!("no server answers at {base} ({detail})")
-        }
-        AskError::Status { status, body, .. } => {
-            format!("the server at {base} did not answer (HTTP {status}: {body})")
-        }
-        AskError::Invalid { detail, .. } => {
-            format!("{base} does not answer as a mirrordns endpoint ({detail})")
-        }
-    })?;
+    let served: Lookup = server
+        .get("/lookup", &query)
+        .await
+        .map_err(|e| from_ask(e, base.clone()))?;
     let ours = config
         .canonicalize()
-        .map_err(|e| format!("{}: {e}", config.display()))?;
+        .map_err(|error| ServerAnswerError::Config {
+            config: config.to_path_buf(),
+            error,
+        })?;
     let Some(theirs) = &served.config_file else {
-        return Err(format!(
-            "the server at {base} does not say which config file it serves (a mirrordns older than this one)"
-        ));
+        return Err(ServerAnswerError::Unnamed { base });
     };
     if Path::new(theirs) != ours {
-        return Err(format!(
-            "the server at {base} serves {theirs}, not {}",
-            ours.display()
-        ));
+        return Err(ServerAnswerError::OtherConfig {
+            base,
+            theirs: theirs.clone(),
+            ours,
+        });
     }
     let note = changed_since(&ours, served.config_loaded_at.as_deref());
     Ok(LookupView {
@@ -317,6 +358,16 @@ pub async fn ask_server(
         routing_generation: Some(served.routing_generation),
         decisions: Some(served.decisions),
     })
+}
+
+/// The server at `base` could not be asked: said in terms of that server, not of one URL.
+fn from_ask(e: AskError, base: String) -> ServerAnswerError {
+    match e {
+        AskError::Unreachable { detail, .. } => ServerAnswerError::Unreachable { base, detail },
+        AskError::Status { status, body, .. } => ServerAnswerError::Status { base, status, body },
+        AskError::Invalid { detail, .. } => ServerAnswerError::NotAnEndpoint { base, detail },
+        AskError::Client(e) => ServerAnswerError::Client(e),
+    }
 }
 
 /// A note when the file was written after the server loaded it: the answer is from the

@@ -25,6 +25,9 @@
 //! - [`diff`]: `check --diff`, a reload's effect compared with the running server.
 //! - [`cli`]: the `mirrordns` command line.
 
+// Every unsafe block says why it is sound; the lint keeps new ones to that.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod admin;
 pub mod cli;
 pub mod config;

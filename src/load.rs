@@ -37,12 +37,12 @@ impl Loaded {
                     let Some(name) = Name::from_text(&s.name) else {
                         continue;
                     };
-                    if let Err(msg) = zones.attach_service(&name, i) {
+                    if let Err(e) = zones.attach_service(&name, i) {
                         problems.push(Problem::new(
                             &config.path,
                             Some(s.line),
                             Some("service.name"),
-                            msg,
+                            e.to_string(),
                         ));
                     }
                 }

@@ -28,19 +28,22 @@ pub enum AskError {
     /// Something answered, but not with the document asked for.
     #[error("{url}: {detail}")]
     Invalid { url: String, detail: String },
+    /// No HTTP client to ask with (its TLS set-up failed): nothing was sent.
+    #[error("{0}")]
+    Client(reqwest::Error),
 }
 
 impl Running {
     /// `timeout` bounds each whole request; connecting gets at most 2 s of it, so that an
     /// address where nothing listens (or a dropped packet) is found out quickly.
-    pub fn new(addr: SocketAddr, timeout: std::time::Duration) -> Result<Running, String> {
+    pub fn new(addr: SocketAddr, timeout: std::time::Duration) -> Result<Running, AskError> {
         crate::health::http::install_crypto();
         let client = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(timeout.min(std::time::Duration::from_secs(2)))
             .timeout(timeout)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(AskError::Client)?;
         Ok(Running {
             client,
             base: format!("http://{addr}"),

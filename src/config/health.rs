@@ -120,7 +120,7 @@ impl Validator<'_> {
             Some(s) => match parse_duration(s.get_ref()) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.err(&s, key, e);
+                    self.err(&s, key, e.to_string());
                     default
                 }
             },

@@ -259,7 +259,7 @@ impl Validator<'_> {
                     defaults::SERVER_TCP_IDLE_TIMEOUT
                 }
                 Err(e) => {
-                    self.err(&s, "server.tcp-idle-timeout", e);
+                    self.err(&s, "server.tcp-idle-timeout", e.to_string());
                     defaults::SERVER_TCP_IDLE_TIMEOUT
                 }
             },
@@ -336,7 +336,7 @@ impl Validator<'_> {
             let net = match parse_network(network.get_ref()) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    self.err(&network, "geo.override.network", e);
+                    self.err(&network, "geo.override.network", e.to_string());
                     None
                 }
             };
@@ -431,33 +431,39 @@ impl Validator<'_> {
     }
 }
 
+/// A network or duration in the config that does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("`{0}` is not a network: expected CIDR notation such as \"10.20.0.0/16\"")]
+    NotANetwork(String),
+    #[error("`{text}` has host bits set beyond /{}: did you mean {meant}?", .meant.prefix_len())]
+    HostBits { text: String, meant: IpNet },
+    #[error("`{0}` is not a duration: expected e.g. \"500ms\", \"10s\", \"5m\", \"6h\"")]
+    NotADuration(String),
+}
+
 /// Parses "10.0.0.0/8", "2001:db8::/32", or a bare address (a /32 or /128). Host bits must be
 /// zero, so that a typo in the prefix length is not silently widened.
-pub fn parse_network(s: &str) -> Result<IpNet, String> {
+pub fn parse_network(s: &str) -> Result<IpNet, ValueError> {
+    let bad = || ValueError::NotANetwork(s.to_string());
     let net = if s.contains('/') {
-        s.parse::<IpNet>().map_err(|_| {
-            format!("`{s}` is not a network: expected CIDR notation such as \"10.20.0.0/16\"")
-        })?
+        s.parse::<IpNet>().map_err(|_| bad())?
     } else {
-        let ip: IpAddr = s.parse().map_err(|_| {
-            format!("`{s}` is not a network: expected CIDR notation such as \"10.20.0.0/16\"")
-        })?;
+        let ip: IpAddr = s.parse().map_err(|_| bad())?;
         IpNet::from(ip)
     };
     if net.trunc() != net {
-        return Err(format!(
-            "`{s}` has host bits set beyond /{}: did you mean {}?",
-            net.prefix_len(),
-            net.trunc()
-        ));
+        return Err(ValueError::HostBits {
+            text: s.to_string(),
+            meant: net.trunc(),
+        });
     }
     Ok(net)
 }
 
 /// Parses "500ms", "10s", "5m", "6h", "1d", or a sum of these such as "1h30m".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("`{s}` is not a duration: expected e.g. \"500ms\", \"10s\", \"5m\", \"6h\"");
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::NotADuration(s.to_string());
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());

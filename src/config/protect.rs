@@ -84,7 +84,7 @@ impl Validator<'_> {
         for n in list {
             match parse_network(n.get_ref()) {
                 Ok(net) => out.push(net),
-                Err(e) => self.err(&n, key, e),
+                Err(e) => self.err(&n, key, e.to_string()),
             }
         }
         out

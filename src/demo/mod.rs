@@ -9,14 +9,37 @@ pub mod files;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use sha2::{Digest, Sha256};
 use toml::{Table, Value};
 
 use crate::daemon::Server;
+use crate::diag::Problems;
 use crate::load::Loaded;
 use crate::manifest::hex;
 use files::FileServer;
+
+/// Why the demo could not start. The causes of `Read` and `Parse` are `source`s rather than
+/// part of the text: the command line prints the chain (`reading FILE: No such file ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("reading {}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {}", .path.display())]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] toml::ser::Error),
+    /// The demo's own config was rejected: a bug in the demo or a broken shipped config.
+    #[error("{0}")]
+    Config(Problems),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
 
 const CURRENT: &str = "v1.1.0";
 const PREVIOUS: &str = "v1.0.0";
@@ -89,14 +112,17 @@ fn demo_config(
     origin: &str,
     mirrors: &[(&str, &str)],
     out: &Path,
-) -> anyhow::Result<()> {
-    let shipped = &shipped
-        .canonicalize()
-        .with_context(|| format!("reading {}", shipped.display()))?;
-    let text = std::fs::read_to_string(shipped)
-        .with_context(|| format!("reading {}", shipped.display()))?;
-    let mut t: Table =
-        toml::from_str(&text).with_context(|| format!("parsing {}", shipped.display()))?;
+) -> Result<(), DemoError> {
+    let reading = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DemoError::Read { path, source }
+    };
+    let shipped = &shipped.canonicalize().map_err(reading(shipped))?;
+    let text = std::fs::read_to_string(shipped).map_err(reading(shipped))?;
+    let mut t: Table = toml::from_str(&text).map_err(|source| DemoError::Parse {
+        path: shipped.clone(),
+        source,
+    })?;
     let base = shipped.parent().unwrap_or(Path::new("."));
     // Zone paths are relative to the shipped config's directory; make them absolute.
     if let Some(Value::Table(server)) = t.get_mut("server")
@@ -202,7 +228,7 @@ fn shell_word(s: &str) -> String {
 }
 
 /// Runs the demo until Ctrl-C.
-pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
+pub async fn run(shipped: PathBuf) -> Result<(), DemoError> {
     let work = tempfile::Builder::new()
         .prefix("mirrordns-demo-")
         .tempdir()?;
@@ -245,7 +271,7 @@ pub async fn run(shipped: PathBuf) -> anyhow::Result<()> {
     // Listen for Ctrl-C before saying it stops the demo: a SIGINT that arrives between the
     // printout and the listener would otherwise kill the process without a clean stop.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let loaded = Loaded::from_file(&config_path).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let loaded = Loaded::from_file(&config_path).map_err(DemoError::Config)?;
     let server = Server::start(loaded).await?;
     let port = server.dns_addrs()[0].port();
     // Wait (bounded) for the first probe round so the printout shows real states.

@@ -68,11 +68,15 @@ pub fn worker(
     let fd = sock.as_raw_fd();
     let mut inbuf = vec![[0u8; IN_STRIDE]; BATCH];
     let mut outbuf: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1500)).collect();
-    // SAFETY: all-zero is a valid value for these plain C structs.
+    // SAFETY: all-zero is a valid value for these plain C structs (integers, raw pointers).
     let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+    // SAFETY: a null base and a zero length, until pointed at a buffer below.
     let mut in_iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+    // SAFETY: null pointers and zero lengths, until pointed at buffers below.
     let mut in_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    // SAFETY: as `in_iov`.
     let mut out_iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+    // SAFETY: as `in_hdr`.
     let mut out_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
     let mut sampled: u32 = 0;
     // The buffers never move, so the headers pointing at them are set up once; after each

@@ -5,6 +5,7 @@
 //! `/status`. Bodies are never buffered past what the manifest allows.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode, Url};
@@ -15,6 +16,26 @@ use crate::manifest::hex;
 
 /// Redirect hops followed within one mirror.
 const MAX_REDIRECTS: usize = 5;
+
+/// Why a probe client cannot be built. The cause is already in the text, so it is not also
+/// given as `source` (a printed chain would repeat it).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot use probe port {port} with {base}")]
+    ProbePort { port: u16, base: Url },
+    #[error("cannot read CA file {}: {error}", .path.display())]
+    CaRead {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("CA file {}: {error}", .path.display())]
+    CaParse {
+        path: PathBuf,
+        error: reqwest::Error,
+    },
+    #[error("cannot build HTTP client: {0}")]
+    Build(reqwest::Error),
+}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProbeError {
@@ -197,7 +218,7 @@ impl Endpoint {
         cfg: &HealthConfig,
         base: &Url,
         probe_address: Option<SocketAddr>,
-    ) -> Result<Endpoint, String> {
+    ) -> Result<Endpoint, ClientError> {
         install_crypto();
         let policy = reqwest::redirect::Policy::custom(|attempt| {
             let first = attempt.previous().first().cloned();
@@ -244,18 +265,24 @@ impl Endpoint {
             host = reqwest::header::HeaderValue::from_str(&authority).ok();
             effective
                 .set_port(Some(addr.port()))
-                .map_err(|_| format!("cannot use probe port {} with {base}", addr.port()))?;
+                .map_err(|_| ClientError::ProbePort {
+                    port: addr.port(),
+                    base: base.clone(),
+                })?;
         }
         if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            let pem = std::fs::read(ca).map_err(|error| ClientError::CaRead {
+                path: ca.clone(),
+                error,
+            })?;
+            let cert =
+                reqwest::Certificate::from_pem(&pem).map_err(|error| ClientError::CaParse {
+                    path: ca.clone(),
+                    error,
+                })?;
             b = b.tls_certs_merge([cert]);
         }
-        let client = b
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let client = b.build().map_err(ClientError::Build)?;
         Ok(Endpoint {
             client,
             base: effective,

@@ -202,18 +202,31 @@ fn ca_contents(hc: &HealthConfig) -> Option<Vec<u8>> {
 /// anything starts or stops.
 type Clients = (Option<http::Endpoint>, Vec<(usize, http::Endpoint)>);
 
-fn origin_client(cfg: &Config) -> Result<Option<http::Endpoint>, String> {
+/// Why the prober cannot start or take a new config: a client that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientsError {
+    #[error(transparent)]
+    Origin(#[from] http::ClientError),
+    #[error("mirror `{name}`: {error}")]
+    Mirror {
+        name: String,
+        error: http::ClientError,
+    },
+}
+
+fn origin_client(cfg: &Config) -> Result<Option<http::Endpoint>, ClientsError> {
     cfg.origin
         .as_ref()
         .map(|o| http::Endpoint::new(&cfg.health, &o.base_url, None))
         .transpose()
+        .map_err(ClientsError::Origin)
 }
 
 /// Clients for the probed mirrors among `which`, all or none.
 fn mirror_clients(
     cfg: &Config,
     which: impl Iterator<Item = usize>,
-) -> Result<Vec<(usize, http::Endpoint)>, String> {
+) -> Result<Vec<(usize, http::Endpoint)>, ClientsError> {
     which
         .filter_map(|i| {
             let m = &cfg.mirrors[i];
@@ -221,7 +234,10 @@ fn mirror_clients(
             Some(
                 http::Endpoint::new(&cfg.health, base, m.probe_address)
                     .map(|ep| (i, ep))
-                    .map_err(|e| format!("mirror `{}`: {e}", m.name)),
+                    .map_err(|error| ClientsError::Mirror {
+                        name: m.name.clone(),
+                        error,
+                    }),
             )
         })
         .collect()
@@ -263,7 +279,7 @@ impl Health {
         config: Arc<Config>,
         state: HealthState,
         publish: Publisher,
-    ) -> Result<Health, String> {
+    ) -> Result<Health, ClientsError> {
         // Every client first: a config whose client cannot be built starts nothing.
         let origin = origin_client(&config)?;
         let mirrors = mirror_clients(&config, 0..config.mirrors.len())?;
@@ -387,7 +403,7 @@ impl Health {
         config: Arc<Config>,
         admin: Arc<crate::admin::AdminState>,
         publish: Publisher,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClientsError> {
         let old = lock(&self.shared.view).cfg.clone();
         if !same_probing(&old.health, &config.health) || ca_contents(&config.health) != self.ca {
             let clients: Clients = (

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use super::ClientsError;
 use super::http::{Endpoint, ProbeError};
 use super::state::MirrorState;
 use super::verify::{ReleaseOutcome, Verifier, fetch_manifest, verify_release};
@@ -112,16 +114,24 @@ fn severity(s: MirrorState) -> u8 {
     }
 }
 
-/// Verifies `only` (a mirror name) or every mirror. Errors are config-level (unknown mirror,
-/// HTTP client set-up).
-pub async fn verify(config: &Config, only: Option<&str>) -> Result<VerifyReport, String> {
+/// Why `verify` could not check anything: its errors are config-level, not verdicts.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("no mirror named `{name}` in {}", .config.display())]
+    NoMirror { name: String, config: PathBuf },
+    #[error(transparent)]
+    Client(#[from] ClientsError),
+}
+
+/// Verifies `only` (a mirror name) or every mirror.
+pub async fn verify(config: &Config, only: Option<&str>) -> Result<VerifyReport, VerifyError> {
     if let Some(n) = only
         && !config.mirrors.iter().any(|m| m.name == n)
     {
-        return Err(format!(
-            "no mirror named `{n}` in {}",
-            config.path.display()
-        ));
+        return Err(VerifyError::NoMirror {
+            name: n.to_string(),
+            config: config.path.clone(),
+        });
     }
     let mut releases: Vec<&String> = config.services.iter().flat_map(|s| &s.releases).collect();
     releases.sort();
@@ -130,7 +140,8 @@ pub async fn verify(config: &Config, only: Option<&str>) -> Result<VerifyReport,
     let mut views = Vec::new();
     let mut ok = true;
     if let Some(origin) = &config.origin {
-        let ep = Endpoint::new(&config.health, &origin.base_url, None)?;
+        let ep =
+            Endpoint::new(&config.health, &origin.base_url, None).map_err(ClientsError::Origin)?;
         for r in &releases {
             match fetch_manifest(&ep, config, r).await {
                 Ok(m) => {
@@ -197,8 +208,12 @@ pub async fn verify(config: &Config, only: Option<&str>) -> Result<VerifyReport,
         }
         checked += 1;
         view.checked = true;
-        let ep = Endpoint::new(&config.health, base, m.probe_address)
-            .map_err(|e| format!("mirror `{}`: {e}", m.name))?;
+        let ep = Endpoint::new(&config.health, base, m.probe_address).map_err(|error| {
+            ClientsError::Mirror {
+                name: m.name.clone(),
+                error,
+            }
+        })?;
         for r in required {
             let (state, reason) = match manifests.get(r) {
                 None => (

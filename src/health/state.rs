@@ -3,7 +3,7 @@
 //! mirror's displayed state, and the state file that carries all of it across restarts.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -490,6 +490,28 @@ pub fn mirror_state(config: &Config, state: &HealthState, m: usize) -> MirrorSta
     }
 }
 
+/// Why a saved state file is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    #[error("{path}: {1}", path = .0.display())]
+    Read(PathBuf, std::io::Error),
+    #[error("{path}: {1}", path = .0.display())]
+    Json(PathBuf, serde_json::Error),
+    #[error("{path}: `written`: {1}", path = .0.display())]
+    Written(PathBuf, humantime::TimestampError),
+    #[error(
+        "{}: written {} ago, older than state-max-age {}",
+        .path.display(),
+        humantime::format_duration(*.age),
+        humantime::format_duration(*.max_age)
+    )]
+    TooOld {
+        path: PathBuf,
+        age: Duration,
+        max_age: Duration,
+    },
+}
+
 /// The state file: enough to route sensibly before the first probe round after a restart.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StateFile {
@@ -586,21 +608,26 @@ impl StateFile {
         std::fs::rename(&tmp, path)
     }
 
-    /// Reads a state file; None (with the reason) when it is missing, unreadable or too old.
-    pub fn read(path: &Path, max_age: Duration, now: SystemTime) -> Result<StateFile, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    /// Reads a state file; the error says why it is not used (missing, unreadable, too old).
+    pub fn read(
+        path: &Path,
+        max_age: Duration,
+        now: SystemTime,
+    ) -> Result<StateFile, StateFileError> {
+        let at = || path.to_path_buf();
+        let bytes = std::fs::read(path).map_err(|e| StateFileError::Read(at(), e))?;
         let f: StateFile =
-            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        let written = humantime::parse_rfc3339(&f.written)
-            .map_err(|e| format!("{}: `written`: {e}", path.display()))?;
+            serde_json::from_slice(&bytes).map_err(|e| StateFileError::Json(at(), e))?;
+        let written =
+            humantime::parse_rfc3339(&f.written).map_err(|e| StateFileError::Written(at(), e))?;
         let age = now.duration_since(written).unwrap_or_default();
         if age > max_age {
-            return Err(format!(
-                "{}: written {} ago, older than state-max-age {}",
-                path.display(),
-                humantime::format_duration(Duration::from_secs(age.as_secs())),
-                humantime::format_duration(max_age)
-            ));
+            return Err(StateFileError::TooOld {
+                path: at(),
+                // Whole seconds: the text is read by people, in logs.
+                age: Duration::from_secs(age.as_secs()),
+                max_age,
+            });
         }
         Ok(f)
     }

@@ -312,7 +312,7 @@ pub fn lookup(
     states: &[(MirrorState, String)],
     ip: IpAddr,
     name: Option<&str>,
-) -> Result<Lookup, String> {
+) -> Result<Lookup, crate::explain::ExplainError> {
     let e = crate::explain::explain(table, geo, name, ip)?;
     let cfg = &table.config;
     let si = cfg

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 
+use hickory_proto::ProtoError;
 use hickory_proto::rr::{RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
@@ -168,11 +169,11 @@ impl Zone {
 }
 
 /// RDATA in wire form, names uncompressed so the bytes can be copied into any message.
-fn render_rdata(rdata: &RData) -> Result<Vec<u8>, String> {
+fn render_rdata(rdata: &RData) -> Result<Vec<u8>, ProtoError> {
     let mut buf = Vec::with_capacity(64);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_name_encoding(NameEncoding::Uncompressed);
-    rdata.emit(&mut enc).map_err(|e| e.to_string())?;
+    rdata.emit(&mut enc)?;
     Ok(buf)
 }
 
@@ -503,29 +504,30 @@ impl ZoneSet {
         }
     }
 
-    /// Marks `name` as geo service number `index`. Errors are plain text; the caller adds the
-    /// config line.
-    pub fn attach_service(&mut self, name: &Name, index: usize) -> Result<(), String> {
+    /// Marks `name` as geo service number `index`. The caller adds the config line to the
+    /// error.
+    pub fn attach_service(&mut self, name: &Name, index: usize) -> Result<(), AttachError> {
         let Some(zi) = self.holder(name.wire()) else {
-            return Err(format!("`{name}` is not inside any loaded zone"));
+            return Err(AttachError::OutsideZones(name.clone()));
         };
         let zone = &mut self.zones[zi];
         if *name == zone.origin {
-            return Err(format!(
-                "`{name}` is the zone apex, which holds SOA and NS records"
-            ));
+            return Err(AttachError::Apex(name.clone()));
         }
         if let Lookup::Referral { cut, .. } = zone.lookup(name.wire(), TYPE_A) {
-            return Err(format!("`{name}` is at or below the delegation `{cut}`"));
+            return Err(AttachError::Delegated {
+                name: name.clone(),
+                cut: cut.clone(),
+            });
         }
         if let Some(node) = zone.nodes.get(name.wire())
             && let Some(set) = node.rrsets.first()
         {
-            return Err(format!(
-                "`{name}` already has {} records in {}: a service name cannot share its name with zone records",
-                RecordType::from(set.rtype),
-                zone.file.display()
-            ));
+            return Err(AttachError::HasRecords {
+                name: name.clone(),
+                rtype: RecordType::from(set.rtype),
+                file: zone.file.clone(),
+            });
         }
         zone.nodes.entry(name.clone()).or_default().service = Some(index);
         add_ancestors(zone, name.wire());
@@ -538,4 +540,21 @@ impl ZoneSet {
         );
         Ok(())
     }
+}
+
+/// Why a service name cannot be served from the loaded zones.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AttachError {
+    #[error("`{0}` is not inside any loaded zone")]
+    OutsideZones(Name),
+    #[error("`{0}` is the zone apex, which holds SOA and NS records")]
+    Apex(Name),
+    #[error("`{name}` is at or below the delegation `{cut}`")]
+    Delegated { name: Name, cut: Name },
+    #[error("`{name}` already has {rtype} records in {}: a service name cannot share its name with zone records", .file.display())]
+    HasRecords {
+        name: Name,
+        rtype: RecordType,
+        file: PathBuf,
+    },
 }

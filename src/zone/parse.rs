@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use hickory_proto::ProtoError;
 use hickory_proto::rr::{DNSClass, Name as HName, RData, RecordType};
-use hickory_proto::serialize::txt::{Parser, parse_ttl};
+use hickory_proto::serialize::txt::{ParseError, Parser, parse_ttl};
 
 use crate::diag::Problem;
 
@@ -209,16 +210,27 @@ fn is_class(t: &str) -> Option<DNSClass> {
     }
 }
 
-fn parse_name(text: &str, origin: Option<&HName>) -> Result<HName, String> {
+/// A domain name in a zone file that does not read.
+#[derive(Debug, thiserror::Error)]
+enum NameError {
+    #[error("`@` used before any $ORIGIN")]
+    AtWithoutOrigin,
+    #[error("`{text}` is not a domain name: {error}")]
+    NotAName { text: String, error: ProtoError },
+    #[error("`{0}` is relative but no $ORIGIN is set")]
+    Relative(String),
+}
+
+fn parse_name(text: &str, origin: Option<&HName>) -> Result<HName, NameError> {
     let name = if text == "@" {
-        origin
-            .cloned()
-            .ok_or_else(|| "`@` used before any $ORIGIN".to_string())?
+        origin.cloned().ok_or(NameError::AtWithoutOrigin)?
     } else {
-        let n = HName::parse(text, origin)
-            .map_err(|e| format!("`{text}` is not a domain name: {e}"))?;
+        let n = HName::parse(text, origin).map_err(|error| NameError::NotAName {
+            text: text.to_string(),
+            error,
+        })?;
         if !n.is_fqdn() {
-            return Err(format!("`{text}` is relative but no $ORIGIN is set"));
+            return Err(NameError::Relative(text.to_string()));
         }
         n
     };
@@ -427,19 +439,26 @@ impl Reader {
     }
 }
 
+/// Record data that hickory's zone parser does not read.
+#[derive(Debug, thiserror::Error)]
+enum RDataError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("no record parsed")]
+    Nothing,
+}
+
 /// Parses one record's data with hickory's zone parser, so relative names resolve against the
 /// current origin exactly as in a whole-file parse.
-fn parse_rdata(rtype: RecordType, text: &str, origin: Option<&HName>) -> Result<RData, String> {
+fn parse_rdata(rtype: RecordType, text: &str, origin: Option<&HName>) -> Result<RData, RDataError> {
     let origin = origin.cloned().unwrap_or_else(HName::root);
     let snippet = format!("@ 0 IN {rtype} {text}\n");
-    let (_, sets) = Parser::new(snippet, None, Some(origin))
-        .parse()
-        .map_err(|e| e.to_string())?;
-    let set = sets.into_values().next().ok_or("no record parsed")?;
+    let (_, sets) = Parser::new(snippet, None, Some(origin)).parse()?;
+    let set = sets.into_values().next().ok_or(RDataError::Nothing)?;
     let rec = set
         .records_without_rrsigs()
         .next()
-        .ok_or("no record parsed")?;
+        .ok_or(RDataError::Nothing)?;
     Ok(rec.data.clone())
 }
 
