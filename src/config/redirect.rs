@@ -216,14 +216,14 @@ impl Validator<'_> {
         let certs = match read_certs(&cp) {
             Ok(c) => c,
             Err(e) => {
-                self.err(cert, cert_key, e);
+                self.err(cert, cert_key, e.to_string());
                 return None;
             }
         };
         let pkey = match read_key(&kp) {
             Ok(k) => k,
             Err(e) => {
-                self.err(key, key_key, e);
+                self.err(key, key_key, e.to_string());
                 return None;
             }
         };
@@ -257,28 +257,35 @@ impl Validator<'_> {
     }
 }
 
-fn read_certs(p: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+/// A certificate or key file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum PemError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0}: not a PEM certificate chain: {1}")]
+    Certs(String, rustls::pki_types::pem::Error),
+    #[error("{0}: no certificate in it: expected PEM \"BEGIN CERTIFICATE\" blocks")]
+    NoCert(String),
+    #[error("{0}: no private key in it ({1}): expected a PEM PKCS#8, PKCS#1 or SEC1 key")]
+    Key(String, rustls::pki_types::pem::Error),
+}
+
+fn read_certs(p: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, PemError> {
     use rustls::pki_types::pem::PemObject;
-    let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let name = p.display().to_string();
+    let bytes = std::fs::read(p).map_err(|e| PemError::Read(name.clone(), e))?;
     let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", p.display()))?;
+        .map_err(|e| PemError::Certs(name.clone(), e))?;
     if certs.is_empty() {
-        return Err(format!(
-            "{}: no certificate in it: expected PEM \"BEGIN CERTIFICATE\" blocks",
-            p.display()
-        ));
+        return Err(PemError::NoCert(name));
     }
     Ok(certs)
 }
 
-fn read_key(p: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
+fn read_key(p: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, PemError> {
     use rustls::pki_types::pem::PemObject;
-    let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    rustls::pki_types::PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
-        format!(
-            "{}: no private key in it ({e}): expected a PEM PKCS#8, PKCS#1 or SEC1 key",
-            p.display()
-        )
-    })
+    let name = p.display().to_string();
+    let bytes = std::fs::read(p).map_err(|e| PemError::Read(name.clone(), e))?;
+    rustls::pki_types::PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| PemError::Key(name, e))
 }
