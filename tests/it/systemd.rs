@@ -4,13 +4,11 @@
 //! played by a Unix datagram socket named in `NOTIFY_SOCKET`, as systemd itself does it. A
 //! reload's log tells the operator what it could not apply.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::process::{self, Serving};
-use common::*;
+use crate::common::process::{self, Serving};
+use crate::common::*;
 
 fn config(port: u16) -> String {
     format!(

@@ -3,14 +3,12 @@
 //! mirror), state follows each mirror by name when mirrors are reordered or added, and probe
 //! counters go on counting. Real loopback mirrors, real DNS answers, real `/metrics` scrapes.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::mirrors::*;
-use common::release;
-use common::{addrs, london_query, udp};
+use crate::common::mirrors::*;
+use crate::common::release;
+use crate::common::{addrs, london_query, udp};
 use mirrordns::daemon::Server;
 
 const MB: u64 = 4;

@@ -1,13 +1,11 @@
 //! The monitoring endpoint as an operator and Prometheus see it, while real loopback mirrors
 //! change state and real DNS queries flow.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::release;
-use common::*;
+use crate::common::release;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use mirrordns::daemon::Server;
 use mirrordns::demo::files::FileServer;

@@ -5,16 +5,14 @@
 //! pipeline runs it) name the manifest, and its line where there is one, and exit non-zero;
 //! a running server keeps the last good manifest and keeps answering. The state file is a
 //! cache: a broken one never stops a start. The operator's own files (config, zones, admin
-//! state, geo database) are in tests/inputs_config.rs.
-
-mod common;
+//! state, geo database) are in inputs_config.rs.
 
 use std::time::Duration;
 
-use common::broken_files::{broken, garbage, lines};
-use common::process::{Serving, metric, mirrordns, status};
-use common::release;
-use common::*;
+use crate::common::broken_files::{broken, garbage, lines};
+use crate::common::process::{Serving, metric, mirrordns, status};
+use crate::common::release;
+use crate::common::*;
 use mirrordns::demo::files::FileServer;
 
 const EU: &str = "192.0.2.11";

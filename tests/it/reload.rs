@@ -1,14 +1,12 @@
 //! Reloads while queries flow: no query lost, every answer valid for the old or the new state,
 //! bad reloads change nothing; watched files reload by themselves; `mirrordns reload`.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use common::mmdb::{build, place};
-use common::*;
+use crate::common::mmdb::{build, place};
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 
 fn config(eu_ip: &str, extra_server: &str) -> String {

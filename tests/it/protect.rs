@@ -2,13 +2,11 @@
 //! DNS cookies (checked with dig as the peer), and zone transfers with an allow-list and TSIG
 //! (dig verifies our signatures on every message).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// `extra` is TOML appended after the service (e.g. `[rate-limit]`, `[transfer]`).
 fn config(extra: &str) -> String {

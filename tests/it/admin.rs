@@ -1,11 +1,9 @@
 //! Live admin state: drain, force-up and block, with expiry, applied without a reload.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime};
 
-use common::release;
-use common::*;
+use crate::common::release;
+use crate::common::*;
 use mirrordns::demo::files::FileServer;
 
 fn config(extra_service: &str, origin_and_health: &str) -> String {

@@ -3,13 +3,11 @@
 //! address) must not lock a real client out. At a cap the server closes the connection idle
 //! longest, and counts it in `/metrics`.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 use socket2::{Domain, Socket, Type};

@@ -1,12 +1,10 @@
 //! Mirrors that are behind: a new release they have not synced yet, and files a sync is still
 //! writing in place. Real loopback HTTP mirrors, observed through real DNS answers.
 
-mod common;
-
 use std::time::Duration;
 
-use common::mirrors::*;
-use common::release;
+use crate::common::mirrors::*;
+use crate::common::release;
 use mirrordns::daemon::Server;
 
 /// A channel path: its content changes at each release.

@@ -1,12 +1,10 @@
 //! The routing table swapped while queries flow; reload keeps the last good state; IPv6.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use mirrordns::load::Loaded;
 use mirrordns::routing::{self, Eligibility, HealthSnapshot};

@@ -1,10 +1,8 @@
 //! Health and integrity against real loopback HTTP mirrors, observed through real DNS answers.
 
-mod common;
-
-use common::mirrors::*;
-use common::release;
-use common::*;
+use crate::common::mirrors::*;
+use crate::common::release;
+use crate::common::*;
 use hickory_proto::op::ResponseCode;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,12 +3,10 @@
 //! re-check of a mismatch waits; while it stays wrong, a round costs a HEAD of the wrong file,
 //! not its download. Real loopback mirrors, observed through real DNS answers and `/status`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::mirrors::*;
-use common::release;
+use crate::common::mirrors::*;
+use crate::common::release;
 
 const INTERVAL: Duration = Duration::from_millis(500);
 const FILE: &str = "eu/tool/v1.8.2/tool-linux-amd64.tar.gz";
