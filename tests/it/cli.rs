@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use crate::common::config::{Config, strings};
 use crate::common::*;
 
 fn mirrordns(args: &[&str]) -> (i32, String, String) {
@@ -65,12 +66,9 @@ fn check_lists_every_problem_with_file_and_line() {
     );
 
     // Fix the zone: now the service outside every zone is reported with its line.
-    let path = write_files(
-        &dir,
-        &config.replace("database = \"missing.mmdb\"\n", ""),
-        ZONE,
-        None,
-    );
+    let mut no_db = Config::parse(&config);
+    no_db.table("geo").remove("database");
+    let path = write_files(&dir, &no_db.to_string(), ZONE, None);
     let (code, _, err) = mirrordns(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 1);
     let config = std::fs::read_to_string(&path).unwrap();
@@ -214,15 +212,19 @@ fn shipped_config(dir: &std::path::Path, port: u16, http: u16) -> std::path::Pat
         "/config/mirrordns.toml"
     ))
     .unwrap();
-    let config = shipped
-        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9153", &format!("127.0.0.1:{http}"))
-        .replace(
-            "../zones/example.com.zone",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),
-        );
+    let mut config = Config::parse(&shipped);
+    let server = config.server();
+    server.insert("dns-listen".into(), strings([&format!("127.0.0.1:{port}")]));
+    server.insert("http-listen".into(), format!("127.0.0.1:{http}").into());
+    server.insert(
+        "zones".into(),
+        strings([concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/zones/example.com.zone"
+        )]),
+    );
     let path = dir.join("mirrordns.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, config.to_string()).unwrap();
     path
 }
 

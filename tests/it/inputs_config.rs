@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::broken_files::{Variants, broken, garbage, lines};
+use crate::common::config::ServerSection;
 use crate::common::mmdb::{build, place};
 use crate::common::process::{Serving, http, metric, mirrordns, status};
 use crate::common::*;
@@ -57,10 +58,7 @@ fn answers(rt: &tokio::runtime::Runtime, dns: SocketAddr) -> (Vec<String>, Vec<S
 fn static_config(port: u16, extra_server: &str) -> String {
     format!(
         "{}{extra_server}[geo]\ndatabase = \"geo.mmdb\"\n\n[[service]]\nname = \"downloads.example.com\"\nmirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]\n{MIRRORS}",
-        server_section().replace(
-            "127.0.0.1:0\"\nzones",
-            &format!("127.0.0.1:{port}\"\nzones")
-        )
+        ServerSection::http_port(port)
     )
 }
 

@@ -7,16 +7,14 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
+use crate::common::config::ServerSection;
 use crate::common::process::{self, Serving};
 use crate::common::*;
 
 fn config(port: u16) -> String {
     format!(
         "{}\n[[service]]\nname = \"downloads.example.com\"\nmirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]\n{MIRRORS}",
-        server_section().replace(
-            "127.0.0.1:0\"\nzones",
-            &format!("127.0.0.1:{port}\"\nzones")
-        )
+        ServerSection::http_port(port)
     )
 }
 

@@ -2,6 +2,7 @@
 //! talk to it over real UDP and TCP sockets with hickory-proto messages.
 
 pub mod broken_files;
+pub mod config;
 pub mod mirrors;
 pub mod mmdb;
 pub mod process;
@@ -86,7 +87,7 @@ impl TestServer {
     }
 }
 
-/// Writes config (with `@DIR@` replaced by the temp dir), the zone and an optional MMDB,
+/// Writes the config, the zone and an optional MMDB,
 /// then starts the server through the same entry point as `mirrordns serve`.
 pub async fn start(config: &str, zone: &str, mmdb: Option<Vec<u8>>) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -109,13 +110,13 @@ pub fn write_files(
         std::fs::write(d.join("geo.mmdb"), db).unwrap();
     }
     let path = d.join("mirrordns.toml");
-    std::fs::write(&path, config.replace("@DIR@", &d.display().to_string())).unwrap();
+    std::fs::write(&path, config).unwrap();
     path
 }
 
 /// A config header listening on an ephemeral loopback port.
 pub fn server_section() -> String {
-    "[server]\ndns-listen = [\"127.0.0.1:0\"]\nhttp-listen = \"127.0.0.1:0\"\nzones = [\"example.com.zone\"]\n".to_string()
+    config::ServerSection::default().to_string()
 }
 
 /// A query message; `ecs` adds an EDNS Client Subnet option, `edns` an OPT record.
