@@ -1,11 +1,10 @@
 //! Live admin state: drain, force-up and block, with expiry, applied without a reload.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime};
 
-use common::release;
-use common::*;
+use crate::common::config::{Config, strings};
+use crate::common::release;
+use crate::common::*;
 use mirrordns::demo::files::FileServer;
 
 fn config(extra_service: &str, origin_and_health: &str) -> String {
@@ -101,15 +100,21 @@ async fn block_withdraws_a_release_and_force_up_overrides_probes() {
     let origin = FileServer::start(&dir.path().join("origin")).await.unwrap();
     let eu = FileServer::start(&dir.path().join("eu")).await.unwrap();
     let us = FileServer::start(&dir.path().join("us")).await.unwrap();
-    let cfg = config(
+    let mut cfg = Config::parse(&config(
         "releases = [\"tool/v2.0.0/manifest.json\"]\nfallback = \"origin\"",
-        &format!("[origin]\nbase-url = \"{}\"\nipv4 = [\"192.0.2.1\"]\n[health]\ninterval = \"100ms\"\nfall = 2\n", origin.url()),
-    )
-    .replace("name = \"eu-west\"\nipv4", &format!("name = \"eu-west\"\nbase-url = \"{}\"\nipv4", eu.url()))
-    .replace("name = \"us-east\"\nipv4", &format!("name = \"us-east\"\nbase-url = \"{}\"\nipv4", us.url()))
+        &format!(
+            "[origin]\nbase-url = \"{}\"\nipv4 = [\"192.0.2.1\"]\n[health]\ninterval = \"100ms\"\nfall = 2\n",
+            origin.url()
+        ),
+    ));
+    cfg.mirror("eu-west")
+        .insert("base-url".into(), eu.url().into());
+    cfg.mirror("us-east")
+        .insert("base-url".into(), us.url().into());
     // Only probed mirrors: a static one would always be routable.
-    .replace("mirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]", "mirrors = [\"us-east\", \"eu-west\"]");
-    let ts = start(&cfg, ZONE, None).await;
+    cfg.service("downloads.example.com")
+        .insert("mirrors".into(), strings(["us-east", "eu-west"]));
+    let ts = start(&cfg.to_string(), ZONE, None).await;
     let admin = ts.dir.path().join("admin.toml");
     // No mirror holds v2.0.0: the origin answers.
     wait_for(ts.addr, "192.0.2.1", 10).await;
@@ -146,22 +151,18 @@ async fn pin_keeps_a_service_on_a_release_while_mirrors_sync() {
     release::write(&dir.path().join("eu"), "tool/v1.9.0", "v1.9.0");
     let origin = FileServer::start(&dir.path().join("origin")).await.unwrap();
     let eu = FileServer::start(&dir.path().join("eu")).await.unwrap();
-    let cfg = config(
+    let mut cfg = Config::parse(&config(
         "releases = [\"tool/v2.0.0/manifest.json\"]\nfallback = \"origin\"",
         &format!(
             "[origin]\nbase-url = \"{}\"\nipv4 = [\"192.0.2.1\"]\n[health]\ninterval = \"100ms\"\n",
             origin.url()
         ),
-    )
-    .replace(
-        "name = \"eu-west\"\nipv4",
-        &format!("name = \"eu-west\"\nbase-url = \"{}\"\nipv4", eu.url()),
-    )
-    .replace(
-        "mirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]",
-        "mirrors = [\"eu-west\"]",
-    );
-    let ts = start(&cfg, ZONE, None).await;
+    ));
+    cfg.mirror("eu-west")
+        .insert("base-url".into(), eu.url().into());
+    cfg.service("downloads.example.com")
+        .insert("mirrors".into(), strings(["eu-west"]));
+    let ts = start(&cfg.to_string(), ZONE, None).await;
     wait_for(ts.addr, "192.0.2.1", 10).await;
     // Pin the service to v1.9.0: eu-west holds it, so it serves again.
     std::fs::write(

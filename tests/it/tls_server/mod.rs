@@ -1,5 +1,5 @@
 //! HTTPS for test mirrors: a test CA and certificates made with the openssl CLI, and a TLS
-//! front that serves a plain file server's files over TLS. Used by tests/hostile.rs.
+//! front that serves a plain file server's files over TLS. Used by hostile.rs.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

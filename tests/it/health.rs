@@ -1,10 +1,9 @@
 //! Health and integrity against real loopback HTTP mirrors, observed through real DNS answers.
 
-mod common;
-
-use common::mirrors::*;
-use common::release;
-use common::*;
+use crate::common::config::{Config, strings};
+use crate::common::mirrors::*;
+use crate::common::release;
+use crate::common::*;
 use hickory_proto::op::ResponseCode;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -274,11 +273,9 @@ async fn manifest_signatures_are_checked_and_a_bad_one_changes_nothing() {
         release::write(&s.path(d), channel, "v1.8.2");
     }
     sign(&s.path("origin/tool/stable/manifest.json"), &kp.sk);
-    let cfg = s.config("tool/stable/manifest.json", "", "").replace(
-        "ipv6 = [\"2001:db8::1\"]",
-        &format!("ipv6 = [\"2001:db8::1\"]\nminisign-key = \"{pk}\""),
-    );
-    let (server, addr) = s.start(&cfg).await;
+    let mut cfg = Config::parse(&s.config("tool/stable/manifest.json", "", ""));
+    cfg.table("origin").insert("minisign-key".into(), pk.into());
+    let (server, addr) = s.start(&cfg.to_string()).await;
     wait_for(addr, &[EU], 10).await;
 
     // A compromised origin publishes v1.9.0 signed with another key; mirrors follow it.
@@ -379,14 +376,11 @@ async fn probe_state_survives_a_reload_and_removed_mirrors_leave_at_once() {
     );
     // eu-west removed from the config: it leaves every answer at the swap.
     let path = s.path("mirrordns.toml");
-    std::fs::write(
-        &path,
-        cfg.replace(
-            "mirrors = [\"eu-west\", \"us-east\"]",
-            "mirrors = [\"us-east\"]",
-        ),
-    )
-    .unwrap();
+    let mut without_eu = Config::parse(&cfg);
+    without_eu
+        .service("downloads.example.com")
+        .insert("mirrors".into(), strings(["us-east"]));
+    std::fs::write(&path, without_eu.to_string()).unwrap();
     server.reload().await.expect("reloads");
     assert_eq!(london_answer(addr).await.1, [US]);
     server.shutdown().await;

@@ -4,11 +4,9 @@
 //! clock, so the client can tell its own clock is wrong. Requests are signed here with `ring`'s
 //! HMAC, and the server's signatures checked with it, independently of the server's HMAC.
 
-mod common;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use ring::hmac;
 
 const KEY: &str = "3q2+7wAAAAAREiIzRFVmd4iZqrvM3e7/AAAAAAAAAAA=";

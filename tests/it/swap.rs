@@ -1,17 +1,20 @@
 //! The routing table swapped while queries flow; reload keeps the last good state; IPv6.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::config::{Config, ServerSection, strings};
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use mirrordns::load::Loaded;
 use mirrordns::routing::{self, Eligibility, HealthSnapshot};
 
 fn config() -> String {
+    config_on(ServerSection::default())
+}
+
+fn config_on(server: ServerSection) -> String {
     format!(
         r#"{}
 {LONDON_OVERRIDE}[[service]]
@@ -19,7 +22,7 @@ name = "downloads.example.com"
 answers = 2
 mirrors = ["us-east", "eu-west", "ap-south", "sa-east", "ap-northeast"]
 {MIRRORS}"#,
-        server_section()
+        server
     )
 }
 
@@ -105,9 +108,10 @@ async fn reload_applies_good_config_and_keeps_last_good_on_error() {
 
     // Good change: eu-west moves.
     let path = ts.config_path();
-    let good = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("192.0.2.11", "192.0.2.111");
+    let mut cfg = Config::parse(&std::fs::read_to_string(&path).unwrap());
+    cfg.mirror("eu-west")
+        .insert("ipv4".into(), strings(["192.0.2.111"]));
+    let good = cfg.to_string();
     std::fs::write(&path, &good).unwrap();
     ts.server.reload().await.expect("reload succeeds");
     assert_eq!(
@@ -116,7 +120,9 @@ async fn reload_applies_good_config_and_keeps_last_good_on_error() {
     );
 
     // Bad config: rejected, answers unchanged.
-    std::fs::write(&path, good.replace("answers = 2", "answers = 0")).unwrap();
+    cfg.service("downloads.example.com")
+        .insert("answers".into(), 0.into());
+    std::fs::write(&path, cfg.to_string()).unwrap();
     let err = ts.server.reload().await.expect_err("bad config rejected");
     assert!(err.to_string().contains("answers"), "{err}");
     assert_eq!(
@@ -147,10 +153,10 @@ async fn ipv6_listener_answers_over_udp_and_tcp() {
         eprintln!("no IPv6 loopback on this machine; skipping");
         return;
     }
-    let cfg = config().replace(
-        "dns-listen = [\"127.0.0.1:0\"]",
-        "dns-listen = [\"[::1]:0\"]",
-    );
+    let cfg = config_on(ServerSection {
+        dns_listen: "[::1]:0".into(),
+        ..ServerSection::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let path = write_files(&dir, &cfg, ZONE, None);
     let server = mirrordns::daemon::Server::start(Loaded::from_file(&path).unwrap())
@@ -186,10 +192,11 @@ async fn shutdown_releases_the_ports() {
 /// other clients, and UDP keeps answering; stalled connections are closed after the idle time.
 #[tokio::test]
 async fn stalled_tcp_connections_from_one_client_do_not_starve_others() {
-    let cfg = config().replace(
-        "zones = [",
-        "tcp-max-per-client = 8\ntcp-idle-timeout = \"1s\"\nzones = [",
-    );
+    let cfg = config_on(ServerSection {
+        tcp_max_per_client: Some(8),
+        tcp_idle_timeout: Some("1s"),
+        ..ServerSection::default()
+    });
     let ts = start(&cfg, ZONE, None).await;
     let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
     // Bounded: 30 connections that send nothing (or half a length prefix).

@@ -1,24 +1,21 @@
-//! Hostile mirrors beyond those of tests/health.rs: huge response headers, invalid TLS
+//! Hostile mirrors beyond those of health.rs: huge response headers, invalid TLS
 //! certificates, slow-drip bodies and redirects to another scheme. Every mirror is a real
 //! server on loopback serving real files; what a user sees is checked through `/status` and
 //! real UDP DNS answers.
 //!
-//! The test CA and the TLS front of the HTTPS mirrors are in tests/tls_server/.
-
-mod common;
-mod tls_server;
+//! The test CA and the TLS front of the HTTPS mirrors are in tls_server/.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::mirrors::monitoring;
-use common::release;
-use common::*;
+use crate::common::mirrors::monitoring;
+use crate::common::release;
+use crate::common::*;
+use crate::tls_server::{Pki, TlsFront};
 use mirrordns::daemon::Server;
 use mirrordns::demo::files::{FileServer, Knobs};
 use mirrordns::load::Loaded;
-use tls_server::{Pki, TlsFront};
 
 const V1: &str = "tool/v1.8.2";
 const MANIFEST: &str = "tool/v1.8.2/manifest.json";

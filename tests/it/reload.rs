@@ -1,19 +1,19 @@
 //! Reloads while queries flow: no query lost, every answer valid for the old or the new state,
 //! bad reloads change nothing; watched files reload by themselves; `mirrordns reload`.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use common::mmdb::{build, place};
-use common::*;
+use crate::common::config::{Config, strings};
+use crate::common::mmdb::{build, place};
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 
-fn config(eu_ip: &str, extra_server: &str) -> String {
-    format!(
-        r#"{}{extra_server}
+/// Static mirrors, eu-west at `eu_ip`, and a London database.
+fn config(eu_ip: &str) -> Config {
+    let mut c = Config::parse(&format!(
+        r#"{}
 [geo]
 database = "geo.mmdb"
 
@@ -22,8 +22,17 @@ name = "downloads.example.com"
 mirrors = ["us-east", "eu-west", "ap-northeast"]
 {}"#,
         server_section(),
-        MIRRORS.replace("192.0.2.11", eu_ip)
-    )
+        MIRRORS
+    ));
+    c.mirror("eu-west").insert("ipv4".into(), strings([eu_ip]));
+    c
+}
+
+/// `config` with `answers = 0`, which a reload must reject.
+fn answers_zero(mut c: Config) -> String {
+    c.service("downloads.example.com")
+        .insert("answers".into(), 0.into());
+    c.to_string()
 }
 
 fn london_db() -> Vec<u8> {
@@ -36,7 +45,7 @@ fn tokyo_db() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_reloads_under_load_lose_nothing() {
-    let ts = start(&config("192.0.2.11", ""), ZONE, Some(london_db())).await;
+    let ts = start(&config("192.0.2.11").to_string(), ZONE, Some(london_db())).await;
     let dir = ts.dir.path().to_path_buf();
     let addr = ts.addr;
     let stop = Arc::new(AtomicBool::new(false));
@@ -88,22 +97,15 @@ async fn hundred_reloads_under_load_lose_nothing() {
             }
         }));
     }
-    let good_a = config("192.0.2.11", "");
-    let good_b = config("192.0.2.111", "");
+    let good_a = config("192.0.2.11").to_string();
+    let good_b = config("192.0.2.111").to_string();
     let path = dir.join("mirrordns.toml");
     let (mut ok, mut rejected) = (0, 0);
     let started = Instant::now();
     for i in 0..100 {
         let expect_ok = match i % 4 {
             0 => {
-                std::fs::write(
-                    &path,
-                    good_a.replace(
-                        "mirrors = [\"us-east\"",
-                        "answers = 0\nmirrors = [\"us-east\"",
-                    ),
-                )
-                .unwrap();
+                std::fs::write(&path, answers_zero(config("192.0.2.11"))).unwrap();
                 false
             }
             1 => {
@@ -155,7 +157,11 @@ async fn hundred_reloads_under_load_lose_nothing() {
 #[tokio::test]
 async fn replaced_geo_database_and_edited_zones_reload_by_themselves() {
     let ts = start(
-        &config("192.0.2.11", "watch-zones = true\n"),
+        &{
+            let mut c = config("192.0.2.11");
+            c.server().insert("watch-zones".into(), true.into());
+            c.to_string()
+        },
         ZONE,
         Some(london_db()),
     )
@@ -207,17 +213,16 @@ async fn replaced_geo_database_and_edited_zones_reload_by_themselves() {
 
 /// A London-database server whose monitoring endpoint is on a known port, so that the
 /// binary's `reload` and `check --diff` can find it from the config file.
-async fn start_with_endpoint_port() -> (String, TestServer) {
+async fn start_with_endpoint_port() -> (Config, TestServer) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let cfg = config("192.0.2.11", "").replace(
-        "http-listen = \"127.0.0.1:0\"",
-        &format!("http-listen = \"127.0.0.1:{port}\""),
-    );
-    let ts = start(&cfg, ZONE, Some(london_db())).await;
+    let mut cfg = config("192.0.2.11");
+    cfg.server()
+        .insert("http-listen".into(), format!("127.0.0.1:{port}").into());
+    let ts = start(&cfg.to_string(), ZONE, Some(london_db())).await;
     (cfg, ts)
 }
 
@@ -237,19 +242,16 @@ fn mirrordns_reload_command() {
                 + &String::from_utf8_lossy(&out.stderr),
         )
     };
-    std::fs::write(&path, cfg.replace("192.0.2.11", "192.0.2.111")).unwrap();
+    let mut moved = cfg.clone();
+    moved
+        .mirror("eu-west")
+        .insert("ipv4".into(), strings(["192.0.2.111"]));
+    std::fs::write(&path, moved.to_string()).unwrap();
     let (code, out) = run();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("reloaded"), "{out}");
     assert_eq!(rt.block_on(london(ts.addr)), ["192.0.2.111"]);
-    std::fs::write(
-        &path,
-        cfg.replace(
-            "mirrors = [\"us-east\"",
-            "answers = 0\nmirrors = [\"us-east\"",
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, answers_zero(cfg)).unwrap();
     let (code, out) = run();
     assert_eq!(code, Some(1), "{out}");
     assert!(
@@ -263,14 +265,13 @@ fn mirrordns_reload_command() {
 #[test]
 fn check_diff_shows_what_a_reload_would_change() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (cfg, ts) = rt.block_on(start_with_endpoint_port());
+    let (mut next, ts) = rt.block_on(start_with_endpoint_port());
     let path = ts.config_path();
     // The next config: eu-west moves, a network is placed in Tokyo, the zone's serial rises.
-    let next = cfg.replace("192.0.2.11", "192.0.2.111").replace(
-        "[geo]\ndatabase = \"geo.mmdb\"",
-        "[geo]\ndatabase = \"geo.mmdb\"\n[[geo.override]]\nnetwork = \"8.8.8.0/24\"\nlocation = { lat = 35.7, lon = 139.7 }",
-    );
-    std::fs::write(&path, &next).unwrap();
+    next.mirror("eu-west")
+        .insert("ipv4".into(), strings(["192.0.2.111"]));
+    next.geo_override("8.8.8.0/24", 35.7, 139.7);
+    std::fs::write(&path, next.to_string()).unwrap();
     std::fs::write(
         ts.dir.path().join("example.com.zone"),
         ZONE.replace("2026112701", "2026112702"),

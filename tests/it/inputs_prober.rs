@@ -5,16 +5,15 @@
 //! pipeline runs it) name the manifest, and its line where there is one, and exit non-zero;
 //! a running server keeps the last good manifest and keeps answering. The state file is a
 //! cache: a broken one never stops a start. The operator's own files (config, zones, admin
-//! state, geo database) are in tests/inputs_config.rs.
-
-mod common;
+//! state, geo database) are in inputs_config.rs.
 
 use std::time::Duration;
 
-use common::broken_files::{broken, garbage, lines};
-use common::process::{Serving, metric, mirrordns, status};
-use common::release;
-use common::*;
+use crate::common::broken_files::{broken, garbage, lines};
+use crate::common::config::{Config, ServerSection, strings};
+use crate::common::process::{Serving, metric, mirrordns, status};
+use crate::common::release;
+use crate::common::*;
 use mirrordns::demo::files::FileServer;
 
 const EU: &str = "192.0.2.11";
@@ -45,10 +44,7 @@ ipv4 = ["{EU}"]
 location = {{ lat = 50.1, lon = 8.7 }}
 base-url = "{}"
 "#,
-        server_section().replace(
-            "127.0.0.1:0\"\nzones",
-            &format!("127.0.0.1:{port}\"\nzones")
-        ),
+        ServerSection::http_port(port),
         origin.url(),
         eu.url()
     )
@@ -155,10 +151,11 @@ fn broken_manifests_are_named_and_the_last_good_one_stays_in_force() {
     let dir = tempfile::tempdir().unwrap();
     let (origin, eu) = origin_and_mirror(&rt, &dir);
     let port = free_port();
-    let config = probed_config(port, &origin, &eu).replace(
-        &format!("releases = [\"{JSON}\"]"),
-        &format!("releases = [\"{JSON}\", \"{SUMS}\"]\nfallback = \"origin\""),
-    );
+    let mut config = Config::parse(&probed_config(port, &origin, &eu));
+    let service = config.service("downloads.example.com");
+    service.insert("releases".into(), strings([JSON, SUMS]));
+    service.insert("fallback".into(), "origin".into());
+    let config = config.to_string();
     let cfg_path = write_files(&dir, &config, ZONE, None);
     let cfg = cfg_path.to_str().unwrap();
     let manifest_variants = |rel: &str| {

@@ -3,15 +3,25 @@
 //! re-check of a mismatch waits; while it stays wrong, a round costs a HEAD of the wrong file,
 //! not its download. Real loopback mirrors, observed through real DNS answers and `/status`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::mirrors::*;
-use common::release;
+use crate::common::config::Config;
+use crate::common::mirrors::*;
+use crate::common::release;
 
 const INTERVAL: Duration = Duration::from_millis(500);
 const FILE: &str = "eu/tool/v1.8.2/tool-linux-amd64.tar.gz";
+
+/// `Setup`'s config probing every `INTERVAL` instead of every 100 ms, so that the bound on
+/// a repair is measured in rounds long enough to tell apart.
+fn slow_interval(config: String) -> String {
+    let mut c = Config::parse(&config);
+    c.table("health").insert(
+        "interval".into(),
+        format!("{}ms", INTERVAL.as_millis()).into(),
+    );
+    c.to_string()
+}
 
 #[tokio::test]
 async fn a_repaired_mirror_is_routed_again_within_two_intervals() {
@@ -22,9 +32,7 @@ async fn a_repaired_mirror_is_routed_again_within_two_intervals() {
         let file = s.path(FILE);
         let good = std::fs::read(&file).unwrap();
         release::corrupt(&file);
-        let cfg = s
-            .config(MANIFEST, "", "")
-            .replace("interval = \"100ms\"", "interval = \"500ms\"");
+        let cfg = slow_interval(s.config(MANIFEST, "", ""));
         let (server, addr) = s.start(&cfg).await;
         wait_for(addr, &[US], 10).await;
         let eu = mirror_status(&server, "eu-west").await;
@@ -89,9 +97,7 @@ async fn a_repair_made_while_stopped_is_seen_at_the_next_start() {
     let good = std::fs::read(&file).unwrap();
     release::corrupt(&file);
     let health = format!("state-file = \"{}\"", s.path("state.json").display());
-    let cfg = s
-        .config(MANIFEST, "", &health)
-        .replace("interval = \"100ms\"", "interval = \"500ms\"");
+    let cfg = slow_interval(s.config(MANIFEST, "", &health));
     let (server, addr) = s.start(&cfg).await;
     wait_for(addr, &[US], 10).await;
     wait_state(&server, "eu-west", |st| st.starts_with("mismatch")).await;

@@ -2,13 +2,11 @@
 //! malformed options, bit flips), the batched UDP path and the TCP path answer byte for byte
 //! what the answer function answers in-process against the same routing table.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::mmdb::{build, place};
-use common::*;
+use crate::common::mmdb::{build, place};
+use crate::common::*;
 use mirrordns::dns::answer::handle_full;
 use mirrordns::dns::{Ctx, Event, Guard, Stats, Transport, handle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

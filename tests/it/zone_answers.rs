@@ -1,8 +1,6 @@
 //! Authoritative behaviour for static zone data, over real UDP and TCP.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 

@@ -4,21 +4,17 @@
 //! played by a Unix datagram socket named in `NOTIFY_SOCKET`, as systemd itself does it. A
 //! reload's log tells the operator what it could not apply.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::process::{self, Serving};
-use common::*;
+use crate::common::config::ServerSection;
+use crate::common::process::{self, Serving};
+use crate::common::*;
 
 fn config(port: u16) -> String {
     format!(
         "{}\n[[service]]\nname = \"downloads.example.com\"\nmirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]\n{MIRRORS}",
-        server_section().replace(
-            "127.0.0.1:0\"\nzones",
-            &format!("127.0.0.1:{port}\"\nzones")
-        )
+        ServerSection::http_port(port)
     )
 }
 

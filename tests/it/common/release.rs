@@ -75,7 +75,7 @@ pub fn write_files(root: &Path, dir: &str, version: &str, files: &[(String, Vec<
 
 /// Writes a file the way rsync does by default, through a temporary file renamed over the old
 /// one: a prober reading at that moment sees the old bytes or the new, never a file cut short
-/// (tests/syncing.rs writes in place on purpose where that is what it tests).
+/// (syncing.rs writes in place on purpose where that is what it tests).
 pub fn replace(path: &Path, data: &[u8]) {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");

@@ -2,13 +2,11 @@
 //! an on-call action needs: scrapes during it take about what they take outside it, and a
 //! drain written during it applies at once. Issue #17, item 4.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::mirrors::{Setup, V1, wait_for};
-use common::scrape::{scrape_idle, scrape_while};
-use common::*;
+use crate::common::mirrors::{Setup, V1, wait_for};
+use crate::common::scrape::{scrape_idle, scrape_while};
+use crate::common::*;
 
 /// /24s in the generated database: big enough that a reload takes seconds in a debug build.
 const NETWORKS: u32 = 60_000;

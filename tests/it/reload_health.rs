@@ -3,14 +3,13 @@
 //! mirror), state follows each mirror by name when mirrors are reordered or added, and probe
 //! counters go on counting. Real loopback mirrors, real DNS answers, real `/metrics` scrapes.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::mirrors::*;
-use common::release;
-use common::{addrs, london_query, udp};
+use crate::common::config::{Config, static_mirror, strings};
+use crate::common::mirrors::*;
+use crate::common::release;
+use crate::common::{addrs, london_query, udp};
 use mirrordns::daemon::Server;
 
 const MB: u64 = 4;
@@ -121,17 +120,16 @@ async fn mirrors_reordered_and_added_by_a_reload_keep_their_own_state() {
     mid_download(&s).await;
 
     // us-east's block before eu-west's, and a new static mirror for the service.
-    let (head, blocks) = cfg.split_once("[[mirror]]").unwrap();
-    let (eu, us) = blocks.split_once("[[mirror]]").unwrap();
-    let reordered = format!(
-        "{}[[mirror]]{us}\n[[mirror]]{eu}\n[[mirror]]\nname = \"ap-south\"\nipv4 = [\"192.0.2.12\"]\n\
-         location = {{ lat = 1.35, lon = 103.8 }}\n",
-        head.replace(
-            "mirrors = [\"eu-west\", \"us-east\"]",
-            "mirrors = [\"eu-west\", \"us-east\", \"ap-south\"]"
-        ),
+    let mut reordered = Config::parse(&cfg);
+    reordered.service("downloads.example.com").insert(
+        "mirrors".into(),
+        strings(["eu-west", "us-east", "ap-south"]),
     );
-    std::fs::write(s.path("mirrordns.toml"), reordered).unwrap();
+    let mirrors = reordered.list("mirror");
+    assert_eq!(mirrors.len(), 2, "eu-west and us-east");
+    mirrors.swap(0, 1);
+    mirrors.push(static_mirror("ap-south", "192.0.2.12", 1.35, 103.8));
+    std::fs::write(s.path("mirrordns.toml"), reordered.to_string()).unwrap();
     server.reload().await.expect("reloads");
     // Each state went with its mirror: us-east (verified) answers, eu-west is not yet
     // routable.

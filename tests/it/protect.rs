@@ -2,13 +2,12 @@
 //! DNS cookies (checked with dig as the peer), and zone transfers with an allow-list and TSIG
 //! (dig verifies our signatures on every message).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::config::Config;
+use crate::common::*;
 
 /// `extra` is TOML appended after the service (e.g. `[rate-limit]`, `[transfer]`).
 fn config(extra: &str) -> String {
@@ -183,11 +182,11 @@ async fn a_reload_resizes_the_rate_limit_table() {
     let path = ts.config_path();
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("exempt = []\n"));
-    std::fs::write(
-        &path,
-        text.replace("exempt = []\n", "exempt = []\ntable-size = 1024\n"),
-    )
-    .unwrap();
+    let mut resized = Config::parse(&text);
+    resized
+        .table("rate-limit")
+        .insert("table-size".into(), 1024.into());
+    std::fs::write(&path, resized.to_string()).unwrap();
     ts.server.reload().await.expect("reloads");
     assert_eq!(cells(&metrics_text(&ts).await), 1024.0);
 

@@ -3,13 +3,11 @@
 //! our zone and the root zone to mirrordns, has root hints naming only 127.0.0.1 and no trust
 //! anchors, so nothing they do can reach beyond 127.0.0.1.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 
 /// Kills the resolver when the test ends, however it ends.

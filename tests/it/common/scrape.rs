@@ -1,5 +1,5 @@
 //! How long the monitoring endpoint takes to answer while something else runs (a reload):
-//! its read paths scraped one after another, each timed. Shared by `tests/reload_scrape.rs`
+//! its read paths scraped one after another, each timed. Shared by `tests/it/reload_scrape.rs`
 //! and `benches/reload.rs`.
 
 use std::future::Future;

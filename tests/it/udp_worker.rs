@@ -2,12 +2,10 @@
 //! listeners rather than answer on some sockets and not others: `/healthz` says so and
 //! `dns_stopping` completes (`mirrordns serve` then exits non-zero for its supervisor).
 
-mod common;
-
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 
 /// This process's file descriptors for UDP sockets bound to `port` on IPv4.

@@ -1,11 +1,10 @@
 //! The `mirrordns` binary as an operator runs it: `check`, `lookup`, `verify`, `demo` and the
 //! log it writes.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::config::{Config, strings};
+use crate::common::*;
 
 fn mirrordns(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
@@ -67,12 +66,9 @@ fn check_lists_every_problem_with_file_and_line() {
     );
 
     // Fix the zone: now the service outside every zone is reported with its line.
-    let path = write_files(
-        &dir,
-        &config.replace("database = \"missing.mmdb\"\n", ""),
-        ZONE,
-        None,
-    );
+    let mut no_db = Config::parse(&config);
+    no_db.table("geo").remove("database");
+    let path = write_files(&dir, &no_db.to_string(), ZONE, None);
     let (code, _, err) = mirrordns(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 1);
     let config = std::fs::read_to_string(&path).unwrap();
@@ -105,7 +101,10 @@ fn check_rejects_a_service_that_clashes_with_zone_records() {
 #[test]
 fn lookup_json_explains_the_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let db = common::mmdb::build(&[("81.2.64.0/19", common::mmdb::place("EU", "GB", 51.5, -0.13))]);
+    let db = crate::common::mmdb::build(&[(
+        "81.2.64.0/19",
+        crate::common::mmdb::place("EU", "GB", 51.5, -0.13),
+    )]);
     let config = format!(
         "{}[geo]\ndatabase = \"geo.mmdb\"\n[[service]]\nname = \"downloads.example.com\"\nmirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]\n{MIRRORS}",
         server_section()
@@ -213,15 +212,19 @@ fn shipped_config(dir: &std::path::Path, port: u16, http: u16) -> std::path::Pat
         "/config/mirrordns.toml"
     ))
     .unwrap();
-    let config = shipped
-        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9153", &format!("127.0.0.1:{http}"))
-        .replace(
-            "../zones/example.com.zone",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.com.zone"),
-        );
+    let mut config = Config::parse(&shipped);
+    let server = config.server();
+    server.insert("dns-listen".into(), strings([&format!("127.0.0.1:{port}")]));
+    server.insert("http-listen".into(), format!("127.0.0.1:{http}").into());
+    server.insert(
+        "zones".into(),
+        strings([concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/zones/example.com.zone"
+        )]),
+    );
     let path = dir.join("mirrordns.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, config.to_string()).unwrap();
     path
 }
 
@@ -437,7 +440,7 @@ fn demo_routes_every_client_to_the_one_good_mirror() {
         let m = rt.block_on(udp(addr, &q));
         assert_eq!(addrs(&m), ["192.0.2.11"], "cdn.example.com for {subnet}");
     }
-    let metrics = common::process::metric(
+    let metrics = crate::common::process::metric(
         demo.http,
         "mirrordns_dns_fallthrough_total{service=\"cdn.example.com\"}",
     );
@@ -447,7 +450,7 @@ fn demo_routes_every_client_to_the_one_good_mirror() {
     );
 
     // Probe latencies and lags in /status: at most 3 decimals, still numbers.
-    let (code, body) = common::process::http(demo.http, "GET", "/status");
+    let (code, body) = crate::common::process::http(demo.http, "GET", "/status");
     assert_eq!(code, 200, "{body}");
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mut found = Vec::new();
@@ -722,7 +725,8 @@ fn logs_to_a_pipe_or_a_file_have_no_colour_codes() {
     assert!(!log.contains(&0x1b), "ESC in the log to a pipe:\n{text:?}");
 
     // To a file, as a service manager or `2>log` writes it.
-    let serving = common::process::Serving::start_with_env(&path, http, &[("RUST_LOG", "info")]);
+    let serving =
+        crate::common::process::Serving::start_with_env(&path, http, &[("RUST_LOG", "info")]);
     let text = serving.stop();
     assert!(text.contains("shutting down"), "{text}");
     assert!(!text.contains('\u{1b}'), "ESC in the log file:\n{text:?}");

@@ -1,13 +1,12 @@
 //! The monitoring endpoint as an operator and Prometheus see it, while real loopback mirrors
 //! change state and real DNS queries flow.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::release;
-use common::*;
+use crate::common::config::Config;
+use crate::common::release;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use mirrordns::daemon::Server;
 use mirrordns::demo::files::FileServer;
@@ -320,7 +319,9 @@ async fn metrics_move_with_real_queries_and_probes() {
     // A rejected reload is counted and shown.
     let cfg_path = s.dir.path().join("mirrordns.toml");
     let good = std::fs::read_to_string(&cfg_path).unwrap();
-    std::fs::write(&cfg_path, good.replace("fall = 2", "fall = 0")).unwrap();
+    let mut bad = Config::parse(&good);
+    bad.table("health").insert("fall".into(), 0.into());
+    std::fs::write(&cfg_path, bad.to_string()).unwrap();
     assert!(server.reload().await.is_err());
     let m = metrics(&base).await;
     assert_eq!(m["mirrordns_config_reloads_total{result=\"error\"}"], 1.0);

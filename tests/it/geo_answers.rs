@@ -1,9 +1,7 @@
 //! Geo answers: a MaxMind database built by the test, overrides, both policies, ECS rules.
 
-mod common;
-
-use common::mmdb::{Place, build, lookup_country, place};
-use common::*;
+use crate::common::mmdb::{Place, build, lookup_country, place};
+use crate::common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use mirrordns::dns::Event;

@@ -3,13 +3,12 @@
 //! address) must not lock a real client out. At a cap the server closes the connection idle
 //! longest, and counts it in `/metrics`.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::config::ServerSection;
+use crate::common::*;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 use socket2::{Domain, Socket, Type};
@@ -43,13 +42,12 @@ fn raise_fd_limit() {
 fn config() -> String {
     format!(
         "{}\n{MIRRORS}",
-        server_section().replace(
-            "zones = [",
-            &format!(
-                "tcp-max-connections = {MAX_CONNECTIONS}\ntcp-max-per-client = {PER_CLIENT}\n\
-                 tcp-idle-timeout = \"60s\"\nzones = ["
-            ),
-        )
+        ServerSection {
+            tcp_max_connections: Some(MAX_CONNECTIONS),
+            tcp_max_per_client: Some(PER_CLIENT),
+            tcp_idle_timeout: Some("60s"),
+            ..ServerSection::default()
+        }
     )
 }
 

@@ -1,12 +1,11 @@
 //! Mirrors that are behind: a new release they have not synced yet, and files a sync is still
 //! writing in place. Real loopback HTTP mirrors, observed through real DNS answers.
 
-mod common;
-
 use std::time::Duration;
 
-use common::mirrors::*;
-use common::release;
+use crate::common::config::{Config, strings};
+use crate::common::mirrors::*;
+use crate::common::release;
 use mirrordns::daemon::Server;
 
 /// A channel path: its content changes at each release.
@@ -248,11 +247,10 @@ async fn a_release_not_on_a_mirror_yet_is_named_with_what_it_has() {
     for d in ["origin", "us"] {
         release::write(&s.path(d), "tool/v1.9.0", "v1.9.0");
     }
-    std::fs::write(
-        s.path("mirrordns.toml"),
-        cfg.replace(MANIFEST, "tool/v1.9.0/manifest.json"),
-    )
-    .unwrap();
+    let mut next = Config::parse(&cfg);
+    next.service("downloads.example.com")
+        .insert("releases".into(), strings(["tool/v1.9.0/manifest.json"]));
+    std::fs::write(s.path("mirrordns.toml"), next.to_string()).unwrap();
     server.reload().await.expect("reloads");
     wait_for(addr, &[US], 10).await;
     let st = wait_state(&server, "eu-west", |st| st.contains("HTTP 404")).await;

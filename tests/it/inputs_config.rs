@@ -6,19 +6,18 @@
 //! with an error naming the file, and its line where there is one, and a non-zero exit. While
 //! serving, a reload that meets it (SIGHUP, `POST /reload`, the file watchers) is rejected,
 //! counted and shown in `/status`, and real DNS queries keep getting the last good answers.
-//! The files the prober reads and writes are in tests/inputs_prober.rs.
-
-mod common;
+//! The files the prober reads and writes are in inputs_prober.rs.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::broken_files::{Variants, broken, garbage, lines};
-use common::mmdb::{build, place};
-use common::process::{Serving, http, metric, mirrordns, status};
-use common::*;
+use crate::common::broken_files::{Variants, broken, garbage, lines};
+use crate::common::config::ServerSection;
+use crate::common::mmdb::{build, place};
+use crate::common::process::{Serving, http, metric, mirrordns, status};
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 
 const EU: &str = "192.0.2.11";
@@ -59,10 +58,7 @@ fn answers(rt: &tokio::runtime::Runtime, dns: SocketAddr) -> (Vec<String>, Vec<S
 fn static_config(port: u16, extra_server: &str) -> String {
     format!(
         "{}{extra_server}[geo]\ndatabase = \"geo.mmdb\"\n\n[[service]]\nname = \"downloads.example.com\"\nmirrors = [\"us-east\", \"eu-west\", \"ap-northeast\"]\n{MIRRORS}",
-        server_section().replace(
-            "127.0.0.1:0\"\nzones",
-            &format!("127.0.0.1:{port}\"\nzones")
-        )
+        ServerSection::http_port(port)
     )
 }
 

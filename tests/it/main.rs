@@ -1,0 +1,29 @@
+//! The integration tests: one crate, so that the shared helpers in `common` are compiled once
+//! rather than once per test file. Each module is one area; `cargo test --test it <module>::`
+//! runs one of them.
+
+mod common;
+mod tls_server;
+
+mod admin;
+mod cli;
+mod differential;
+mod geo_answers;
+mod health;
+mod hostile;
+mod inputs_config;
+mod inputs_prober;
+mod interop;
+mod monitoring;
+mod protect;
+mod reload;
+mod reload_health;
+mod reload_scrape;
+mod repair;
+mod swap;
+mod syncing;
+mod systemd;
+mod tcp_flood;
+mod tsig_time;
+mod udp_worker;
+mod zone_answers;
