@@ -5,8 +5,9 @@
 //!
 //! `cargo bench --bench reload`
 
-#[path = "../tests/common/mod.rs"]
-#[allow(unused_imports)]
+// The integration tests' helpers: the bench uses a few, so the rest are dead code here.
+#[path = "../tests/it/common/mod.rs"]
+#[allow(unused_imports, dead_code)]
 mod common;
 
 use std::time::{Duration, Instant};
