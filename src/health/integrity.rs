@@ -159,7 +159,7 @@ async fn required(t: &MirrorTask) -> bool {
         }
         // What was kept for content no longer required (replaced at the origin) goes.
         let required = !state::required_digests(&v.cfg, &v.st, i).is_empty();
-        let archive: Vec<state::Digest> = state::archive_manifests(&v.cfg, &v.st, i, now)
+        let archive: Vec<state::Digest> = super::files::archive_manifests(&v.cfg, &v.st, i, now)
             .iter()
             .map(|m| m.digest)
             .collect();
@@ -208,7 +208,7 @@ async fn archive(t: &MirrorTask, retry: Duration) {
     let todo: Vec<Arc<Manifest>> = {
         let Some((v, i)) = t.view() else { return };
         let h = &v.st.mirrors[i];
-        state::archive_manifests(&v.cfg, &v.st, i, now)
+        super::files::archive_manifests(&v.cfg, &v.st, i, now)
             .into_iter()
             .filter(|m| match h.verified.get(&m.digest) {
                 Some(ver) => now.duration_since(ver.at).unwrap_or_default() >= t.hc.reverify,

@@ -17,6 +17,7 @@
 //! [`Health::reconfigure`] keeps the tasks whose inputs did not change.
 
 mod counters;
+pub mod files;
 pub mod http;
 mod integrity;
 pub mod oneshot;
