@@ -16,6 +16,8 @@ mod inputs_prober;
 mod interop;
 mod monitoring;
 mod protect;
+mod redirect;
+mod redirect_tls;
 mod reload;
 mod reload_health;
 mod reload_scrape;

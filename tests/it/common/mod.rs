@@ -6,6 +6,7 @@ pub mod config;
 pub mod mirrors;
 pub mod mmdb;
 pub mod process;
+pub mod redirect;
 pub mod release;
 pub mod scrape;
 
