@@ -189,28 +189,26 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The mirrors that may serve `f`, in this client's order.
-    fn picks(&self, f: &FileRoute) -> (Vec<usize>, usize) {
+    /// Every mirror of the service in this client's order, and the client's continent.
+    fn order(&self) -> (&'a [usize], usize) {
         let hit = self.route.map.lookup(self.client);
         let service = &self.table.config.services[self.si];
         let order = self
             .route
             .map
             .order(hit.list as usize, service, &self.table.config);
-        (
-            self.dl
-                .pick(f, order, &self.table.config, self.client.is_ipv6()),
-            hit.continent,
-        )
+        (order, hit.continent)
+    }
+
+    /// The mirrors that may serve `f`, in this client's order.
+    fn picks(&self, f: &FileRoute) -> (Vec<usize>, usize) {
+        let (order, continent) = self.order();
+        let v6 = self.client.is_ipv6();
+        (self.dl.pick(f, order, &self.table.config, v6), continent)
     }
 
     pub(super) fn view(&self, key: &'a str, f: &'a FileRoute) -> views::FileView<'a> {
-        let hit = self.route.map.lookup(self.client);
-        let service = &self.table.config.services[self.si];
-        let order = self
-            .route
-            .map
-            .order(hit.list as usize, service, &self.table.config);
+        let (order, _) = self.order();
         views::FileView {
             path: key,
             file: f,

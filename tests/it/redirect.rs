@@ -4,7 +4,6 @@
 //! be a mirror that verified that very file. Clients that need outside tools (curl, openssl,
 //! aria2c) are in tests/it/redirect_tls.rs.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -2,12 +2,12 @@
 //! openssl), and aria2c following the Metalink. Each needs its tool, so each is `#[ignore]`d
 //! and run by `cargo test -- --ignored`, as CI does.
 
-
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::require;
 use crate::common::redirect::*;
+use crate::common::require;
+use crate::tls_server::{NEW_EC_KEY, openssl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs curl (curl); `cargo test -- --ignored` runs it, as CI does"]
@@ -62,32 +62,10 @@ async fn curl_follows_the_redirect_to_the_right_bytes() {
     server.shutdown().await;
 }
 
-/// Runs the openssl CLI in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-const EC: [&str; 5] = [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-];
-
 /// A test CA in `dir`: ca.pem, ca.key.
 fn test_ca(dir: &Path) {
     let mut a = vec!["req", "-x509"];
-    a.extend(EC);
+    a.extend(NEW_EC_KEY);
     a.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
     openssl(
         dir,
@@ -109,7 +87,7 @@ fn issue(dir: &Path, name: &str) {
         format!("{name}.pem"),
     );
     let mut a = vec!["req"];
-    a.extend(EC);
+    a.extend(NEW_EC_KEY);
     a.extend(["-keyout", &key, "-out", &csr]);
     openssl(dir, &[&a[..], &["-subj", &format!("/CN={name}")]].concat());
     openssl(

@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Runs the openssl CLI (no certificate generator is among our dependencies).
-fn openssl(dir: &Path, args: &[&str]) {
+pub fn openssl(dir: &Path, args: &[&str]) {
     let out = std::process::Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -26,7 +26,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// `openssl req` arguments for a new unencrypted P-256 key.
-const NEW_EC_KEY: [&str; 5] = [
+pub const NEW_EC_KEY: [&str; 5] = [
     "-newkey",
     "ec",
     "-pkeyopt",
