@@ -17,7 +17,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::admin::AdminState;
 use crate::diag::{Problem, Problems};
@@ -321,6 +321,15 @@ impl Daemon {
         };
         // Answer counts go on from where they were (Prometheus counters never go down).
         loaded.continue_counters(&sh.table.load());
+        let listens = |c: &crate::config::Config| -> Vec<_> {
+            c.redirects
+                .iter()
+                .map(|r| (r.listen.clone(), r.tls_listen.clone()))
+                .collect()
+        };
+        if listens(&loaded.config) != listens(&sh.table.load().config) {
+            warn!("[[redirect]] sections or their listen addresses changed: sockets are bound at start, so this takes a restart; the rest of each redirector's settings apply now by position");
+        }
         let wanted = loaded.config.rate_limit.table_size;
         let guard = sh.guard.load_full();
         if wanted != guard.rrl.cells() {
