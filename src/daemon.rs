@@ -328,7 +328,9 @@ impl Daemon {
                 .collect()
         };
         if listens(&loaded.config) != listens(&sh.table.load().config) {
-            warn!("[[redirect]] sections or their listen addresses changed: sockets are bound at start, so this takes a restart; the rest of each redirector's settings apply now by position");
+            warn!(
+                "[[redirect]] sections or their listen addresses changed: sockets are bound at start, so this takes a restart; the rest of each redirector's settings apply now by position"
+            );
         }
         let wanted = loaded.config.rate_limit.table_size;
         let guard = sh.guard.load_full();

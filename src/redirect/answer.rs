@@ -13,7 +13,7 @@ use super::counters::RedirectStats;
 use super::request::{self, Reject};
 use super::views;
 use crate::config::{Redirect, Unlisted};
-use crate::routing::files::{Downloads, FileRoute};
+use crate::routing::files::{Downloads, FileRoute, Picks};
 use crate::routing::{RoutingTable, ServiceRoute};
 
 pub type Body = Full<Bytes>;
@@ -130,7 +130,7 @@ fn route(req: &Req, table: &RoutingTable, idx: usize, stats: &RedirectStats) -> 
         .is_some_and(|q| q.split('&').any(|p| p == "mirrorlist"));
     // A file of that name wins over the Metalink view of a shorter one.
     if let Some(base) = path.strip_suffix(".meta4")
-        && !dl.files.contains_key(&path)
+        && !dl.files.contains_key(path.as_ref())
     {
         return match ctx.lookup(base) {
             Found::File(key, f) => views::metalink(&ctx.view(key, f)),
@@ -201,7 +201,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The mirrors that may serve `f`, in this client's order.
-    fn picks(&self, f: &FileRoute) -> (Vec<usize>, usize) {
+    fn picks(&self, f: &FileRoute) -> (Picks, usize) {
         let (order, continent) = self.order();
         let v6 = self.client.is_ipv6();
         (self.dl.pick(f, order, &self.table.config, v6), continent)
@@ -230,11 +230,10 @@ impl<'a> Ctx<'a> {
     fn redirect(&self, req: &Req, f: &FileRoute) -> Response<Body> {
         let (picks, continent) = self.picks(f);
         let release = &self.dl.releases[f.release];
+        let h = &f.headers;
         let location = match picks.first() {
-            Some(&m) => self.dl.bases[m]
-                .as_deref()
-                .map(|b| format!("{b}{}", f.url_path)),
-            None => self.origin_url(&f.url_path),
+            Some(&m) => h.locations.get(m).cloned().flatten(),
+            None => h.origin.clone(),
         };
         let Some(location) = location else {
             return text(
@@ -248,35 +247,38 @@ impl<'a> Ctx<'a> {
             continent,
             Some(&release.release),
         );
-        let mut r = found(&location, self.route.ttl);
-        let h = r.headers_mut();
-        let mut links = String::new();
-        for (pri, &m) in picks.iter().skip(1).take(4).enumerate() {
-            let Some(b) = &self.dl.bases[m] else { continue };
-            if !links.is_empty() {
-                links.push_str(", ");
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::FOUND;
+        let out = r.headers_mut();
+        out.insert(header::LOCATION, location);
+        if let Some(cc) = &self.dl.cache_control {
+            out.insert(header::CACHE_CONTROL, cc.clone());
+        }
+        // The other mirrors, nearest first: one string, no formatting beyond the priorities.
+        let others = || {
+            picks
+                .iter()
+                .skip(1)
+                .filter_map(|&m| h.links.get(m)?.as_deref())
+                .take(4)
+        };
+        let len: usize = others().map(|l| l.len() + 10).sum();
+        if len > 0 {
+            let mut links = String::with_capacity(len);
+            for (i, l) in others().enumerate() {
+                if i > 0 {
+                    links.push_str(", ");
+                }
+                links.push_str(l);
+                links.push_str("; pri=");
+                links.push(char::from(b'1' + i as u8));
             }
-            links.push_str(&format!(
-                "<{b}{}>; rel=duplicate; pri={}",
-                f.url_path,
-                pri + 1
-            ));
-            if let Some(cc) = self.table.config.mirrors[m].country {
-                links.push_str(&format!("; geo={}", cc.as_str().to_ascii_lowercase()));
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(links)) {
+                out.insert(header::LINK, v);
             }
         }
-        if let Some(v) = (!links.is_empty())
-            .then(|| HeaderValue::from_str(&links).ok())
-            .flatten()
-        {
-            h.insert(header::LINK, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("sha-256=:{}:", f.sha256_b64)) {
-            h.insert("repr-digest", v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("SHA-256={}", f.sha256_b64)) {
-            h.insert("digest", v);
-        }
+        out.insert("repr-digest", h.repr_digest.clone());
+        out.insert("digest", h.digest.clone());
         r
     }
 

@@ -2,6 +2,7 @@
 //! checked), the client's address (the peer, or what a trusted proxy says), and whether a
 //! range request counts as a download.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -50,11 +51,30 @@ impl Reject {
 
 /// The file path a request names: the URL path without its leading `/`, percent-decoded,
 /// checked so that it can only name a file under a base URL.
-pub fn file_path(raw: &str) -> Result<String, Reject> {
+/// Borrowed when there is nothing to decode, as in almost every request.
+pub fn file_path(raw: &str) -> Result<Cow<'_, str>, Reject> {
     if raw.len() > MAX_PATH {
         return Err(Reject::TooLong);
     }
-    let bytes = raw.strip_prefix('/').unwrap_or(raw).as_bytes();
+    let stripped = raw.strip_prefix('/').unwrap_or(raw);
+    let path = if stripped.contains('%') {
+        Cow::Owned(decode(stripped)?)
+    } else {
+        Cow::Borrowed(stripped)
+    };
+    if path.contains(['\\', '\0'])
+        || path
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(Reject::Traversal);
+    }
+    Ok(path)
+}
+
+/// Percent-decoding, to UTF-8.
+fn decode(s: &str) -> Result<String, Reject> {
+    let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -76,15 +96,7 @@ pub fn file_path(raw: &str) -> Result<String, Reject> {
             }
         }
     }
-    let path = String::from_utf8(out).map_err(|_| Reject::BadEncoding)?;
-    if path.contains(['\\', '\0'])
-        || path
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
-        return Err(Reject::Traversal);
-    }
-    Ok(path)
+    String::from_utf8(out).map_err(|_| Reject::BadEncoding)
 }
 
 /// The host a request was sent to, lower-case, without port or trailing dot.
@@ -190,7 +202,7 @@ mod tests {
             file_path("/tool/v1/a.tar.gz"),
             Ok("tool/v1/a.tar.gz".into())
         );
-        assert_eq!(file_path("/tool/a%20b"), Ok("tool/a b".into()));
+        assert_eq!(file_path("/tool/a%20b").as_deref(), Ok("tool/a b"));
         for bad in [
             "/../etc/passwd",
             "/a/./b",
@@ -199,13 +211,20 @@ mod tests {
             "/a\\b",
             "/a%00",
         ] {
-            assert_eq!(file_path(bad), Err(Reject::Traversal), "{bad}");
+            assert_eq!(file_path(bad).as_deref(), Err(&Reject::Traversal), "{bad}");
         }
         for bad in ["/a%zz", "/a%4", "/a%ff%fe"] {
-            assert_eq!(file_path(bad), Err(Reject::BadEncoding), "{bad}");
+            assert_eq!(
+                file_path(bad).as_deref(),
+                Err(&Reject::BadEncoding),
+                "{bad}"
+            );
         }
-        assert_eq!(file_path(&"/a".repeat(600)), Err(Reject::TooLong));
-        assert_eq!(file_path("/"), Err(Reject::Traversal));
+        assert_eq!(
+            file_path(&"/a".repeat(600)).as_deref(),
+            Err(&Reject::TooLong)
+        );
+        assert_eq!(file_path("/").as_deref(), Err(&Reject::Traversal));
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine;
+use http::HeaderValue;
+use smallvec::SmallVec;
 
 use super::Eligibility;
 use crate::config::{Config, Service};
@@ -51,12 +53,28 @@ pub struct FileRoute {
     pub release: usize,
     pub size: Option<u64>,
     pub sha256: [u8; 32],
-    /// Base64 of `sha256`, for the digest headers.
-    pub sha256_b64: String,
     /// Mirrors that verified it, sorted.
     pub on: Vec<usize>,
     /// The path as it goes into a URL (percent-encoded where needed).
     pub url_path: String,
+    /// What a redirect sends, rendered once per table rather than per request.
+    pub headers: FileHeaders,
+}
+
+/// A file's response headers, ready to send. `HeaderValue`s are shared bytes: a request clones
+/// them without copying.
+#[derive(Debug, Clone)]
+pub struct FileHeaders {
+    /// `sha-256=:<base64>:` (RFC 9530).
+    pub repr_digest: HeaderValue,
+    /// `SHA-256=<base64>` (RFC 3230).
+    pub digest: HeaderValue,
+    /// Per mirror of the config: `Location` to it, for those that verified the file.
+    pub locations: Vec<Option<HeaderValue>>,
+    /// Per mirror: its `Link` entry without `pri` (`<url>; rel=duplicate; geo=cc`).
+    pub links: Vec<Option<Box<str>>>,
+    /// `Location` to the origin, when it has a base URL.
+    pub origin: Option<HeaderValue>,
 }
 
 /// A release as the redirector shows and counts it.
@@ -96,7 +114,15 @@ pub struct Downloads {
     pub usable: Vec<bool>,
     /// Per mirror: its base URL with a trailing slash.
     pub bases: Vec<Option<String>>,
+    /// `private, max-age=<service ttl>`.
+    pub cache_control: Option<HeaderValue>,
+    /// The origin's base URL with a trailing slash.
+    pub origin: Option<String>,
 }
+
+/// The mirrors that may serve a file, in the client's order: on the stack for any usual
+/// number of mirrors.
+pub type Picks = SmallVec<[usize; 8]>;
 
 /// Why a mirror is or is not used for a file, as `?mirrorlist` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,8 +156,8 @@ impl Downloads {
     /// The mirrors that may serve `f`, in the client's `order`: the first is the one to
     /// redirect to. An IPv6 client gets mirrors with IPv6 addresses first when any of them
     /// qualifies; a client is never refused for its address family alone.
-    pub fn pick(&self, f: &FileRoute, order: &[usize], config: &Config, v6: bool) -> Vec<usize> {
-        let mut out: Vec<usize> = order
+    pub fn pick(&self, f: &FileRoute, order: &[usize], config: &Config, v6: bool) -> Picks {
+        let mut out: Picks = order
             .iter()
             .copied()
             .filter(|&m| self.serves(f, m))
@@ -183,6 +209,42 @@ impl Downloads {
     }
 }
 
+fn with_slash(s: &str) -> String {
+    if s.ends_with('/') {
+        s.to_string()
+    } else {
+        format!("{s}/")
+    }
+}
+
+/// A file's headers: the digests, and `Location` and `Link` for each mirror that verified it.
+fn file_headers(config: &Config, d: &Downloads, f: &FileFacts) -> FileHeaders {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(f.sha256);
+    let path = url_path(&f.path);
+    let value = |s: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok();
+    let mut locations = vec![None; config.mirrors.len()];
+    let mut links = vec![None; config.mirrors.len()];
+    for &m in &f.on {
+        let Some(base) = d.bases.get(m).and_then(Option::as_deref) else {
+            continue;
+        };
+        let url = format!("{base}{path}");
+        let geo = config.mirrors[m]
+            .country
+            .map(|cc| format!("; geo={}", cc.as_str().to_ascii_lowercase()))
+            .unwrap_or_default();
+        links[m] = Some(format!("<{url}>; rel=duplicate{geo}").into_boxed_str());
+        locations[m] = value(url);
+    }
+    FileHeaders {
+        repr_digest: value(format!("sha-256=:{b64}:")).unwrap_or(HeaderValue::from_static("")),
+        digest: value(format!("SHA-256={b64}")).unwrap_or(HeaderValue::from_static("")),
+        locations,
+        links,
+        origin: d.origin.as_ref().and_then(|o| value(format!("{o}{path}"))),
+    }
+}
+
 /// Percent-encodes what may not stand in a URL path as it is; `/` stays.
 pub fn url_path(path: &str) -> String {
     const KEEP: &[u8] = b"-._~/!$&'()*+,;=:@";
@@ -228,17 +290,12 @@ pub fn build(
     let bases: Vec<Option<String>> = config
         .mirrors
         .iter()
-        .map(|m| {
-            m.base_url.as_ref().map(|u| {
-                let s = u.as_str();
-                if s.ends_with('/') {
-                    s.to_string()
-                } else {
-                    format!("{s}/")
-                }
-            })
-        })
+        .map(|m| m.base_url.as_ref().map(|u| with_slash(u.as_str())))
         .collect();
+    let origin = config
+        .origin
+        .as_ref()
+        .map(|o| with_slash(o.base_url.as_str()));
     let usable: Vec<bool> = (0..config.mirrors.len())
         .map(|m| {
             service.mirrors.contains(&m)
@@ -256,6 +313,8 @@ pub fn build(
     let mut d = Downloads {
         usable,
         bases,
+        cache_control: HeaderValue::from_str(&format!("private, max-age={}", service.ttl)).ok(),
+        origin,
         ..Downloads::default()
     };
     for r in ordered {
@@ -280,14 +339,21 @@ pub fn build(
                 d.withdrawn.entry(f.path.clone()).or_insert(ri);
                 continue;
             }
-            d.files.entry(f.path.clone()).or_insert_with(|| FileRoute {
-                release: ri,
-                size: f.size,
-                sha256: f.sha256,
-                sha256_b64: base64::engine::general_purpose::STANDARD.encode(f.sha256),
-                on: f.on.clone(),
-                url_path: url_path(&f.path),
-            });
+            if d.files.contains_key(&f.path) {
+                continue;
+            }
+            let headers = file_headers(config, &d, f);
+            d.files.insert(
+                f.path.clone(),
+                FileRoute {
+                    release: ri,
+                    size: f.size,
+                    sha256: f.sha256,
+                    on: f.on.clone(),
+                    url_path: url_path(&f.path),
+                    headers,
+                },
+            );
         }
     }
     let files = &d.files;

@@ -92,8 +92,8 @@ fn a_file_goes_to_the_first_mirror_that_verified_it() {
     let d = build(&c, 0, &ALL_LIVE, &rs, None, at(1000));
     let x = &d.files["tool/v2/x"];
     let y = &d.files["tool/v2/y"];
-    assert_eq!(d.pick(x, &[2, 1, 0], &c, false), vec![2, 0]);
-    assert_eq!(d.pick(y, &[2, 1, 0], &c, false), vec![0]);
+    assert_eq!(d.pick(x, &[2, 1, 0], &c, false).as_slice(), [2, 0]);
+    assert_eq!(d.pick(y, &[2, 1, 0], &c, false).as_slice(), [0]);
     // Down or mismatched: never picked, verified or not.
     let out = [
         Eligibility::Out,
@@ -102,8 +102,9 @@ fn a_file_goes_to_the_first_mirror_that_verified_it() {
     ];
     let d = build(&c, 0, &out, &rs, None, at(1000));
     assert_eq!(
-        d.pick(&d.files["tool/v2/x"], &[0, 1, 2], &c, false),
-        vec![2]
+        d.pick(&d.files["tool/v2/x"], &[0, 1, 2], &c, false)
+            .as_slice(),
+        [2]
     );
     assert!(
         d.pick(&d.files["tool/v2/y"], &[0, 1, 2], &c, false)
@@ -116,7 +117,10 @@ fn a_file_goes_to_the_first_mirror_that_verified_it() {
         Eligibility::Routable,
     ];
     let d = build(&c, 0, &lag, &rs, None, at(1000));
-    assert_eq!(d.pick(&d.files["tool/v2/y"], &[1, 0], &c, false), vec![0]);
+    assert_eq!(
+        d.pick(&d.files["tool/v2/y"], &[1, 0], &c, false).as_slice(),
+        [0]
+    );
 }
 
 #[test]
@@ -125,12 +129,15 @@ fn ipv6_clients_prefer_mirrors_with_ipv6() {
     let rs = vec![release("v2", "v2", 200, &[("x", &[0, 1])], &[0, 1])];
     let d = build(&c, 0, &ALL_LIVE, &rs, None, at(1000));
     let x = &d.files["tool/v2/x"];
-    assert_eq!(d.pick(x, &[0, 1], &c, false), vec![0, 1]);
-    assert_eq!(d.pick(x, &[0, 1], &c, true), vec![1, 0]);
+    assert_eq!(d.pick(x, &[0, 1], &c, false).as_slice(), [0, 1]);
+    assert_eq!(d.pick(x, &[0, 1], &c, true).as_slice(), [1, 0]);
     // None with IPv6 verified it: the IPv6 client is still served.
     let rs = vec![release("v2", "v2", 200, &[("x", &[0])], &[0])];
     let d = build(&c, 0, &ALL_LIVE, &rs, None, at(1000));
-    assert_eq!(d.pick(&d.files["tool/v2/x"], &[0, 1], &c, true), vec![0]);
+    assert_eq!(
+        d.pick(&d.files["tool/v2/x"], &[0, 1], &c, true).as_slice(),
+        [0]
+    );
     // Base URLs get their slash.
     assert_eq!(d.bases[1].as_deref(), Some("http://127.0.0.1:3/pub/"));
 }
