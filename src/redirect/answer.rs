@@ -249,6 +249,8 @@ impl<'a> Ctx<'a> {
         );
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::FOUND;
+        // Room for every header at once (hyper adds Date and Content-Length): no regrowth.
+        *r.headers_mut() = http::HeaderMap::with_capacity(8);
         let out = r.headers_mut();
         out.insert(header::LOCATION, location);
         if let Some(cc) = &self.dl.cache_control {
