@@ -215,17 +215,24 @@ async fn archive(t: &MirrorTask, retry: Duration) {
                 None => h
                     .archive_tried
                     .get(&m.digest)
-                    .is_none_or(|at| now.duration_since(*at).unwrap_or_default() >= retry),
+                    .is_none_or(|(_, last)| now.duration_since(*last).unwrap_or_default() >= retry),
             })
             .collect()
     };
     for m in todo {
-        let mut done = {
+        let (mut done, since) = {
             let Some((mut v, i)) = t.view() else { return };
-            v.st.mirrors[i]
-                .partial
-                .remove(&m.digest)
-                .unwrap_or_default()
+            let h = &mut v.st.mirrors[i];
+            let kept = h.partial.remove(&m.digest).unwrap_or_default();
+            match h.archive_tried.get(&m.digest) {
+                // Files matched long ago are checked again, as a verified release would be.
+                Some((first, _))
+                    if now.duration_since(*first).unwrap_or_default() < t.hc.reverify =>
+                {
+                    (kept, *first)
+                }
+                _ => (Default::default(), now),
+            }
         };
         let verifier = Verifier {
             ep: &t.ep,
@@ -256,7 +263,7 @@ async fn archive(t: &MirrorTask, retry: Duration) {
                 if !done.is_empty() {
                     h.partial.insert(m.digest, done);
                 }
-                h.archive_tried.insert(m.digest, at);
+                h.archive_tried.insert(m.digest, (since, at));
                 drop(v);
                 info!(mirror = %t.name, release = %m.release, matched, files = m.files.len(), "archive release partly held");
             }

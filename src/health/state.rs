@@ -113,9 +113,11 @@ pub struct MirrorHealth {
     pub short: HashMap<Digest, ShortFile>,
     /// When this mirror's lag began (it lacked a current release), if it is lagging.
     pub lag_since: Option<SystemTime>,
-    /// Archive contents this mirror did not wholly verify, and when that was last tried: a
-    /// mirror without them is not penalised, only tried again at the mismatch retry time.
-    pub archive_tried: HashMap<Digest, SystemTime>,
+    /// Archive contents this mirror did not wholly verify: when the files matched so far (in
+    /// `partial`) were first checked, and when it was last tried. A mirror without them is
+    /// not penalised, only tried again at the mismatch retry time; what matched is checked
+    /// again from scratch once it is `reverify` old, as a verified release is.
+    pub archive_tried: HashMap<Digest, (SystemTime, SystemTime)>,
 }
 
 impl MirrorHealth {
