@@ -35,13 +35,9 @@ LOAD_CPU="${LOAD_CPU:-1}"
 RUN_ID="${RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)}"
 FILE_PATH="tool/v1.0.0/tool-linux-amd64.tar.gz"
 TICK=$(getconf CLK_TCK)
+source bench/lib.sh
 
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# wrk and nginx-light when missing. nginx's package would start the system service on port
-# 80; a policy-rc.d answering 101 stops that. Ours is removed afterwards only if there was
-# none before, so a machine's own policy is left as it was.
+# wrk and nginx-light when missing (apt_install keeps nginx's service from starting).
 tools() {
   local need=()
   command -v wrk >/dev/null || need+=(wrk)
@@ -49,20 +45,7 @@ tools() {
   command -v taskset >/dev/null || need+=(util-linux)
   command -v python3 >/dev/null || need+=(python3)
   command -v curl >/dev/null || need+=(curl)
-  [ ${#need[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "needs ${need[*]}: run as root or install them first"
-  local made=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made=1
-  fi
-  log "apt-get install ${need[*]}"
-  local rc=0
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends "${need[@]}"; } >&2 || rc=$?
-  [ "$made" = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ "$rc" = 0 ] || die "apt-get install ${need[*]} failed"
+  apt_install "${need[@]}"
 }
 
 free_ports() {  # free_ports N: N distinct free TCP ports on 127.0.0.1 (UDP too: DNS uses both)

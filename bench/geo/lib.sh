@@ -9,33 +9,17 @@ THREADS="${THREADS:-1}"
 OUTSTANDING="${OUTSTANDING:-100}"
 HERE_GEO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TICK=$(getconf CLK_TCK)
+source "$HERE_GEO/../lib.sh"
 
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# Installs gdnsd and dnsperf (Debian packages) when missing. gdnsd's package would start the
-# system service on port 53; a policy-rc.d answering 101 stops that. Ours is removed
-# afterwards only if there was none before, so a machine's own policy is left as it was.
+# Installs gdnsd and dnsperf (Debian packages) when missing (apt_install keeps gdnsd's
+# service from starting).
 geo_tools() {
   local need=()
   command -v gdnsd >/dev/null || need+=(gdnsd)
   command -v dnsperf >/dev/null || need+=(dnsperf)
   command -v taskset >/dev/null || need+=(util-linux)
   command -v python3 >/dev/null || need+=(python3)
-  [ ${#need[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] || die "needs ${need[*]}: run as root or install them first"
-  local made=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made=1
-  fi
-  log "apt-get install ${need[*]}"
-  local rc=0
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends "${need[@]}"; } >&2 || rc=$?
-  [ "$made" = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ "$rc" = 0 ] || die "apt-get install ${need[*]} failed"
+  apt_install "${need[@]}"
 }
 
 # A port free for both UDP and TCP on 127.0.0.1 (both servers listen on both).
