@@ -7,7 +7,7 @@ use std::process::Command;
 
 use crate::common::redirect::*;
 use crate::common::require;
-use crate::tls_server::{NEW_EC_KEY, openssl};
+use crate::tls_server::Pki;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs curl (curl); `cargo test -- --ignored` runs it, as CI does"]
@@ -62,56 +62,6 @@ async fn curl_follows_the_redirect_to_the_right_bytes() {
     server.shutdown().await;
 }
 
-/// A test CA in `dir`: ca.pem, ca.key.
-fn test_ca(dir: &Path) {
-    let mut a = vec!["req", "-x509"];
-    a.extend(NEW_EC_KEY);
-    a.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
-    openssl(
-        dir,
-        &[&a[..], &["-subj", "/CN=mirrordns redirect test CA"]].concat(),
-    );
-}
-
-/// `<name>.pem` and `<name>.key` for 127.0.0.1 and localhost, signed by the test CA.
-fn issue(dir: &Path, name: &str) {
-    let ext = format!("{name}.ext");
-    std::fs::write(
-        dir.join(&ext),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let (key, csr, pem) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
-    );
-    let mut a = vec!["req"];
-    a.extend(NEW_EC_KEY);
-    a.extend(["-keyout", &key, "-out", &csr]);
-    openssl(dir, &[&a[..], &["-subj", &format!("/CN={name}")]].concat());
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs curl (curl) and openssl (openssl); `cargo test -- --ignored` runs it, as CI does"]
 async fn https_redirects_and_a_bad_key_on_reload_keeps_the_old_one() {
@@ -122,20 +72,19 @@ async fn https_redirects_and_a_bad_key_on_reload_keeps_the_old_one() {
         &[("good", "{ lat = 50.1, lon = 8.7, country = \"DE\" }", &[V3])],
     )
     .await;
-    let pki = lab.dir.path().join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
-    test_ca(&pki);
-    issue(&pki, "first");
-    issue(&pki, "rotated");
+    let pki = Pki::new(lab.dir.path(), "pki");
+    const SAN: &str = "IP:127.0.0.1,DNS:localhost";
+    let first = pki.issue_for("first", "first", SAN);
+    let rotated = pki.issue_for("rotated", "rotated", SAN);
     let (cert, key) = (
         lab.dir.path().join("tls.pem"),
         lab.dir.path().join("tls.key"),
     );
-    let install = |name: &str| {
-        std::fs::copy(pki.join(format!("{name}.pem")), &cert).unwrap();
-        std::fs::copy(pki.join(format!("{name}.key")), &key).unwrap();
+    let install = |(pem, k): &(std::path::PathBuf, std::path::PathBuf)| {
+        std::fs::copy(pem, &cert).unwrap();
+        std::fs::copy(k, &key).unwrap();
     };
-    install("first");
+    install(&first);
     let extra = format!(
         "trusted-proxies = [\"127.0.0.0/8\"]\ntls-listen = [\"127.0.0.1:0\"]\ntls-cert = {:?}\ntls-key = {:?}\n",
         cert.display().to_string(),
@@ -150,7 +99,7 @@ async fn https_redirects_and_a_bad_key_on_reload_keeps_the_old_one() {
         || offered(addr, &path, GB),
         |o| o.contains("good"),
     );
-    let ca = pki.join("ca.pem");
+    let ca = pki.ca();
     let ca = ca.to_str().unwrap();
     let out = lab.dir.path().join("dl");
     // Downloads over HTTPS, by address and by name; returns the certificate's subject line.
@@ -215,7 +164,7 @@ async fn https_redirects_and_a_bad_key_on_reload_keeps_the_old_one() {
         .to_string();
     assert!(e.contains("tls-key"), "{e}");
     assert!(download(&by_ip).contains("CN=first"));
-    std::fs::copy(pki.join("rotated.key"), &key).unwrap();
+    std::fs::copy(&rotated.1, &key).unwrap();
     let e = server
         .reload()
         .await
@@ -224,7 +173,7 @@ async fn https_redirects_and_a_bad_key_on_reload_keeps_the_old_one() {
     assert!(e.contains("does not go with the certificate"), "{e}");
     assert!(download(&by_name).contains("CN=first"));
     // A good pair is taken on reload, for new connections.
-    install("rotated");
+    install(&rotated);
     server.reload().await.unwrap_or_else(|p| panic!("{p}"));
     assert!(download(&by_ip).contains("CN=rotated"));
     server.shutdown().await;

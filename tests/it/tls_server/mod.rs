@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Runs the openssl CLI (no certificate generator is among our dependencies).
-pub fn openssl(dir: &Path, args: &[&str]) {
+fn openssl(dir: &Path, args: &[&str]) {
     let out = std::process::Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -26,7 +26,7 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// `openssl req` arguments for a new unencrypted P-256 key.
-pub const NEW_EC_KEY: [&str; 5] = [
+const NEW_EC_KEY: [&str; 5] = [
     "-newkey",
     "ec",
     "-pkeyopt",
@@ -68,6 +68,12 @@ impl Pki {
 
     /// A server certificate for `host` signed by the test CA.
     pub fn issue(&self, name: &str, host: &str) -> (PathBuf, PathBuf) {
+        self.issue_for(name, host, &format!("DNS:{host}"))
+    }
+
+    /// A server certificate with subject CN `cn` for the subjectAltName list `san`
+    /// (e.g. "IP:127.0.0.1,DNS:localhost"), signed by the test CA: `<name>.pem`, `<name>.key`.
+    pub fn issue_for(&self, name: &str, cn: &str, san: &str) -> (PathBuf, PathBuf) {
         let (key, csr, pem, ext) = (
             format!("{name}.key"),
             format!("{name}.csr"),
@@ -77,11 +83,11 @@ impl Pki {
         std::fs::write(
             self.dir.join(&ext),
             format!(
-                "subjectAltName=DNS:{host}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                "subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
             ),
         )
         .unwrap();
-        let subject = format!("/CN={host}");
+        let subject = format!("/CN={cn}");
         let mut req = vec!["req", "-new"];
         req.extend(NEW_EC_KEY);
         req.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
