@@ -52,8 +52,8 @@ pub struct Server {
     http_shutdown: CancellationToken,
     dns: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
     http: Mutex<Option<JoinHandle<()>>>,
-    /// The download redirectors' thread.
-    redirect: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The download redirectors' accept loops.
+    redirect: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Server {
@@ -144,14 +144,14 @@ impl Server {
             running.dns_running.store(false, Ordering::Relaxed);
             r
         });
-        let redirect_thread = crate::redirect::run(
+        let redirect_tasks = crate::redirect::run(
             redirect_bound,
             crate::redirect::Shared {
                 table: shared.table.clone(),
                 stats: redirect_stats,
             },
             shutdown.clone(),
-        )?;
+        );
         tokio::spawn(watch::watch_admin(daemon.clone(), shutdown.clone()));
         tokio::spawn(watch::watch_files(daemon.clone(), shutdown.clone()));
         let http_shutdown = CancellationToken::new();
@@ -173,7 +173,7 @@ impl Server {
             http_shutdown,
             dns: Mutex::new(Some(dns)),
             http: Mutex::new(http),
-            redirect: Mutex::new(redirect_thread),
+            redirect: Mutex::new(redirect_tasks),
         })
     }
 
@@ -233,8 +233,8 @@ impl Server {
                 Err(e) => error!(error = %e, "DNS task panicked"),
             }
         }
-        if let Some(h) = self.redirect.lock().await.take() {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        for h in self.redirect.lock().await.drain(..) {
+            let _ = h.await;
         }
         if let Some(h) = self.daemon.shared.prober.lock().await.take() {
             h.stop().await;

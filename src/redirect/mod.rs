@@ -26,8 +26,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::routing::RoutingTable;
@@ -89,66 +90,28 @@ pub struct Shared {
     pub stats: Arc<RedirectStats>,
 }
 
-/// Serves every bound socket until `shutdown`, on a thread of its own with a single-threaded
-/// runtime: a redirect is one short answer, and the work-stealing scheduler's wakeups cost
-/// more than the answer itself (bench/redirect.sh). One thread answers tens of thousands of
-/// redirects per second, and each is one download. None when there is nothing to serve.
-pub fn run(
-    bound: Vec<Bound>,
-    shared: Shared,
-    shutdown: CancellationToken,
-) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
-    if bound.is_empty() {
-        return Ok(None);
-    }
-    // Out of the caller's runtime, into this thread's.
-    let mut sockets = Vec::new();
+/// Starts accepting on every bound socket until `shutdown`.
+pub fn run(bound: Vec<Bound>, shared: Shared, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
     for b in bound {
+        let conns = Arc::new(Conns::default());
         for (l, tls) in b
             .plain
             .into_iter()
             .map(|l| (l, false))
             .chain(b.tls.into_iter().map(|l| (l, true)))
         {
-            sockets.push((b.index, tls, l.into_std()?));
+            tasks.push(tokio::spawn(accept_loop(
+                l,
+                tls,
+                b.index,
+                shared.clone(),
+                conns.clone(),
+                shutdown.clone(),
+            )));
         }
     }
-    let thread = std::thread::Builder::new()
-        .name("redirect".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    error!(error = %e, "redirect: cannot start its runtime; not serving");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let mut conns: HashMap<usize, Arc<Conns>> = HashMap::new();
-                for (index, tls, std) in sockets {
-                    match TcpListener::from_std(std) {
-                        Ok(l) => {
-                            let c = conns.entry(index).or_default().clone();
-                            tokio::spawn(accept_loop(
-                                l,
-                                tls,
-                                index,
-                                shared.clone(),
-                                c,
-                                shutdown.clone(),
-                            ));
-                        }
-                        Err(e) => error!(error = %e, "redirect: cannot serve a listener"),
-                    }
-                }
-                shutdown.cancelled().await;
-            });
-            // Dropping the runtime closes every connection still open.
-        })?;
-    Ok(Some(thread))
+    tasks
 }
 
 /// Open connections of one redirector, so that at the cap the one idle longest is closed.
