@@ -218,12 +218,6 @@ impl<'a> Ctx<'a> {
                 .explain(f, order, &self.table.config, self.client.is_ipv6()),
             dl: self.dl,
             config: &self.table.config,
-            origin: self
-                .table
-                .config
-                .origin
-                .as_ref()
-                .map(|o| o.base_url.as_str()),
         }
     }
 
@@ -284,17 +278,6 @@ impl<'a> Ctx<'a> {
         r
     }
 
-    fn origin_url(&self, url_path: &str) -> Option<String> {
-        self.table.config.origin.as_ref().map(|o| {
-            let b = o.base_url.as_str();
-            if b.ends_with('/') {
-                format!("{b}{url_path}")
-            } else {
-                format!("{b}/{url_path}")
-            }
-        })
-    }
-
     fn count(&self, req: &Req, mirror: Option<usize>, continent: usize, release: Option<&str>) {
         if req.method != Method::GET {
             return;
@@ -322,7 +305,12 @@ impl<'a> Ctx<'a> {
             ),
             Found::Unlisted if self.cfg.unlisted == Unlisted::Origin => {
                 let path = request::file_path(req.path).unwrap_or_default();
-                match self.origin_url(&crate::routing::files::url_path(&path)) {
+                match self
+                    .dl
+                    .origin
+                    .as_ref()
+                    .map(|o| format!("{o}{}", crate::routing::files::url_path(&path)))
+                {
                     Some(loc) => {
                         let continent = self.route.map.lookup(self.client).continent;
                         self.count(req, None, continent, None);

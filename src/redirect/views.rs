@@ -25,7 +25,6 @@ pub struct FileView<'a> {
     pub candidates: Vec<(usize, Candidate)>,
     pub dl: &'a Downloads,
     pub config: &'a Config,
-    pub origin: Option<&'a str>,
 }
 
 impl FileView<'_> {
@@ -36,10 +35,7 @@ impl FileView<'_> {
     }
 
     fn origin_url(&self) -> Option<String> {
-        self.origin.map(|b| {
-            let sep = if b.ends_with('/') { "" } else { "/" };
-            format!("{b}{sep}{}", self.file.url_path)
-        })
+        (self.dl.origin.as_ref()).map(|b| format!("{b}{}", self.file.url_path))
     }
 }
 
