@@ -34,7 +34,7 @@ PIDS=()
 OWN_WORK=""
 cleanup() {
   [ "$BASHPID" = "$$" ] || return 0
-  for p in "${PIDS[@]}"; do stop_server "$p"; done
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
   [ -n "$OWN_WORK" ] && rm -rf "$OWN_WORK"
   return 0
 }

@@ -66,14 +66,6 @@ PY
 
 HELPERS=()  # the origin's and mirrors' file servers, stopped by PID on exit
 SERVER=""   # the server under test now
-stop_pid() {  # TERM, then KILL after 10 s; only that PID
-  local pid="$1"
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   [ "$BASHPID" = "$$" ] || return 0
   local p
@@ -83,7 +75,6 @@ cleanup() {
 }
 
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 port_of() { [ "$1" = nginx ] && echo "$NGINX_PORT" || echo "$REDIRECT_PORT"; }
 url_of() { echo "http://127.0.0.1:$(port_of "$1")/$FILE_PATH"; }
 

@@ -32,7 +32,7 @@ cleanup() {
   # Subshells (command substitutions) can run this trap too on a signal: only the main shell
   # owns the server and the scratch dir.
   [ "$BASHPID" = "$$" ] || return 0
-  stop_server "$PID"
+  stop_pid "$PID"
   if [ "${KEEP_WORK:-0}" = 1 ]; then log "scratch kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -57,7 +57,7 @@ for round in $(seq 1 "$ROUNDS"); do
     got=$(load "$name" "$PID" ecs "$LAT_RATE" "$SECONDS_RUN")
     echo "$base mix=ecs rate=$LAT_RATE $got rss_kb=$(rss_kb "$PID") $check" >> "$RESULTS"
     tail -4 "$RESULTS" >&2
-    stop_server "$PID"; PID=""
+    stop_pid "$PID"; PID=""
   done
 done
 

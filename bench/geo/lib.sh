@@ -79,20 +79,9 @@ start_server() {
   die "$1 did not answer on 127.0.0.1:$port within 60 s"
 }
 
-stop_server() {  # stop_server PID: TERM, then KILL after 10 s; only that PID
-  local pid="$1"
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 # utime and stime of the whole process (every thread), in clock ticks. The command name can
 # hold spaces, so fields are counted after its closing parenthesis.
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
-
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 # load NAME PID MIX RATE SECONDS: one dnsperf run pinned to LOAD_CPU against 127.0.0.1, and
 # the server's CPU over it. RATE is a QPS, or "max" for closed-loop saturation
