@@ -160,8 +160,12 @@ async fn readiness_then_status_follows_mirror_states() {
         assert!(Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let st = wait_status(&base, "both ready", |s| {
-        mirror(s, "eu-west")["state"] == "ready" && mirror(s, "us-east")["state"] == "ready"
+    // Health moves first and the routing table follows a moment later: /status shows both
+    // as they are, so wait for the table too.
+    let st = wait_status(&base, "both ready and routed", |s| {
+        ["eu-west", "us-east"]
+            .iter()
+            .all(|m| mirror(s, m)["state"] == "ready" && mirror(s, m)["routable"] == true)
     })
     .await;
     assert_eq!(st["ready"], true);
@@ -177,8 +181,8 @@ async fn readiness_then_status_follows_mirror_states() {
 
     // eu-west goes down: state, reason and routability follow.
     s.eu.set(|k| k.status = Some(503));
-    let st = wait_status(&base, "eu-west down", |s| {
-        mirror(s, "eu-west")["state"] == "down"
+    let st = wait_status(&base, "eu-west down and unrouted", |s| {
+        mirror(s, "eu-west")["state"] == "down" && mirror(s, "eu-west")["routable"] == false
     })
     .await;
     assert!(
