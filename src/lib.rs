@@ -4,6 +4,7 @@
 //! Modules in the order data flows:
 //! - [`config`]: the TOML file -> a typed, validated [`config::Config`].
 //! - [`zone`]: RFC 1035 zone files -> per-name nodes with pre-rendered RDATA.
+//! - [`dnssec`]: zone keys (BIND key files, checked at config load) and zone signing.
 //! - [`geo`]: the MaxMind database and CIDR overrides -> prefix tables of locations.
 //! - [`load`]: the one loading path shared by `serve`, `check`, `lookup` and reload.
 //! - [`manifest`]: release manifests (JSON or SHA256SUMS, optional minisign signature).
@@ -36,6 +37,7 @@ pub mod demo;
 pub mod diag;
 pub mod diff;
 pub mod dns;
+pub mod dnssec;
 pub mod explain;
 pub mod geo;
 pub mod health;
