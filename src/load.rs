@@ -46,6 +46,7 @@ impl Loaded {
                         ));
                     }
                 }
+                problems.extend(keys_without_zone(&config, &zones));
                 Some(zones)
             }
             Err(p) => {
@@ -145,6 +146,32 @@ impl Loaded {
     pub fn table_with(&self, health: &HealthSnapshot, generation: u64) -> RoutingTable {
         routing::build(&self.inputs, health, generation)
     }
+}
+
+/// Each DNSSEC key signs the zone whose apex is its owner: a key for any other name is a
+/// mistake (a typo in the zone, a key for another server), named by its `dnssec.keys` line.
+fn keys_without_zone(config: &Config, zones: &ZoneSet) -> Vec<Problem> {
+    let Some(dnssec) = &config.dnssec else {
+        return Vec::new();
+    };
+    dnssec
+        .keys
+        .iter()
+        .zip(&dnssec.key_lines)
+        .filter(|(key, _)| !zones.zones().iter().any(|z| z.origin == key.owner))
+        .map(|(key, &line)| {
+            Problem::new(
+                &config.path,
+                Some(line),
+                Some("dnssec.keys"),
+                format!(
+                    "{}: key for {} but no zone has that apex",
+                    key.file.display(),
+                    key.owner
+                ),
+            )
+        })
+        .collect()
 }
 
 /// A geo data problem, named by the config line and key that chose the database: geo itself

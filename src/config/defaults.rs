@@ -134,6 +134,18 @@ pub const RATE_LIMIT_EXEMPT: [IpNet; 2] = [
 /// `transfer.tsig.algorithm`: the TSIG algorithm of the transfer key.
 pub const TSIG_ALGORITHM: TsigAlgorithm = TsigAlgorithm::HmacSha256;
 
+// [dnssec]
+
+/// `dnssec.signature-validity`: how long a signature is valid from when it is made (14 days,
+/// so that a server that cannot sign for a week still serves valid answers).
+pub const DNSSEC_SIGNATURE_VALIDITY: Duration = Duration::from_secs(14 * 86_400);
+
+/// `dnssec.refresh`: how often signatures are made again, half their validity, so that a
+/// signature is replaced when half its life is left.
+pub fn dnssec_refresh(signature_validity: Duration) -> Duration {
+    signature_validity / 2
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -245,12 +257,16 @@ mod tests {
                 "transfer.tsig.algorithm",
                 Word(TSIG_ALGORITHM.name().to_string()),
             ),
+            (
+                "dnssec.signature-validity",
+                Duration(DNSSEC_SIGNATURE_VALIDITY),
+            ),
         ]
     }
 
     /// The config's top-level tables: a TOML example with any other table is not part of
     /// the configuration reference (the admin-state file's, for one).
-    const CONFIG_TABLES: [&str; 10] = [
+    const CONFIG_TABLES: [&str; 11] = [
         "redirect",
         "server",
         "geo",
@@ -261,6 +277,7 @@ mod tests {
         "rate-limit",
         "cookies",
         "transfer",
+        "dnssec",
     ];
 
     /// One line of a TOML example. A leading `#` is taken off first, so commented-out lines
@@ -386,12 +403,15 @@ mod tests {
     #[test]
     fn shipped_config_comments_give_the_defaults() {
         // Commented out to show what a value looks like, not what it defaults to.
-        const EXAMPLES: [&str; 5] = [
+        const EXAMPLES: [&str; 7] = [
             "geo.database",
             "transfer.allow",
             "redirect.service",
             "redirect.listen",
             "redirect.latest",
+            "dnssec.keys",
+            // Its default is worked out from `signature-validity`.
+            "dnssec.refresh",
         ];
         let path = root().join("config/mirrordns.toml");
         let text = std::fs::read_to_string(&path).expect("the shipped config is readable");

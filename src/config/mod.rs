@@ -6,6 +6,7 @@
 //! Checks that need the zones (is a service inside a zone?) happen in `crate::load`.
 
 pub mod defaults;
+mod dnssec;
 mod health;
 mod protect;
 mod raw;
@@ -38,6 +39,8 @@ pub struct Config {
     pub transfer: Transfer,
     /// `[[redirect]]` sections: HTTP download redirectors.
     pub redirects: Vec<Redirect>,
+    /// `[dnssec]`: zone keys and signature timing; None: nothing is signed.
+    pub dnssec: Option<Dnssec>,
 }
 
 impl Config {
@@ -51,6 +54,7 @@ impl Config {
     }
 }
 
+pub use dnssec::Dnssec;
 pub use health::{Fallback, HealthConfig, Origin, is_safe_relative_path};
 pub use protect::{Cookies, RateLimit, Transfer, TsigAlgorithm, TsigKey};
 pub use redirect::{Redirect, Tls, Unlisted};
@@ -175,6 +179,7 @@ impl Validator<'_> {
             cookies,
             transfer,
             redirects,
+            dnssec,
         } = raw;
         let server = self.server(server);
         let geo = geo.map(|g| self.geo(g)).unwrap_or_default();
@@ -186,7 +191,9 @@ impl Validator<'_> {
         let cookies = self.cookies(cookies);
         let transfer = self.transfer(transfer);
         let redirects = self.redirects(redirects, &services);
+        let dnssec = dnssec.map(|d| self.dnssec(d));
         Config {
+            dnssec,
             redirects,
             rate_limit,
             cookies,

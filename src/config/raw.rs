@@ -35,6 +35,23 @@ pub struct RawConfig {
     pub transfer: Option<RawTransfer>,
     #[serde(default, rename = "redirect")]
     pub redirects: Vec<Spanned<RawRedirect>>,
+    #[serde(default)]
+    pub dnssec: Option<Spanned<RawDnssec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDnssec {
+    /// BIND key pairs by their `.private` files (the `.key` file beside each), relative to the
+    /// config file's directory.
+    pub keys: Spanned<Vec<Spanned<String>>>,
+    /// How long a signature is valid; default [`defaults::DNSSEC_SIGNATURE_VALIDITY`].
+    #[serde(default)]
+    pub signature_validity: Option<Spanned<String>>,
+    /// How often signatures are made again; default [`defaults::dnssec_refresh`] (half of
+    /// `signature-validity`).
+    #[serde(default)]
+    pub refresh: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
