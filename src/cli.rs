@@ -88,12 +88,56 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Make a DNSSEC key pair for ZONE in BIND's format (`K<zone>.+<alg>+<tag>.key` and
+    /// `.private`), for operators without BIND's `dnssec-keygen`. Prints the `.private` path
+    /// (what `[dnssec] keys` lists) and the DNSKEY record. The key is a KSK (flags 257) unless
+    /// --zsk: one key alone is a CSK, a KSK that also signs the zone.
+    Keygen {
+        /// The zone (its apex) the key signs, e.g. example.com.
+        zone: String,
+        /// Where to write the two files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Ecdsap256sha256)]
+        algorithm: KeyAlgorithm,
+        /// A key-signing key, flags 257 (the default; with one key it signs everything).
+        #[arg(long, conflicts_with = "zsk")]
+        ksk: bool,
+        /// A zone-signing key, flags 256, for a KSK + ZSK pair.
+        #[arg(long)]
+        zsk: bool,
+    },
+    /// Print the DS records (SHA-256) of every KSK in `[dnssec] keys`, to give the parent
+    /// zone: one line per key, sorted by zone then key tag.
+    Ds {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Run the server on the shipped config with a loopback origin and three mirrors (one
     /// good, one corrupted, one lagging) to show what mirrordns does.
     Demo {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyAlgorithm {
+    /// 13: ECDSA P-256 with SHA-256 (RFC 6605).
+    #[value(name = "ecdsap256sha256")]
+    Ecdsap256sha256,
+    /// 15: Ed25519 (RFC 8080).
+    #[value(name = "ed25519")]
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    fn number(self) -> u8 {
+        match self {
+            KeyAlgorithm::Ecdsap256sha256 => crate::dnssec::keys::ECDSAP256SHA256,
+            KeyAlgorithm::Ed25519 => crate::dnssec::keys::ED25519,
+        }
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -335,6 +379,14 @@ pub fn main() -> ExitCode {
                 }
             })
         }
+        Command::Keygen {
+            zone,
+            dir,
+            algorithm,
+            ksk: _,
+            zsk,
+        } => keygen(&zone, &dir, algorithm, !zsk),
+        Command::Ds { config } => ds(&config),
         Command::Demo { config } => {
             init_logging(cli.log_format, SERVER_LOG);
             run_to_exit(crate::demo::run(config))
@@ -437,6 +489,67 @@ fn lookup(
         println!("{view}");
     }
     ExitCode::SUCCESS
+}
+
+/// `mirrordns keygen`: writes the pair, prints the `.private` path and the DNSKEY record.
+fn keygen(zone: &str, dir: &std::path::Path, algorithm: KeyAlgorithm, ksk: bool) -> ExitCode {
+    use crate::dnssec::keys;
+    let Some(name) = crate::zone::Name::from_text(zone) else {
+        eprintln!("error: `{zone}` is not a domain name");
+        return ExitCode::from(2);
+    };
+    match keys::generate(&name, algorithm.number(), ksk, dir).and_then(|p| keys::load(&p)) {
+        Ok(key) => {
+            println!("{}", key.file.display());
+            println!("{}", key.dnskey_text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `mirrordns ds`: the DS of every KSK, from the config loaded as `serve` loads it (so a key
+/// whose zone is not served is a problem here too).
+fn ds(config: &std::path::Path) -> ExitCode {
+    let loaded = match load_or_report(config) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(dnssec) = &loaded.config.dnssec else {
+        eprintln!(
+            "error: {}: no [dnssec] section, so no keys and nothing to give the parent",
+            config.display()
+        );
+        return ExitCode::from(1);
+    };
+    let mut ksks: Vec<_> = dnssec.keys.iter().filter(|k| k.is_ksk()).collect();
+    ksks.sort_by_key(|k| (k.owner.to_string(), k.tag));
+    for k in &ksks {
+        println!("{}", k.ds_text());
+    }
+    // A zone with only ZSKs has nothing a parent can point at: the chain of trust stops.
+    let mut without: Vec<String> = dnssec
+        .keys
+        .iter()
+        .filter(|k| !ksks.iter().any(|ksk| ksk.owner == k.owner))
+        .map(|k| k.owner.to_string())
+        .collect();
+    without.sort();
+    without.dedup();
+    for zone in &without {
+        eprintln!(
+            "error: {}: `{zone}` has no KSK (flags 257) in `dnssec.keys`, so no DS to give its parent",
+            config.display()
+        );
+    }
+    if without.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Runs a long-lived command on a fresh runtime; an error is printed and exits 1.
