@@ -153,6 +153,7 @@ impl Server {
             shutdown.clone(),
         );
         tokio::spawn(watch::watch_admin(daemon.clone(), shutdown.clone()));
+        tokio::spawn(refresh_signatures(shared.clone(), shutdown.clone()));
         tokio::spawn(watch::watch_files(daemon.clone(), shutdown.clone()));
         let http_shutdown = CancellationToken::new();
         let http = http_listener.map(|l| {
@@ -428,6 +429,50 @@ fn publisher(inputs: &Arc<Inputs>, shared: &Published) -> Publisher {
         table.store(Arc::new(t));
         metrics.swaps.fetch_add(1, Ordering::Relaxed);
     })
+}
+
+/// Makes signatures again before they expire, when no health change or reload has: builds
+/// the table's signatures off to the side (only the sets that came due are signed) and swaps
+/// the result in unless a newer table got there first, whose own build used the same cache.
+async fn refresh_signatures(shared: Arc<Published>, shutdown: CancellationToken) {
+    // Also the longest wait, so that a reload that adds `[dnssec]` is noticed.
+    const CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+    loop {
+        let current = shared.table.load_full();
+        let now = SystemTime::now();
+        let wait = match current.dnssec.as_ref() {
+            None => CHECK,
+            Some(sg) => {
+                let unix = now
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                std::time::Duration::from_secs(sg.due.refresh_at.saturating_sub(unix)).min(CHECK)
+            }
+        };
+        if wait.is_zero() {
+            let g = shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
+            let old = current.clone();
+            let built = tokio::task::spawn_blocking(move || old.resigned(g, now)).await;
+            if let Ok(Some(t)) = built {
+                let prev = shared.table.compare_and_swap(&current, Arc::new(t));
+                if Arc::ptr_eq(&prev, &current) {
+                    shared.metrics.swaps.fetch_add(1, Ordering::Relaxed);
+                    info!(generation = g, "signatures refreshed");
+                }
+            }
+            // Never spin: a failed signing keeps the old signatures and comes due again in a
+            // minute.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 /// For configs without probes: the publisher and the snapshot to publish again when the

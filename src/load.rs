@@ -111,6 +111,7 @@ impl Loaded {
         let answer_counts = Arc::new(AnswerCounters::new(&config));
         let download_counts = Arc::new(DownloadCounters::new(&config));
         let config = Arc::new(config);
+        let signer = signer_for(&config);
         Ok(Loaded {
             config: config.clone(),
             inputs: Arc::new(Inputs {
@@ -119,6 +120,7 @@ impl Loaded {
                 maps,
                 answer_counts,
                 download_counts,
+                signer,
             }),
             geo,
             compile_time: started.elapsed(),
@@ -135,6 +137,12 @@ impl Loaded {
             maps: i.maps.clone(),
             answer_counts: AnswerCounters::continue_from(&old.answer_counts, &self.config),
             download_counts: DownloadCounters::continue_from(&old.download_counts, &self.config),
+            // The same keys and periods keep the signer, and with it the signatures already
+            // made: a reload does not re-sign what did not change.
+            signer: match (&i.signer, old.dnssec.as_ref().map(|d| &d.signer)) {
+                (Some(new), Some(old)) if new.same_as(old) => Some(old.clone()),
+                (new, _) => new.clone(),
+            },
         });
     }
 
@@ -179,4 +187,14 @@ fn keys_without_zone(config: &Config, zones: &ZoneSet) -> Vec<Problem> {
 fn geo_problem(config: &Config, message: String) -> Problem {
     let line = config.geo.database.as_ref().map(|d| d.1);
     Problem::new(&config.path, line, Some("geo.database"), message)
+}
+
+/// The signer for the config's `[dnssec]` keys (checked against the zones at load).
+fn signer_for(config: &Config) -> Option<Arc<crate::dnssec::signed::Signer>> {
+    let d = config.dnssec.as_ref()?;
+    Some(Arc::new(crate::dnssec::signed::Signer::new(
+        d.keys.clone(),
+        d.signature_validity,
+        d.refresh,
+    )))
 }

@@ -68,6 +68,9 @@ pub struct Status {
     /// to none when reading an older server's document.
     #[serde(default)]
     pub redirects: Vec<RedirectView>,
+    /// Signing counts, with `[dnssec]` (added after the first release).
+    #[serde(default)]
+    pub dnssec: Option<SigningView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +133,42 @@ pub struct ZoneView {
     pub serial: u32,
     pub file: String,
     pub records: usize,
+    /// Signing, for a zone with `[dnssec]` keys. Added after the first release: defaults to
+    /// none when reading an older server's document.
+    #[serde(default)]
+    pub dnssec: Option<ZoneSigningView>,
+}
+
+/// A signed zone's keys and when its signatures expire and are made again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneSigningView {
+    pub keys: Vec<KeyView>,
+    /// The soonest expiry of any signature served for the zone (its geo answers included).
+    pub expires_at: String,
+    pub expires_in_seconds: f64,
+    /// When the next signatures are due to be made again.
+    pub refresh_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub tag: u16,
+    pub algorithm: u8,
+    /// "KSK" (flags 257, signs DNSKEY, CDS and CDNSKEY; also the rest when it is the only
+    /// role, a CSK) or "ZSK".
+    pub role: String,
+    pub file: String,
+}
+
+/// Signature counts since start, with `[dnssec]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningView {
+    pub signatures_made: u64,
+    /// RRsets whose signatures a table build took from the cache instead of signing.
+    pub signatures_reused: u64,
+    pub failures: u64,
+    #[serde(deserialize_with = "required")]
+    pub last_error: Option<ReloadError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 use std::hash::Hasher;
 use std::net::IpAddr;
 
+use super::dnssec::{Proofs, Signing};
 use super::message::{
     Echo, Flags, OptOut, Owner, Response, Rr, RrList, Sections, write_error, write_response,
 };
@@ -16,8 +17,9 @@ use super::rrl::{self, Flow, Kind, Verdict};
 use super::wire::{self, Query, Reject, client_of, scope_for, size_limit};
 use super::{Ctx, Event, Stats};
 use super::{cookie, transfer, tsig};
+use crate::dnssec::signed::{Sigs, variant};
 use crate::routing::RoutingTable;
-use crate::zone::{Lookup, RRset, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_SOA, Zone};
+use crate::zone::{Lookup, RRset, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_DS, TYPE_SOA, Zone};
 
 const TYPE_ANY: u16 = 255;
 /// CNAME hops followed inside a zone before giving up (a loop, or an absurd chain).
@@ -58,6 +60,7 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
                 payload,
                 ecs: None,
                 cookie: None,
+                dnssec_ok: false,
             });
             let question = question.and_then(|len| pkt.get(12..12 + len));
             write_error(out, Echo { id, flags }, rcode, question, opt.as_ref());
@@ -90,10 +93,11 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
                 tsig::RCODE_NOTAUTH
             };
             ctx.count(Some(q.qtype), rcode);
-            let opt = q.edns.map(|_| OptOut {
+            let opt = q.edns.map(|e| OptOut {
                 payload,
                 ecs: None,
                 cookie: None,
+                dnssec_ok: e.dnssec_ok,
             });
             write_error(out, req, rcode, Some(q.question), opt.as_ref());
             if let tsig::Checked::Invalid(r) = bad {
@@ -111,6 +115,7 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
             payload,
             ecs: None,
             cookie,
+            dnssec_ok: e.dnssec_ok,
         };
         write_error(out, req, wire::RCODE_BADVERS, Some(q.question), Some(&opt));
         return true;
@@ -129,6 +134,7 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
         stats,
         q: &q,
         client: client_of(ecs, src),
+        signing: Signing::new(table, q.edns.is_some_and(|e| e.dnssec_ok)),
     };
     let (flags, scope) = resolve(&question, &mut sections);
     let scope = scope_for(ecs, scope);
@@ -136,6 +142,7 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
         payload,
         ecs: e.ecs.map(|ecs| (ecs, scope)),
         cookie,
+        dnssec_ok: e.dnssec_ok,
     });
     ctx.count(Some(q.qtype), flags.rcode);
     let verdict = rrl::limit(ctx, src, cookie_ok, || flow(&q, flags, &sections));
@@ -232,14 +239,22 @@ fn push_set<'t>(to: &mut RrList<'t>, owner: Owner<'t>, set: &'t RRset) {
     }));
 }
 
-fn push_soa<'t>(s: &mut Sections<'t>, zone: &'t Zone) {
+fn push_soa<'t>(s: &mut Sections<'t>, zone: &'t Zone, proofs: &Proofs<'t>) {
     let soa = zone.soa();
+    let owner = Owner::Name(zone.origin.wire());
     s.authority.extend(soa.rdatas.iter().map(|d| Rr {
-        owner: Owner::Name(zone.origin.wire()),
+        owner,
         rtype: TYPE_SOA,
         ttl: zone.negative_ttl,
         rdata: d,
     }));
+    proofs.sigs(
+        &mut s.authority,
+        owner,
+        zone.origin.wire(),
+        TYPE_SOA,
+        zone.negative_ttl,
+    );
 }
 
 /// A and AAAA records of in-zone targets (NS, MX, SRV) for the additional section.
@@ -272,6 +287,8 @@ struct Question<'t, 'q> {
     stats: &'t Stats,
     q: &'q Query<'q>,
     client: IpAddr,
+    /// The table's signatures, and whether the query asked for them.
+    signing: Signing<'t>,
 }
 
 /// Fills `s` with the answer; returns the header flags and the ECS scope.
@@ -308,6 +325,7 @@ fn resolve<'t>(question: &Question<'t, '_>, s: &mut Sections<'t>) -> (Flags, u8)
     let Some(zone) = table.zones.find(q.qname()) else {
         return refused();
     };
+    let proofs = question.signing.zone(zone);
     let mut flags = Flags {
         aa: true,
         rcode: wire::RCODE_NOERROR,
@@ -321,23 +339,52 @@ fn resolve<'t>(question: &Question<'t, '_>, s: &mut Sections<'t>) -> (Flags, u8)
                 if hops == 0 {
                     flags.aa = false;
                     push_set(&mut s.authority, Owner::Name(cut.wire()), ns);
+                    // The delegation's DS, signed, or the proof that it has none.
+                    if proofs.on() {
+                        let ds = zone.node(cut.wire()).and_then(|n| n.get(TYPE_DS));
+                        match ds {
+                            Some(ds) => {
+                                push_set(&mut s.authority, Owner::Name(cut.wire()), ds);
+                                proofs.sigs(
+                                    &mut s.authority,
+                                    Owner::Name(cut.wire()),
+                                    cut.wire(),
+                                    TYPE_DS,
+                                    ds.ttl,
+                                );
+                            }
+                            None => {
+                                proofs.nsec(&mut s.authority, cut.wire());
+                            }
+                        }
+                    }
                     s.glue_required = push_additional(s, zone, ns);
                 }
                 break;
             }
             Lookup::NxDomain => {
                 flags.rcode = wire::RCODE_NXDOMAIN;
-                push_soa(s, zone);
+                push_soa(s, zone, &proofs);
+                proofs.nxdomain(&mut s.authority, zone, cur);
                 break;
             }
-            Lookup::Found { node, .. } => {
+            Lookup::Found {
+                node,
+                name,
+                wildcard,
+            } => {
                 if let Some(si) = node.service {
                     return answer_service(question, zone, si, owner, s);
+                }
+                // An expansion proves that no closer name exists (RFC 4035 3.1.3.3).
+                if wildcard {
+                    proofs.nsec(&mut s.authority, cur);
                 }
                 if q.qtype != TYPE_CNAME
                     && let Some(cn) = node.get(TYPE_CNAME)
                 {
                     push_set(&mut s.answer, owner, cn);
+                    proofs.sigs(&mut s.answer, owner, name.wire(), TYPE_CNAME, cn.ttl);
                     hops += 1;
                     match cn.targets.first() {
                         Some(t) if hops <= MAX_CNAME_HOPS && t.is_within(&zone.origin) => {
@@ -348,6 +395,23 @@ fn resolve<'t>(question: &Question<'t, '_>, s: &mut Sections<'t>) -> (Flags, u8)
                         _ => break,
                     }
                 }
+                // DNSKEY, CDS and CDNSKEY are made for the apex of a signed zone.
+                if name.wire() == zone.origin.wire()
+                    && let Some(apex) = proofs.apex_set(q.qtype)
+                {
+                    s.answer.extend(apex.rdatas.iter().map(|d| Rr {
+                        owner,
+                        rtype: q.qtype,
+                        ttl: apex.ttl,
+                        rdata: d,
+                    }));
+                    if proofs.on()
+                        && let Some(sigs) = &apex.sigs
+                    {
+                        super::dnssec::push_sigs(&mut s.answer, owner, sigs, apex.ttl);
+                    }
+                    break;
+                }
                 let set = if q.qtype == TYPE_ANY {
                     node.rrsets.first()
                 } else {
@@ -356,9 +420,15 @@ fn resolve<'t>(question: &Question<'t, '_>, s: &mut Sections<'t>) -> (Flags, u8)
                 match set {
                     Some(set) => {
                         push_set(&mut s.answer, owner, set);
+                        proofs.sigs(&mut s.answer, owner, name.wire(), set.rtype, set.ttl);
                         push_additional(s, zone, set);
                     }
-                    None => push_soa(s, zone),
+                    None => {
+                        push_soa(s, zone, &proofs);
+                        // NODATA: the NSEC at the name (or at the wildcard, the name itself
+                        // being covered above), or for an empty non-terminal the one covering it.
+                        proofs.nsec(&mut s.authority, name.wire());
+                    }
                 }
                 break;
             }
@@ -381,14 +451,25 @@ fn answer_service<'t>(
         stats,
         q,
         client,
+        ..
     } = *question;
     let flags = Flags {
         aa: true,
         rcode: wire::RCODE_NOERROR,
     };
     let route = &table.services[si];
+    let proofs = question.signing.zone(zone);
+    let service_sigs = question
+        .signing
+        .signed()
+        .and_then(|sg| sg.services.get(si))
+        .and_then(|x| x.as_ref());
     if !matches!(q.qtype, TYPE_A | TYPE_AAAA | TYPE_ANY) {
-        push_soa(s, zone);
+        push_soa(s, zone, &proofs);
+        let v = route
+            .default_answer()
+            .map_or(0, |d| variant(!d.a.is_empty(), !d.aaaa.is_empty()));
+        proofs.service_nsec(&mut s.authority, si, route.name.wire(), v);
         return (flags, 0);
     }
     let hit = route.map.lookup(client);
@@ -409,6 +490,12 @@ fn answer_service<'t>(
         );
     }
     let before = s.answer.len();
+    let list = hit.list as usize;
+    let sigs_of = |v: Option<&'t Vec<Option<Sigs>>>| {
+        v.and_then(|v| v.get(list))
+            .and_then(|x| x.as_deref())
+            .filter(|_| proofs.on())
+    };
     if q.qtype != TYPE_AAAA {
         s.answer.extend(ans.a.iter().map(|a| Rr {
             owner,
@@ -416,6 +503,11 @@ fn answer_service<'t>(
             ttl: route.ttl,
             rdata: a,
         }));
+        if s.answer.len() > before
+            && let Some(sigs) = sigs_of(service_sigs.map(|x| &x.a))
+        {
+            super::dnssec::push_sigs(&mut s.answer, owner, sigs, route.ttl);
+        }
     }
     // RFC 8482: ANY gets one RRset; A when there is one.
     if q.qtype == TYPE_AAAA || (q.qtype == TYPE_ANY && s.answer.len() == before) {
@@ -425,9 +517,16 @@ fn answer_service<'t>(
             ttl: route.ttl,
             rdata: a,
         }));
+        if s.answer.len() > before
+            && let Some(sigs) = sigs_of(service_sigs.map(|x| &x.aaaa))
+        {
+            super::dnssec::push_sigs(&mut s.answer, owner, sigs, route.ttl);
+        }
     }
     if s.answer.len() == before {
-        push_soa(s, zone);
+        push_soa(s, zone, &proofs);
+        let v = variant(!ans.a.is_empty(), !ans.aaaa.is_empty());
+        proofs.service_nsec(&mut s.authority, si, route.name.wire(), v);
     } else {
         let v6 = s.answer[before].rtype == TYPE_AAAA;
         table.answer_counts.record(si, ans, v6, hit.continent);

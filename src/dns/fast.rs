@@ -15,12 +15,14 @@ use super::message::{OptOut, Owner, Rr, put_opt, put_rr};
 use super::rrl::{self, Flow, Kind, Verdict};
 use super::wire::{self, Ecs, client_of, scope_for, size_limit};
 use super::{Ctx, Event};
+use crate::dnssec::sign::TYPE_RRSIG;
 use crate::zone::{Hot, Rendered, TYPE_A, TYPE_AAAA};
 
 /// What the OPT record of a query says, when the hot path can take it.
 struct Opt {
     payload: u16,
     ecs: Option<Ecs>,
+    dnssec_ok: bool,
 }
 
 /// Reads the additional section: nothing, or one OPT at the root, version 0, whose options
@@ -47,7 +49,11 @@ fn read_opt(pkt: &[u8], at: usize, arcount: u16) -> Option<Option<Opt>> {
             _ => {}
         }
     }
-    Some(Some(Opt { payload, ecs }))
+    Some(Some(Opt {
+        payload,
+        ecs,
+        dnssec_ok: fixed[7] & 0x80 != 0,
+    }))
 }
 
 /// The answer section: pre-rendered in the zone, or the addresses of the client's mirrors.
@@ -59,6 +65,8 @@ enum Records<'a> {
         width: usize,
         rtype: u16,
         ttl: u32,
+        /// The RRSIGs over the set, when the query has DO and the zone is signed.
+        sigs: &'a [Box<[u8]>],
     },
 }
 
@@ -66,14 +74,20 @@ impl Records<'_> {
     fn count(&self) -> usize {
         match self {
             Records::Zone(r) => r.count as usize,
-            Records::Mirrors { data, width, .. } => data.len() / width,
+            Records::Mirrors {
+                data, width, sigs, ..
+            } => data.len() / width + sigs.len(),
         }
     }
 
     fn wire_len(&self) -> usize {
         match self {
             Records::Zone(r) => r.wire.len(),
-            Records::Mirrors { data, width, .. } => data.len() / width * (12 + width),
+            Records::Mirrors {
+                data, width, sigs, ..
+            } => {
+                data.len() / width * (12 + width) + sigs.iter().map(|s| 12 + s.len()).sum::<usize>()
+            }
         }
     }
 
@@ -85,11 +99,17 @@ impl Records<'_> {
                 width,
                 rtype,
                 ttl,
+                sigs,
             } => {
-                for rdata in data.chunks_exact(*width) {
+                let sig_rrs = sigs.iter().map(|s| (TYPE_RRSIG, &s[..]));
+                for (rtype, rdata) in data
+                    .chunks_exact(*width)
+                    .map(|d| (*rtype, d))
+                    .chain(sig_rrs)
+                {
                     let rr = Rr {
                         owner: Owner::QName,
-                        rtype: *rtype,
+                        rtype,
                         ttl: *ttl,
                         rdata,
                     };
@@ -116,9 +136,14 @@ impl Records<'_> {
                     at += 12 + len;
                 }
             }
-            Records::Mirrors { data, width, .. } => {
+            Records::Mirrors {
+                data, width, sigs, ..
+            } => {
                 for a in data.chunks_exact(*width) {
                     h.write(a);
+                }
+                for s in sigs.iter() {
+                    h.write(s);
                 }
             }
         }
@@ -162,6 +187,10 @@ pub(super) fn try_answer(
     let hot = table.zones.hot(qname)?;
 
     let ecs = opt.as_ref().and_then(|o| o.ecs);
+    let dnssec_ok = opt.as_ref().is_some_and(|o| o.dnssec_ok);
+    // Signed answers on the hot path are a service's (their RRSIGs made with the table); a
+    // signed zone's own names go to the full path, which has their proofs.
+    let signed = table.dnssec.as_deref().filter(|_| dnssec_ok);
     let client = client_of(ecs, src);
     let mut service = None;
     let (records, scope) = match hot {
@@ -181,16 +210,29 @@ pub(super) fn try_answer(
                 // NODATA, with the SOA: the full path writes that.
                 return None;
             }
+            let sigs: &[Box<[u8]>] = match signed.map(|sg| sg.services.get(*si)) {
+                None => &[],
+                Some(Some(Some(ss))) => {
+                    let by_list = if qtype == TYPE_A { &ss.a } else { &ss.aaaa };
+                    by_list.get(hit.list as usize)?.as_deref()?
+                }
+                // A service outside any signed zone.
+                Some(_) => &[],
+            };
             service = Some((*si, hit, qtype == TYPE_A));
             let records = Records::Mirrors {
                 data,
                 width,
                 rtype: qtype,
                 ttl: route.ttl,
+                sigs,
             };
             (records, hit.scope)
         }
         Hot::Static { a, aaaa } => {
+            if signed.is_some() {
+                return None;
+            }
             let r = if qtype == TYPE_A { a } else { aaaa }.as_ref()?;
             (Records::Zone(r), 0)
         }
@@ -203,6 +245,7 @@ pub(super) fn try_answer(
         payload: server_payload,
         ecs: o.ecs.map(|e| (e, scope)),
         cookie: None,
+        dnssec_ok: o.dnssec_ok,
     });
     let opt_len = opt_out.as_ref().map_or(0, OptOut::wire_len);
     if 12 + question.len() + records.wire_len() + opt_len > limit_bytes {

@@ -81,6 +81,8 @@ pub struct OptOut {
     pub ecs: Option<(Ecs, u8)>,
     /// The client's cookie followed by our server cookie (RFC 7873).
     pub cookie: Option<[u8; 24]>,
+    /// The query's DO bit, copied back (RFC 3225 3).
+    pub dnssec_ok: bool,
 }
 
 fn put16(out: &mut Vec<u8>, v: u16) {
@@ -151,8 +153,11 @@ pub(super) fn put_opt(out: &mut Vec<u8>, opt: &OptOut, rcode: u16) {
     // Owner: the root; type OPT; our payload size.
     b[1..3].copy_from_slice(&TYPE_OPT.to_be_bytes());
     b[3..5].copy_from_slice(&opt.payload.to_be_bytes());
-    // Extended rcode (upper 8 bits of 12), version 0, no flags; RDATA length at 9..11.
+    // Extended rcode (upper 8 bits of 12), version 0, DO; RDATA length at 9..11.
     b[5] = (rcode >> 4) as u8;
+    if opt.dnssec_ok {
+        b[7] = 0x80;
+    }
     let mut n = 11;
     if let Some((ecs, scope)) = opt.ecs {
         let len = (ecs.source_prefix as usize).div_ceil(8);
@@ -312,6 +317,7 @@ mod tests {
                 payload: 1232,
                 ecs: e,
                 cookie,
+                dnssec_ok: true,
             };
             let mut out = Vec::new();
             put_opt(&mut out, &opt, 0);

@@ -9,6 +9,7 @@
 pub mod answer;
 mod conns;
 pub mod cookie;
+mod dnssec;
 mod fast;
 pub mod message;
 pub mod rrl;

@@ -12,6 +12,8 @@ use super::message::{Echo, Flags, Owner, Rr, put_header, put_rr};
 use super::tsig::{self, Checked, Signer};
 use super::wire;
 use super::{Event, Stats, Transport};
+use crate::dnssec::sign::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY, TYPE_NSEC, TYPE_RRSIG};
+use crate::dnssec::signed::Sigs;
 use crate::routing::RoutingTable;
 use crate::zone::{TYPE_A, TYPE_AAAA, TYPE_SOA, Zone};
 
@@ -114,7 +116,9 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
     Some(messages)
 }
 
-/// The zone's records in transfer order: SOA, everything else, SOA again (RFC 5936 2.2).
+/// The zone's records in transfer order: SOA, everything else, SOA again (RFC 5936 2.2). A
+/// signed zone comes with its DNSKEY, CDS and CDNSKEY sets, every RRSIG and its NSEC chain,
+/// so that a secondary that does not sign can serve it.
 fn zone_records<'t>(table: &'t RoutingTable, zone: &'t Zone) -> Vec<Rr<'t>> {
     let origin = zone.origin.wire();
     let soa = zone.soa();
@@ -124,39 +128,101 @@ fn zone_records<'t>(table: &'t RoutingTable, zone: &'t Zone) -> Vec<Rr<'t>> {
         ttl: soa.ttl,
         rdata: &soa.rdatas[0],
     };
+    let signed = table.dnssec.as_deref();
+    let zs = signed.and_then(|sg| sg.zone(&zone.origin));
     let mut v = vec![soa_rr];
     for (name, node) in zone.nodes() {
-        for set in node
-            .rrsets
-            .iter()
-            .filter(|s| s.rtype != TYPE_SOA || name != &zone.origin)
-        {
-            v.extend(set.rdatas.iter().map(|d| Rr {
-                owner: Owner::Name(name.wire()),
-                rtype: set.rtype,
-                ttl: set.ttl,
-                rdata: d,
-            }));
-        }
-        let Some(route) = node.service.and_then(|i| table.services.get(i)) else {
-            continue;
+        let owner = Owner::Name(name.wire());
+        let sigs = |v: &mut Vec<Rr<'t>>, rtype: u16, ttl: u32| {
+            if let Some(s) = zs.and_then(|z| z.sigs(name.wire(), rtype)) {
+                v.extend(s.iter().map(|d| sig_rr(owner, ttl, d)));
+            }
         };
-        if let Some(ans) = route.default_answer().filter(|a| !a.servfail) {
-            let owner = Owner::Name(name.wire());
-            v.extend(ans.a.iter().map(|a| Rr {
+        for set in &node.rrsets {
+            if set.rtype != TYPE_SOA || name != &zone.origin {
+                v.extend(set.rdatas.iter().map(|d| Rr {
+                    owner,
+                    rtype: set.rtype,
+                    ttl: set.ttl,
+                    rdata: d,
+                }));
+            }
+            sigs(&mut v, set.rtype, set.ttl);
+        }
+        if let Some(z) = zs
+            && name == &zone.origin
+        {
+            for rtype in [TYPE_DNSKEY, TYPE_CDS, TYPE_CDNSKEY] {
+                let Some(apex) = z.apex(rtype) else {
+                    continue;
+                };
+                v.extend(apex.rdatas.iter().map(|d| Rr {
+                    owner,
+                    rtype,
+                    ttl: apex.ttl,
+                    rdata: d,
+                }));
+                for d in apex.sigs.iter().flat_map(|s| s.iter()) {
+                    v.push(sig_rr(owner, apex.ttl, d));
+                }
+            }
+        }
+        if let Some(route) = node.service.and_then(|i| table.services.get(i)) {
+            let default = route.map.lists.iter().position(|l| l.unknown);
+            let ss = signed
+                .zip(node.service)
+                .and_then(|(sg, si)| sg.services.get(si))
+                .and_then(|x| x.as_ref());
+            if let Some(ans) = route.default_answer().filter(|a| !a.servfail) {
+                let mut set = |rtype: u16,
+                               rdatas: &mut dyn Iterator<Item = &'t [u8]>,
+                               sigs: Option<&'t Vec<Option<Sigs>>>| {
+                    let before = v.len();
+                    v.extend(rdatas.map(|rdata| Rr {
+                        owner,
+                        rtype,
+                        ttl: route.ttl,
+                        rdata,
+                    }));
+                    let s = sigs
+                        .zip(default)
+                        .and_then(|(by, i)| by.get(i))
+                        .and_then(|x| x.as_ref());
+                    if v.len() > before
+                        && let Some(s) = s
+                    {
+                        v.extend(s.iter().map(|d| sig_rr(owner, route.ttl, d)));
+                    }
+                };
+                set(TYPE_A, &mut ans.a.iter().map(|a| &a[..]), ss.map(|x| &x.a));
+                set(
+                    TYPE_AAAA,
+                    &mut ans.aaaa.iter().map(|a| &a[..]),
+                    ss.map(|x| &x.aaaa),
+                );
+            }
+        }
+        if let (Some(sg), Some(z)) = (signed, zs)
+            && let Ok(n) = sg.nsec(z, name.wire())
+        {
+            v.push(Rr {
                 owner,
-                rtype: TYPE_A,
-                ttl: route.ttl,
-                rdata: a,
-            }));
-            v.extend(ans.aaaa.iter().map(|a| Rr {
-                owner,
-                rtype: TYPE_AAAA,
-                ttl: route.ttl,
-                rdata: a,
-            }));
+                rtype: TYPE_NSEC,
+                ttl: z.nsec_ttl,
+                rdata: n.rdata,
+            });
+            v.extend(n.sigs.iter().map(|d| sig_rr(owner, z.nsec_ttl, d)));
         }
     }
     v.push(soa_rr);
     v
+}
+
+fn sig_rr<'t>(owner: Owner<'t>, ttl: u32, rdata: &'t [u8]) -> Rr<'t> {
+    Rr {
+        owner,
+        rtype: TYPE_RRSIG,
+        ttl,
+        rdata,
+    }
 }

@@ -39,6 +39,8 @@ pub struct Ecs {
 pub struct Edns {
     pub udp_payload: u16,
     pub version: u8,
+    /// The DO bit (RFC 3225): the client wants RRSIGs and NSEC records.
+    pub dnssec_ok: bool,
     pub ecs: Option<Ecs>,
     pub cookie: Option<Cookie>,
 }
@@ -288,7 +290,7 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
         let Some((name_end, is_root)) = skip_name(pkt, at) else {
             return Err(err(RCODE_FORMERR, Some(qend - 12)));
         };
-        let (Some(rtype), Some(class), Some(ttl_hi), Some(_ttl_lo), Some(rdlen)) = (
+        let (Some(rtype), Some(class), Some(ttl_hi), Some(ttl_lo), Some(rdlen)) = (
             be16(pkt, name_end),
             be16(pkt, name_end + 2),
             be16(pkt, name_end + 4),
@@ -342,6 +344,7 @@ pub fn parse(pkt: &[u8]) -> Result<Query<'_>, Reject> {
         edns = Some(Edns {
             udp_payload: class,
             version,
+            dnssec_ok: ttl_lo & 0x8000 != 0,
             ecs,
             cookie,
         });

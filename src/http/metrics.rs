@@ -47,6 +47,7 @@ pub fn render(
         );
     }
     super::redirects::metrics(&mut e, mon, table);
+    super::dnssec::metrics(&mut e, table);
     e.family(
         "mirrordns_dns_answers_total",
         "counter",

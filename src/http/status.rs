@@ -205,6 +205,7 @@ pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Sta
     let admin_view = admin_view(m, cfg, now);
     Status {
         redirects: super::redirects::views(m, table),
+        dnssec: super::dnssec::view(table),
         admin: admin_view,
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: time(m.started_at()),
@@ -237,6 +238,7 @@ pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                 serial: z.serial,
                 file: z.file.display().to_string(),
                 records: z.record_count(),
+                dnssec: super::dnssec::zone_view(table, z),
             })
             .collect(),
     }

@@ -402,7 +402,7 @@ pub enum Mode {
     Fallback(Fallback),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ServiceRoute {
     pub name: Name,
     pub ttl: u32,
@@ -436,6 +436,29 @@ pub struct RoutingTable {
     pub download_counts: Arc<download_counts::DownloadCounters>,
     /// Per service, its files for the redirector (None for services no redirector serves).
     pub downloads: Vec<Option<Arc<files::Downloads>>>,
+    /// The signatures of signed zones and their services' answers (None without `[dnssec]`).
+    pub dnssec: Option<Arc<crate::dnssec::signed::Signed>>,
+}
+
+impl RoutingTable {
+    /// This table with refreshed signatures, as generation `generation`: routing unchanged.
+    pub fn resigned(&self, generation: u64, now: std::time::SystemTime) -> Option<RoutingTable> {
+        let old = self.dnssec.as_ref()?;
+        let dnssec = old
+            .signer
+            .sign_table(&self.zones, &self.services, Some(old), now);
+        Some(RoutingTable {
+            generation,
+            built_at: self.built_at,
+            config: self.config.clone(),
+            zones: self.zones.clone(),
+            services: self.services.clone(),
+            answer_counts: self.answer_counts.clone(),
+            download_counts: self.download_counts.clone(),
+            downloads: self.downloads.clone(),
+            dnssec: Some(Arc::new(dnssec)),
+        })
+    }
 }
 
 /// What a routing table is built from besides health: loaded once per config.
@@ -447,6 +470,8 @@ pub struct Inputs {
     pub maps: Vec<Arc<ClientMap>>,
     pub answer_counts: Arc<AnswerCounters>,
     pub download_counts: Arc<download_counts::DownloadCounters>,
+    /// The keys and signature cache, with `[dnssec]`.
+    pub signer: Option<Arc<crate::dnssec::signed::Signer>>,
 }
 
 /// Continent label values, by index; the last is for unknown locations.
@@ -651,8 +676,9 @@ pub fn build_after(
         maps,
         answer_counts,
         download_counts,
+        signer,
     } = inputs;
-    let services = config
+    let services: Vec<ServiceRoute> = config
         .services
         .iter()
         .zip(maps)
@@ -683,10 +709,21 @@ pub fn build_after(
         previous.map(|p| p.downloads.as_slice()),
         now,
     );
+    // Signing is the one part of a build that is not a pure function of its inputs (the time,
+    // and ECDSA's random nonce); answers read what it made.
+    let dnssec = signer.as_ref().map(|sg| {
+        Arc::new(sg.sign_table(
+            zones,
+            &services,
+            previous.and_then(|p| p.dnssec.as_deref()),
+            now,
+        ))
+    });
     RoutingTable {
         generation,
         built_at: now,
         downloads,
+        dnssec,
         config: config.clone(),
         zones: zones.clone(),
         services,

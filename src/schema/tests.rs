@@ -56,6 +56,12 @@ fn status() -> Status {
     };
     Status {
         redirects: Vec::new(),
+        dnssec: Some(SigningView {
+            signatures_made: 40,
+            signatures_reused: 7,
+            failures: 0,
+            last_error: None,
+        }),
         version: "0.1.0".into(),
         started_at: "2026-12-01T10:00:00.000Z".into(),
         ready: false,
@@ -122,6 +128,17 @@ fn status() -> Status {
             serial: 2_026_112_701,
             file: "example.com.zone".into(),
             records: 20,
+            dnssec: Some(ZoneSigningView {
+                keys: vec![KeyView {
+                    tag: 12345,
+                    algorithm: 13,
+                    role: "KSK".into(),
+                    file: "keys/Kexample.com.+013+12345.private".into(),
+                }],
+                expires_at: "2026-12-17T00:00:00Z".into(),
+                expires_in_seconds: 1_209_600.0,
+                refresh_at: "2026-12-10T00:00:00Z".into(),
+            }),
         }],
         admin: AdminView {
             path: Some("admin.toml".into()),

@@ -73,6 +73,8 @@ pub enum Lookup<'z> {
     /// query name.
     Found {
         node: &'z Node,
+        /// The node's own name: the wildcard's (`*.…`) when `wildcard` is set.
+        name: &'z Name,
         wildcard: bool,
     },
     /// The name is at or below a zone cut: refer to the child's name servers.
@@ -139,9 +141,10 @@ impl Zone {
                 return Lookup::Referral { cut, ns };
             }
         }
-        if let Some(node) = self.nodes.get(qname) {
+        if let Some((name, node)) = self.nodes.get_key_value(qname) {
             return Lookup::Found {
                 node,
+                name,
                 wildcard: false,
             };
         }
@@ -155,9 +158,10 @@ impl Zone {
                 let mut wild = [0u8; 257];
                 wild[..2].copy_from_slice(&[1, b'*']);
                 wild[2..2 + encloser.len()].copy_from_slice(encloser);
-                return match self.nodes.get(&wild[..2 + encloser.len()]) {
-                    Some(node) => Lookup::Found {
+                return match self.nodes.get_key_value(&wild[..2 + encloser.len()]) {
+                    Some((name, node)) => Lookup::Found {
                         node,
+                        name,
                         wildcard: true,
                     },
                     None => Lookup::NxDomain,

@@ -1,0 +1,688 @@
+//! The signatures of one routing table, made when the table is built and read by answers.
+//!
+//! A zone's own data (its records, DNSKEY, CDS, CDNSKEY and NSEC chain) is signed when the
+//! zone is loaded and again when its signatures come due; a geo service's answer RRsets are
+//! signed when a table is built. Every signature goes through one cache keyed by the RRset's
+//! content, so a rebuild after a health change signs only the sets no earlier table had, and
+//! a query never signs anything: it copies what is here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rustc_hash::FxHashMap;
+use tracing::warn;
+
+use super::keys::Key;
+use super::nsec;
+use super::sign::{self, SetRef, TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY, Window};
+use crate::routing::ServiceRoute;
+use crate::zone::name::suffixes;
+use crate::zone::{Name, Node, TYPE_A, TYPE_AAAA, TYPE_DS, TYPE_NS, Zone, ZoneSet};
+
+/// The RRSIG RDATAs over one RRset, one per signing key.
+pub type Sigs = Arc<[Box<[u8]>]>;
+
+/// Inception is set this far back, for resolvers whose clocks run behind.
+const CLOCK_SKEW: u32 = 3600;
+/// Cached signatures no table has used for this long are dropped.
+const UNUSED_FOR: u64 = 3600;
+
+/// Signature counts since start, for `/metrics` and `/status`.
+#[derive(Debug, Default)]
+pub struct SignStats {
+    /// Signatures made.
+    pub made: AtomicU64,
+    /// RRsets whose cached signatures a table build used again.
+    pub reused: AtomicU64,
+    /// RRsets that could not be signed (their previous signatures were kept while valid).
+    pub failed: AtomicU64,
+    /// The last failure and when, shown in `/status`.
+    pub last_error: Mutex<Option<(SystemTime, String)>>,
+}
+
+/// What signs: the keys, the validity and refresh periods, and the signature cache. Lives as
+/// long as the config that named the keys; only table builds use the cache.
+#[derive(Debug)]
+pub struct Signer {
+    keys: Vec<Arc<Key>>,
+    validity: u32,
+    refresh: u32,
+    cache: Mutex<HashMap<Vec<u8>, Cached>>,
+    pub stats: SignStats,
+}
+
+#[derive(Debug)]
+struct Cached {
+    sigs: Sigs,
+    expiration: u32,
+    refresh_at: u64,
+    last_used: u64,
+}
+
+/// A signed RRset as a build got it: its signatures and when they must be made again.
+struct Got {
+    sigs: Sigs,
+    expiration: u32,
+    refresh_at: u64,
+}
+
+/// Soonest expiry and refresh over a set of signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub expiration: u32,
+    pub refresh_at: u64,
+}
+
+impl Due {
+    const NEVER: Due = Due {
+        expiration: u32::MAX,
+        refresh_at: u64::MAX,
+    };
+
+    fn add(&mut self, g: &Got) {
+        self.expiration = self.expiration.min(g.expiration);
+        self.refresh_at = self.refresh_at.min(g.refresh_at);
+    }
+
+    fn merge(&mut self, o: Due) {
+        self.expiration = self.expiration.min(o.expiration);
+        self.refresh_at = self.refresh_at.min(o.refresh_at);
+    }
+}
+
+/// One NSEC record of a chain, with its signatures.
+#[derive(Debug)]
+pub struct Nsec {
+    pub owner: Name,
+    /// None for a geo service's name: its types depend on the table, so its record is in
+    /// [`ServiceSigs`].
+    pub body: Option<(Box<[u8]>, Sigs)>,
+    /// The next owner, and the types the zone file gives this name (for service names).
+    next: Name,
+    types: Vec<u16>,
+    service: Option<usize>,
+}
+
+/// A signed zone's own records and signatures.
+#[derive(Debug)]
+pub struct ZoneSigs {
+    pub origin: Name,
+    /// Signatures by owner, then type, for every authoritative RRset of the zone file.
+    pub sets: FxHashMap<Name, Vec<(u16, Sigs)>>,
+    /// DNSKEY, CDS and CDNSKEY at the apex (RDATAs, TTL), signed by the key-signing keys.
+    pub dnskey: Apex,
+    pub cds: Apex,
+    pub cdnskey: Apex,
+    /// NSEC records in canonical order; TTL [`Zone::negative_ttl`].
+    pub chain: Vec<Nsec>,
+    pub nsec_ttl: u32,
+    pub due: Due,
+}
+
+/// An RRset made for the apex rather than read from the zone file.
+#[derive(Debug)]
+pub struct Apex {
+    pub ttl: u32,
+    pub rdatas: Vec<Box<[u8]>>,
+    pub sigs: Option<Sigs>,
+}
+
+/// A geo service's signed answers: per candidate list, the A and AAAA sets' signatures, and
+/// the NSEC record at the service name in each of its type variants.
+#[derive(Debug)]
+pub struct ServiceSigs {
+    pub origin: Name,
+    pub a: Vec<Option<Sigs>>,
+    pub aaaa: Vec<Option<Sigs>>,
+    /// By variant: bit 0 set when the answer has A records, bit 1 when it has AAAA.
+    pub nsec: [Option<(Box<[u8]>, Sigs)>; 4],
+    /// The variant a zone transfer and other names' proofs use: the unknown location's.
+    pub default_variant: usize,
+    pub due: Due,
+}
+
+/// Everything signed for one routing table.
+#[derive(Debug)]
+pub struct Signed {
+    pub signer: Arc<Signer>,
+    /// The zones signed, so that a later build knows whether it may reuse their signatures.
+    zoneset: Arc<ZoneSet>,
+    pub zones: FxHashMap<Name, Arc<ZoneSigs>>,
+    pub services: Vec<Option<ServiceSigs>>,
+    pub due: Due,
+}
+
+/// An NSEC record to put in an answer.
+#[derive(Debug, Clone, Copy)]
+pub struct NsecRef<'a> {
+    pub owner: &'a [u8],
+    pub rdata: &'a [u8],
+    pub sigs: &'a [Box<[u8]>],
+}
+
+/// The variant index of an answer with or without A and AAAA records.
+pub fn variant(a: bool, aaaa: bool) -> usize {
+    (a as usize) | (aaaa as usize) << 1
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Signer {
+    pub fn new(keys: Vec<Arc<Key>>, validity: Duration, refresh: Duration) -> Signer {
+        Signer {
+            keys,
+            validity: validity.as_secs().min(u32::MAX as u64) as u32,
+            refresh: refresh.as_secs().min(u32::MAX as u64) as u32,
+            cache: Mutex::new(HashMap::new()),
+            stats: SignStats::default(),
+        }
+    }
+
+    /// True if `other` signs with the same keys over the same periods.
+    pub fn same_as(&self, other: &Signer) -> bool {
+        fn ids(s: &Signer) -> Vec<(&Name, &[u8])> {
+            let mut v: Vec<(&Name, &[u8])> =
+                s.keys.iter().map(|k| (&k.owner, &*k.dnskey)).collect();
+            v.sort();
+            v
+        }
+        self.validity == other.validity && self.refresh == other.refresh && ids(self) == ids(other)
+    }
+
+    pub fn keys(&self) -> &[Arc<Key>] {
+        &self.keys
+    }
+
+    /// The keys of the zone at `origin`: those that sign DNSKEY, CDS and CDNSKEY (the KSKs,
+    /// or every key when none is one), and those that sign the rest (the ZSKs, or every
+    /// key when none is one: a CSK).
+    fn roles(&self, origin: &Name) -> (Vec<&Key>, Vec<&Key>) {
+        let mine: Vec<&Key> = self
+            .keys
+            .iter()
+            .map(|k| &**k)
+            .filter(|k| &k.owner == origin)
+            .collect();
+        let ksk: Vec<&Key> = mine.iter().copied().filter(|k| k.is_ksk()).collect();
+        let zsk: Vec<&Key> = mine.iter().copied().filter(|k| !k.is_ksk()).collect();
+        match (ksk.is_empty(), zsk.is_empty()) {
+            (true, _) => (zsk.clone(), zsk),
+            (false, true) => (ksk.clone(), ksk),
+            (false, false) => (ksk, zsk),
+        }
+    }
+
+    pub fn signs(&self, origin: &Name) -> bool {
+        self.keys.iter().any(|k| &k.owner == origin)
+    }
+
+    /// Signs `set` with `keys`, or takes it from the cache while it is not due.
+    fn sign(
+        &self,
+        cache: &mut HashMap<Vec<u8>, Cached>,
+        keys: &[&Key],
+        set: SetRef<'_>,
+        now: u64,
+    ) -> Option<Got> {
+        let mut sorted: Vec<&[u8]> = set.rdatas.iter().map(|d| &**d).collect();
+        sorted.sort_unstable();
+        let mut id = Vec::with_capacity(64);
+        id.extend_from_slice(set.owner);
+        id.extend_from_slice(&set.rtype.to_be_bytes());
+        id.extend_from_slice(&set.ttl.to_be_bytes());
+        for k in keys {
+            id.extend_from_slice(&k.tag.to_be_bytes());
+            id.push(k.algorithm);
+        }
+        for d in sorted {
+            id.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            id.extend_from_slice(d);
+        }
+        if let Some(c) = cache.get_mut(&id)
+            && c.refresh_at > now
+        {
+            c.last_used = now;
+            self.stats.reused.fetch_add(1, Relaxed);
+            return Some(Got {
+                sigs: c.sigs.clone(),
+                expiration: c.expiration,
+                refresh_at: c.refresh_at,
+            });
+        }
+        let window = Window {
+            inception: (now as u32).wrapping_sub(CLOCK_SKEW),
+            expiration: (now as u32).wrapping_add(self.validity),
+        };
+        let mut sigs = Vec::with_capacity(keys.len());
+        for k in keys {
+            match sign::rrsig(k, set, window) {
+                Ok(s) => {
+                    self.stats.made.fetch_add(1, Relaxed);
+                    sigs.push(s);
+                }
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Relaxed);
+                    let msg = format!(
+                        "signing {} type {} with key {}: {e}",
+                        crate::zone::name::to_text(set.owner),
+                        set.rtype,
+                        k.tag
+                    );
+                    warn!("{msg}");
+                    if let Ok(mut l) = self.stats.last_error.lock() {
+                        *l = Some((SystemTime::now(), msg));
+                    }
+                    // Keep what was signed before while it is still valid.
+                    let old = cache.get_mut(&id)?;
+                    if (old.expiration as u64) <= now {
+                        return None;
+                    }
+                    old.last_used = now;
+                    return Some(Got {
+                        sigs: old.sigs.clone(),
+                        expiration: old.expiration,
+                        refresh_at: now + 60,
+                    });
+                }
+            }
+        }
+        // Spread refreshes over the last tenth of the refresh period, so that a zone signed at
+        // once does not come due at once.
+        let jitter = (self.refresh / 10).max(1) as u64;
+        let refresh_at = now + self.refresh as u64 - (rand_u64() % jitter);
+        let sigs: Sigs = sigs.into();
+        cache.insert(
+            id,
+            Cached {
+                sigs: sigs.clone(),
+                expiration: window.expiration,
+                refresh_at,
+                last_used: now,
+            },
+        );
+        Some(Got {
+            sigs,
+            expiration: window.expiration,
+            refresh_at,
+        })
+    }
+
+    /// The signatures for a table over `zones` and `services`, reusing `previous`'s zone
+    /// signatures where the zone is the same and nothing is due.
+    pub fn sign_table(
+        self: &Arc<Self>,
+        zones: &Arc<ZoneSet>,
+        services: &[ServiceRoute],
+        previous: Option<&Signed>,
+        now: SystemTime,
+    ) -> Signed {
+        let now = unix(now);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due = Due::NEVER;
+        let mut out_zones = FxHashMap::default();
+        for zone in zones.zones() {
+            if !self.signs(&zone.origin) {
+                continue;
+            }
+            let reuse = previous
+                .filter(|p| Arc::ptr_eq(&p.signer, self) && Arc::ptr_eq(&p.zoneset, zones))
+                .and_then(|p| p.zones.get(&zone.origin))
+                .filter(|z| z.due.refresh_at > now)
+                .cloned();
+            let zs = match reuse {
+                Some(z) => z,
+                None => Arc::new(self.sign_zone(&mut cache, zone, now)),
+            };
+            due.merge(zs.due);
+            out_zones.insert(zone.origin.clone(), zs);
+        }
+        let mut out_services = Vec::with_capacity(services.len());
+        for (si, route) in services.iter().enumerate() {
+            let Some((zone, _)) = zones.service(route.name.wire()) else {
+                out_services.push(None);
+                continue;
+            };
+            let Some(zs) = out_zones.get(&zone.origin) else {
+                out_services.push(None);
+                continue;
+            };
+            let (s, d) = self.sign_service(&mut cache, zs, si, route, now);
+            due.merge(d);
+            out_services.push(Some(s));
+        }
+        cache.retain(|_, c| c.last_used + UNUSED_FOR > now);
+        Signed {
+            signer: self.clone(),
+            zoneset: zones.clone(),
+            zones: out_zones,
+            services: out_services,
+            due,
+        }
+    }
+
+    fn sign_zone(&self, cache: &mut HashMap<Vec<u8>, Cached>, zone: &Zone, now: u64) -> ZoneSigs {
+        let (ksk, zsk) = self.roles(&zone.origin);
+        let origin = zone.origin.wire();
+        let mut due = Due::NEVER;
+        let soa_ttl = zone.soa().ttl;
+        let key_ttl = ksk
+            .iter()
+            .chain(&zsk)
+            .filter_map(|k| k.ttl)
+            .min()
+            .unwrap_or(soa_ttl);
+        let mut all: Vec<&Key> = ksk.iter().chain(&zsk).copied().collect();
+        all.sort_by_key(|k| (k.tag, k.algorithm));
+        all.dedup_by_key(|k| (k.tag, k.algorithm));
+        let mut apex = |rtype: u16, rdatas: Vec<Box<[u8]>>, due: &mut Due| {
+            let got = (!rdatas.is_empty())
+                .then(|| {
+                    let set = SetRef {
+                        owner: origin,
+                        rtype,
+                        ttl: key_ttl,
+                        rdatas: &rdatas,
+                    };
+                    self.sign(cache, &ksk, set, now)
+                })
+                .flatten();
+            if let Some(g) = &got {
+                due.add(g);
+            }
+            Apex {
+                ttl: key_ttl,
+                sigs: got.map(|g| g.sigs),
+                rdatas,
+            }
+        };
+        let dnskey = apex(
+            TYPE_DNSKEY,
+            all.iter().map(|k| k.dnskey.clone()).collect(),
+            &mut due,
+        );
+        let ksk_only = |k: &&&Key| k.is_ksk();
+        let cds = apex(
+            TYPE_CDS,
+            all.iter()
+                .filter(ksk_only)
+                .map(|k| k.ds_sha256().into_boxed_slice())
+                .collect(),
+            &mut due,
+        );
+        let cdnskey = apex(
+            TYPE_CDNSKEY,
+            all.iter()
+                .filter(ksk_only)
+                .map(|k| k.dnskey.clone())
+                .collect(),
+            &mut due,
+        );
+        let mut sets = FxHashMap::default();
+        let mut chain: Vec<Nsec> = Vec::new();
+        for (name, node) in zone.nodes() {
+            if occluded(zone, name.wire()) {
+                continue;
+            }
+            let cut = name.wire() != origin && node.get(TYPE_NS).is_some();
+            let mut types: Vec<u16> = node.rrsets.iter().map(|s| s.rtype).collect();
+            for set in &node.rrsets {
+                // At a cut only DS (and the NSEC) is the parent's to sign: NS and glue are
+                // the child's.
+                if cut && set.rtype != TYPE_DS {
+                    continue;
+                }
+                let r = SetRef {
+                    owner: name.wire(),
+                    rtype: set.rtype,
+                    ttl: set.ttl,
+                    rdatas: &set.rdatas,
+                };
+                if let Some(g) = self.sign(cache, &zsk, r, now) {
+                    due.add(&g);
+                    sets.entry(name.clone())
+                        .or_insert_with(Vec::new)
+                        .push((set.rtype, g.sigs));
+                }
+            }
+            if name.wire() == origin {
+                for (rtype, a) in [
+                    (TYPE_DNSKEY, &dnskey),
+                    (TYPE_CDS, &cds),
+                    (TYPE_CDNSKEY, &cdnskey),
+                ] {
+                    if !a.rdatas.is_empty() {
+                        types.push(rtype);
+                    }
+                }
+            }
+            if types.is_empty() && node.service.is_none() {
+                // An empty non-terminal owns no NSEC (RFC 4035 2.3).
+                continue;
+            }
+            chain.push(Nsec {
+                owner: name.clone(),
+                body: None,
+                next: Name::from_wire(origin),
+                types,
+                service: node.service,
+            });
+        }
+        chain.sort_by(|a, b| sign::canonical_cmp(a.owner.wire(), b.owner.wire()));
+        let nsec_ttl = zone.negative_ttl;
+        for i in 0..chain.len() {
+            let next = chain
+                .get(i + 1)
+                .map_or_else(|| Name::from_wire(origin), |n| n.owner.clone());
+            chain[i].next = next;
+            if chain[i].service.is_some() {
+                continue;
+            }
+            let rdata = nsec::rdata(chain[i].next.wire(), &chain[i].types);
+            let rdatas = [rdata];
+            let r = SetRef {
+                owner: chain[i].owner.wire(),
+                rtype: sign::TYPE_NSEC,
+                ttl: nsec_ttl,
+                rdatas: &rdatas,
+            };
+            if let Some(g) = self.sign(cache, &zsk, r, now) {
+                due.add(&g);
+                let [rdata] = rdatas;
+                chain[i].body = Some((rdata, g.sigs));
+            }
+        }
+        ZoneSigs {
+            origin: zone.origin.clone(),
+            sets,
+            dnskey,
+            cds,
+            cdnskey,
+            chain,
+            nsec_ttl,
+            due,
+        }
+    }
+
+    fn sign_service(
+        &self,
+        cache: &mut HashMap<Vec<u8>, Cached>,
+        zs: &ZoneSigs,
+        si: usize,
+        route: &ServiceRoute,
+        now: u64,
+    ) -> (ServiceSigs, Due) {
+        let (_, zsk) = self.roles(&zs.origin);
+        let owner = route.name.wire();
+        let mut due = Due::NEVER;
+        let mut used = [false; 4];
+        let mut sign_list = |rtype: u16, rdatas: Vec<Box<[u8]>>, due: &mut Due| {
+            if rdatas.is_empty() {
+                return None;
+            }
+            let r = SetRef {
+                owner,
+                rtype,
+                ttl: route.ttl,
+                rdatas: &rdatas,
+            };
+            let g = self.sign(cache, &zsk, r, now)?;
+            due.add(&g);
+            Some(g.sigs)
+        };
+        let mut a = Vec::with_capacity(route.answers.len());
+        let mut aaaa = Vec::with_capacity(route.answers.len());
+        for ans in &route.answers {
+            if ans.servfail {
+                a.push(None);
+                aaaa.push(None);
+                continue;
+            }
+            used[variant(!ans.a.is_empty(), !ans.aaaa.is_empty())] = true;
+            a.push(sign_list(
+                TYPE_A,
+                ans.a.iter().map(|x| Box::from(&x[..])).collect(),
+                &mut due,
+            ));
+            aaaa.push(sign_list(
+                TYPE_AAAA,
+                ans.aaaa.iter().map(|x| Box::from(&x[..])).collect(),
+                &mut due,
+            ));
+        }
+        let default_variant = route
+            .default_answer()
+            .map_or(0, |d| variant(!d.a.is_empty(), !d.aaaa.is_empty()));
+        used[default_variant] = true;
+        let mut nsec: [Option<(Box<[u8]>, Sigs)>; 4] = Default::default();
+        if let Some(entry) = zs.chain.iter().find(|n| n.service == Some(si)) {
+            for (v, slot) in nsec.iter_mut().enumerate() {
+                if !used[v] {
+                    continue;
+                }
+                let mut types = entry.types.clone();
+                if v & 1 != 0 {
+                    types.push(TYPE_A);
+                }
+                if v & 2 != 0 {
+                    types.push(TYPE_AAAA);
+                }
+                let rdatas = [nsec::rdata(entry.next.wire(), &types)];
+                let r = SetRef {
+                    owner,
+                    rtype: sign::TYPE_NSEC,
+                    ttl: zs.nsec_ttl,
+                    rdatas: &rdatas,
+                };
+                if let Some(g) = self.sign(cache, &zsk, r, now) {
+                    due.add(&g);
+                    let [rdata] = rdatas;
+                    *slot = Some((rdata, g.sigs));
+                }
+            }
+        }
+        (
+            ServiceSigs {
+                origin: zs.origin.clone(),
+                a,
+                aaaa,
+                nsec,
+                default_variant,
+                due,
+            },
+            due,
+        )
+    }
+}
+
+/// True if `name` is below a zone cut of `zone` (glue, not the zone's own data).
+fn occluded(zone: &Zone, name: &[u8]) -> bool {
+    let origin_len = zone.origin.wire().len();
+    suffixes(name)
+        .skip(1)
+        .map(|o| &name[o..])
+        .take_while(|anc| anc.len() > origin_len)
+        .any(|anc| zone.node(anc).and_then(|n: &Node| n.get(TYPE_NS)).is_some())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(unix(SystemTime::now()));
+    h.finish()
+}
+
+impl ZoneSigs {
+    /// The signatures over the zone file's `rtype` set at `owner`.
+    pub fn sigs(&self, owner: &[u8], rtype: u16) -> Option<&Sigs> {
+        let v = self.sets.get(owner)?;
+        v.iter().find(|(t, _)| *t == rtype).map(|(_, s)| s)
+    }
+
+    /// The DNSKEY, CDS or CDNSKEY set made for the apex.
+    pub fn apex(&self, rtype: u16) -> Option<&Apex> {
+        let a = match rtype {
+            TYPE_DNSKEY => &self.dnskey,
+            TYPE_CDS => &self.cds,
+            TYPE_CDNSKEY => &self.cdnskey,
+            _ => return None,
+        };
+        (!a.rdatas.is_empty()).then_some(a)
+    }
+}
+
+impl Signed {
+    /// When the zone at `origin` has its first signature expire and come due, its services'
+    /// answers included.
+    pub fn zone_due(&self, origin: &Name) -> Option<Due> {
+        let mut d = self.zones.get(origin)?.due;
+        for s in self
+            .services
+            .iter()
+            .flatten()
+            .filter(|s| &s.origin == origin)
+        {
+            d.merge(s.due);
+        }
+        Some(d)
+    }
+
+    pub fn zone(&self, origin: &Name) -> Option<&ZoneSigs> {
+        self.zones.get(origin).map(|z| &**z)
+    }
+
+    /// The NSEC record at `name` (`Ok`) or covering it (`Err`), in the zone at `origin`.
+    pub fn nsec<'a>(&'a self, zs: &'a ZoneSigs, name: &[u8]) -> Result<NsecRef<'a>, NsecRef<'a>> {
+        let r = nsec::find(&zs.chain, |n| n.owner.wire(), name);
+        let i = match r {
+            Ok(i) | Err(i) => i,
+        };
+        let entry = &zs.chain[i];
+        let body = match (&entry.body, entry.service) {
+            (Some((rdata, sigs)), _) => Some((&**rdata, sigs)),
+            (None, Some(si)) => self
+                .services
+                .get(si)
+                .and_then(|s| s.as_ref())
+                .and_then(|s| s.nsec[s.default_variant].as_ref())
+                .map(|(r, sg)| (&**r, sg)),
+            (None, None) => None,
+        };
+        // Every chain entry is signed unless signing failed outright; then the record goes
+        // out empty and unsigned, and validation fails as it should.
+        let (rdata, sigs): (&[u8], &[Box<[u8]>]) = match body {
+            Some((r, s)) => (r, s),
+            None => (&[], &[]),
+        };
+        let n = NsecRef {
+            owner: entry.owner.wire(),
+            rdata,
+            sigs,
+        };
+        if r.is_ok() { Ok(n) } else { Err(n) }
+    }
+}
