@@ -248,6 +248,9 @@ fn load_or_report(config: &std::path::Path) -> Result<Loaded, ExitCode> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::Check { config, diff } => match load_or_report(&config) {
             Ok(loaded) if diff => {
@@ -585,5 +588,17 @@ mod tests {
         assert!(!colour(true, Some("1".into())));
         assert!(!colour(false, None), "a file or a pipe");
         assert!(!colour(false, Some("1".into())));
+    }
+}
+
+/// A command whose output goes into a pipe that closes early (`mirrordns ds | head -1`) ends
+/// quietly, as other Unix tools do, instead of panicking in `println!`: Rust ignores SIGPIPE by
+/// default, which the servers keep (a client closing a socket must not kill them).
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition, before any thread is started; no
+    // handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -8,6 +8,7 @@ Writes into OUTDIR:
                            (no vendor database is fetched or committed)
   q-ecs.bin, q-noecs.bin,  dnsperf -B query files (2-byte length + wire message): per-query
   q-static.bin             ECS /24s from every continent; no ECS; a static name
+  q-ecsdo.bin              the ECS mix with the DO bit set (bench/dnssec.sh)
   expected.tsv             ECS subnet and the A record the table gives it, for verify.py
   gdnsd/config, gdnsd/zones/example.com
   mirrordns/config.toml, mirrordns/example.com.zone
@@ -211,7 +212,7 @@ def qname(name):
     return b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
 
 
-def query(name, ecs=None):
+def query(name, ecs=None, dnssec_ok=False):
     opts = b""
     if ecs is not None:
         net = ipaddress.ip_network(ecs)
@@ -220,7 +221,8 @@ def query(name, ecs=None):
         opts = struct.pack(">HH", 8, len(body)) + body
     # ID 0: dnsperf writes its own; no RD (we query authoritative servers), one OPT RR.
     head = struct.pack(">HHHHHH", 0, 0, 1, 0, 0, 1)
-    opt = b"\0" + struct.pack(">HHIH", 41, 1232, 0, len(opts)) + opts
+    # The OPT TTL's flags hold DO (0x8000) for bench/dnssec.sh's signed mix.
+    opt = b"\0" + struct.pack(">HHIH", 41, 1232, 0x8000 if dnssec_ok else 0, len(opts)) + opts
     return head + qname(name) + struct.pack(">HH", 1, 1) + opt
 
 
@@ -366,6 +368,7 @@ def main():
     name = "downloads.example.com"
     files = {
         "ecs": [query(name, str(s)) for s, _ in subs],
+        "ecsdo": [query(name, str(s), dnssec_ok=True) for s, _ in subs],
         "noecs": [query(name)],
         "static": [query("www.example.com")],
     }

@@ -189,6 +189,29 @@ fn check_names_a_mismatched_pair_and_a_key_for_no_zone() {
     assert!(err.contains(&want), "ds reports the same problem:\n{err}");
 }
 
+#[test]
+fn a_zone_file_with_its_own_dnssec_records_is_rejected_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, dnskey_line) = keygen(d, "example.com", &[]);
+    let config = config_with_keys(d, &[&key]);
+    // Someone pastes the key into the zone file: mirrordns makes the DNSKEY set itself.
+    let rdata = dnskey_line.split("DNSKEY").nth(1).unwrap().trim();
+    let zone = format!("{ZONE}@ 3600 DNSKEY {rdata}\n");
+    let file = d.join("example.com.zone");
+    std::fs::write(&file, zone).unwrap();
+    let (code, out, err) = mirrordns(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    // The zone parser refuses DNSKEY, RRSIG and NSEC records itself, with the line.
+    let lines = ZONE.lines().count();
+    let want = format!("{}:{}: DNSKEY record data", file.display(), lines + 1);
+    assert!(err.contains(&want), "{want}\n{err}");
+    // The same zone without them checks.
+    std::fs::write(&file, ZONE).unwrap();
+    let (code, out, err) = mirrordns(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 const BIND_TOOLS: (&str, &str, &str) = ("dnssec-keygen", "-V", "bind9-utils");
 
 /// `dnssec-keygen -K dir ARGS zone`: the `.private` path of the key it made.
