@@ -69,6 +69,7 @@ where
     loop {
         // Answer every complete request read so far, in order.
         let mut ending = false;
+        let mut cut = false;
         if start < end {
             let table = conn.shared.table.load();
             while start < end && out.len() < MAX_OUT {
@@ -95,6 +96,7 @@ where
                     }
                 }
             }
+            cut = !ending && start < end && out.len() >= MAX_OUT;
         }
         if !out.is_empty() {
             // The next head, and this write, get a full idle-timeout from now.
@@ -126,8 +128,8 @@ where
             end -= start;
             start = 0;
         }
-        if end > 0 && out.is_empty() && parse_ready(&buf[..end]) {
-            // Stopped at MAX_OUT with whole requests left: answer them before reading.
+        if cut {
+            // Stopped at MAX_OUT, maybe with whole requests left: answer them before reading.
             continue;
         }
         if end == buf.len() {
@@ -147,12 +149,6 @@ where
             }
         }
     }
-}
-
-/// Whether `buf` starts with a whole request head (or one to refuse): only asked in the rare
-/// case of a batch cut at [`MAX_OUT`].
-fn parse_ready(buf: &[u8]) -> bool {
-    !matches!(parse(buf), Parsed::Partial)
 }
 
 /// `f`, unless `deadline` passes first (`None`). One timer per connection: it is only reset

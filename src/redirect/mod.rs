@@ -1,11 +1,14 @@
 //! The download redirector: `GET /<path>` answers `302` to the nearest mirror that verified
 //! that file's SHA-256, from the same routing table DNS answers from, so DNS and HTTP never
 //! disagree about which mirror is good. What it answers is in [`answer`] (a function of the
-//! request and the table); this file serves HTTP and HTTPS with hyper and rustls, with
-//! timeouts and a connection cap past which the connection idle longest is closed.
+//! request and the table); this file accepts HTTP and HTTPS (rustls) connections, with a
+//! connection cap past which the connection idle longest is closed, and `http1` serves each
+//! connection: our own HTTP/1.1 loop over httparse (pipelining, keep-alive, timeouts, limits).
 //!
-//! hyper rather than axum here: the redirect path is one function, and every request's cost
-//! counts (the benchmark compares it with nginx's `return 302`).
+//! Neither axum nor hyper here: the redirect path is one function, and every request's cost
+//! counts (the benchmark compares it with nginx's `return 302`); hyper's connection handling
+//! was measured as the larger part of what mirrordns spent per request beyond nginx
+//! (bench/README.md). hyper stays for the monitoring endpoint, through axum.
 
 pub mod answer;
 pub mod counters;
