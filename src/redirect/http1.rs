@@ -368,8 +368,12 @@ fn visible(v: &[u8]) -> Option<&str> {
 
 /// (path, query, authority) of a request target: origin form `/p?q`, absolute form
 /// `http://host/p?q` (path `/` when empty), `*`; anything else gives an empty path, for a
-/// method that is refused anyway. None for an absolute form without a host.
+/// method that is refused anyway. None for an absolute form without a host, or raw non-ASCII.
 fn split_target(target: &str) -> Option<(&str, Option<&str>, Option<&str>)> {
+    // Raw non-ASCII is not a URI (RFC 3986); httparse lets UTF-8 through, hyper refused it.
+    if !target.is_ascii() {
+        return None;
+    }
     fn split(pq: &str) -> (&str, Option<&str>) {
         match pq.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -520,6 +524,7 @@ mod tests {
             "garbage\r\n\r\n",
             "GET /a HTTP/2.0\r\n\r\n",
             "GET /a HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET /caf\u{e9} HTTP/1.1\r\n\r\n",
         ] {
             assert!(
                 matches!(parse(bad.as_bytes()), Parsed::Malformed),
