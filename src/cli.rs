@@ -574,6 +574,18 @@ fn run_to_exit<E: Into<anyhow::Error>>(
     }
 }
 
+/// A command whose output goes into a pipe that closes early (`mirrordns ds | head -1`) ends
+/// quietly, as other Unix tools do, instead of panicking in `println!`: Rust ignores SIGPIPE by
+/// default, which the servers keep (a client closing a socket must not kill them).
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition, before any thread is started; no
+    // handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,17 +600,5 @@ mod tests {
         assert!(!colour(true, Some("1".into())));
         assert!(!colour(false, None), "a file or a pipe");
         assert!(!colour(false, Some("1".into())));
-    }
-}
-
-/// A command whose output goes into a pipe that closes early (`mirrordns ds | head -1`) ends
-/// quietly, as other Unix tools do, instead of panicking in `println!`: Rust ignores SIGPIPE by
-/// default, which the servers keep (a client closing a socket must not kill them).
-fn default_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: restoring a signal's default disposition, before any thread is started; no
-    // handler runs Rust code.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

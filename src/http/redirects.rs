@@ -127,7 +127,7 @@ pub fn metrics(e: &mut Exposition, mon: &Monitor, table: &RoutingTable) {
     e.family(
         "mirrordns_redirect_connections_closed_total",
         "counter",
-        "Redirector connections closed by the server: at max-connections (the one idle longest), or idle past idle-timeout.",
+        "Redirector connections closed by the server: at max-connections (the one idle longest), idle past idle-timeout, a request head incomplete at idle-timeout, or a head that could not be read (400, 431).",
     );
     e.sample(
         "mirrordns_redirect_connections_closed_total",
@@ -138,5 +138,15 @@ pub fn metrics(e: &mut Exposition, mon: &Monitor, table: &RoutingTable) {
         "mirrordns_redirect_connections_closed_total",
         &[("reason", "idle")],
         stats.idle_closed.load(Relaxed) as f64,
+    );
+    e.sample(
+        "mirrordns_redirect_connections_closed_total",
+        &[("reason", "header_timeout")],
+        stats.header_timeouts.load(Relaxed) as f64,
+    );
+    e.sample(
+        "mirrordns_redirect_connections_closed_total",
+        &[("reason", "malformed")],
+        stats.malformed.load(Relaxed) as f64,
     );
 }

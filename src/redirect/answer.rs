@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::Full;
 
 use super::counters::RedirectStats;
 use super::request::{self, Reject};
@@ -16,7 +15,7 @@ use crate::config::{Redirect, Unlisted};
 use crate::routing::files::{Downloads, FileRoute, Picks};
 use crate::routing::{RoutingTable, ServiceRoute};
 
-pub type Body = Full<Bytes>;
+pub type Body = Bytes;
 
 /// The parts of a request the answer depends on.
 #[derive(Debug, Clone, Copy)]
@@ -241,9 +240,10 @@ impl<'a> Ctx<'a> {
             continent,
             Some(&release.release),
         );
-        let mut r = Response::new(Full::new(Bytes::new()));
+        let mut r = Response::new(Bytes::new());
         *r.status_mut() = StatusCode::FOUND;
-        // Room for every header at once (hyper adds Date and Content-Length): no regrowth.
+        // Room for every header at once (the connection loop writes Date and Content-Length
+        // itself): no regrowth.
         *r.headers_mut() = http::HeaderMap::with_capacity(8);
         let out = r.headers_mut();
         out.insert(header::LOCATION, location);
@@ -325,7 +325,7 @@ impl<'a> Ctx<'a> {
 }
 
 fn found(location: &str, ttl: u32) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(Bytes::new());
     *r.status_mut() = StatusCode::FOUND;
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(location) {
@@ -338,7 +338,7 @@ fn found(location: &str, ttl: u32) -> Response<Body> {
 }
 
 pub(super) fn text(code: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut r = Response::new(Bytes::from_static(body.as_bytes()));
     *r.status_mut() = code;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -17,8 +17,14 @@ pub struct RedirectStats {
     rejected: [AtomicU64; Reject::ALL.len()],
     /// Connections closed to make room at `max-connections` (the one idle longest).
     pub evictions: AtomicU64,
-    /// Connections closed for sitting idle past `idle-timeout`.
+    /// Connections closed for sitting idle past `idle-timeout` (no request, or a response
+    /// the client did not read).
     pub idle_closed: AtomicU64,
+    /// Connections closed because a request head was still incomplete `idle-timeout` after
+    /// the previous response (or the accept): a head trickling in, slowloris.
+    pub header_timeouts: AtomicU64,
+    /// Connections closed after a 400 or 431 for a request head that could not be read.
+    pub malformed: AtomicU64,
 }
 
 impl RedirectStats {

@@ -1,29 +1,28 @@
 //! The download redirector: `GET /<path>` answers `302` to the nearest mirror that verified
 //! that file's SHA-256, from the same routing table DNS answers from, so DNS and HTTP never
 //! disagree about which mirror is good. What it answers is in [`answer`] (a function of the
-//! request and the table); this file serves HTTP and HTTPS with hyper and rustls, with
-//! timeouts and a connection cap past which the connection idle longest is closed.
+//! request and the table); this file accepts HTTP and HTTPS (rustls) connections, with a
+//! connection cap past which the connection idle longest is closed, and `http1` serves each
+//! connection: our own HTTP/1.1 loop over httparse (pipelining, keep-alive, timeouts, limits).
 //!
-//! hyper rather than axum here: the redirect path is one function, and every request's cost
-//! counts (the benchmark compares it with nginx's `return 302`).
+//! Neither axum nor hyper here: the redirect path is one function, and every request's cost
+//! counts (the benchmark compares it with nginx's `return 302`); hyper's connection handling
+//! was measured as the larger part of what mirrordns spent per request beyond nginx
+//! (bench/README.md). hyper stays for the monitoring endpoint, through axum.
 
 pub mod answer;
 pub mod counters;
+mod http1;
 pub mod request;
 mod views;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -234,58 +233,8 @@ struct Conn {
 impl Conn {
     async fn serve<S>(self, io: S)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Conn {
-            peer,
-            index,
-            shared,
-            idle,
-            last,
-        } = self;
-        let stats = shared.stats.clone();
-        let seen = last.clone();
-        let svc = service_fn(move |req: hyper::Request<Incoming>| {
-            seen.store(now_ms(), Relaxed);
-            let table = shared.table.load();
-            let resp = answer::answer(&parts(&req, peer), &table, index, &shared.stats);
-            async move { Ok::<_, Infallible>(resp) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(idle)
-            .max_buf_size(16 * 1024)
-            .serve_connection(TokioIo::new(io), svc);
-        let idle_ms = idle.as_millis() as u64;
-        let watchdog = async {
-            loop {
-                tokio::time::sleep(idle / 2).await;
-                if now_ms().saturating_sub(last.load(Relaxed)) > idle_ms {
-                    stats.idle_closed.fetch_add(1, Relaxed);
-                    return;
-                }
-            }
-        };
-        tokio::select! {
-            _ = conn => {}
-            _ = watchdog => {}
-        }
-    }
-}
-
-/// The parts of a hyper request [`answer::answer`] reads.
-fn parts(req: &hyper::Request<Incoming>, peer: SocketAddr) -> answer::Req<'_> {
-    let h = req.headers();
-    let get = |name: http::header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
-    answer::Req {
-        method: req.method(),
-        path: req.uri().path(),
-        query: req.uri().query(),
-        host: get(http::header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str())),
-        forwarded: get(http::header::FORWARDED),
-        x_forwarded_for: h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        range: get(http::header::RANGE),
-        accept: get(http::header::ACCEPT),
-        peer: peer.ip(),
+        http1::serve(io, &self).await;
     }
 }

@@ -7,7 +7,6 @@ use std::fmt::Write;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::Full;
 
 use super::answer::Body;
 use crate::config::Config;
@@ -55,7 +54,7 @@ fn escape(s: &str) -> String {
 }
 
 fn respond(body: String, content_type: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Bytes::from(body));
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

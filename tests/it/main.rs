@@ -18,6 +18,7 @@ mod interop;
 mod monitoring;
 mod protect;
 mod redirect;
+mod redirect_http;
 mod redirect_tls;
 mod reload;
 mod reload_health;
