@@ -116,6 +116,29 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
     Some(messages)
 }
 
+/// The SOA serial served and transferred for `zone` under `table`.
+pub fn served_serial(table: &RoutingTable, zone: &Zone) -> u32 {
+    let _ = table;
+    zone.serial
+}
+
+/// A digest of everything a transfer of `zone` would carry under `table`: when it changes, the
+/// zone's content changed for a secondary (a new zone file, new signatures, keys, or a geo
+/// name's answer for unknown locations).
+pub fn zone_fingerprint(table: &RoutingTable, zone: &Zone) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    for rr in zone_records(table, zone) {
+        if let Owner::Name(n) = rr.owner {
+            h.write(n);
+        }
+        h.write_u16(rr.rtype);
+        h.write_u32(rr.ttl);
+        h.write(rr.rdata);
+    }
+    h.finish()
+}
+
 /// The zone's records in transfer order: SOA, everything else, SOA again (RFC 5936 2.2). A
 /// signed zone comes with its DNSKEY, CDS and CDNSKEY sets, every RRSIG and its NSEC chain,
 /// so that a secondary that does not sign can serve it.
