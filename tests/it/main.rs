@@ -8,6 +8,7 @@ mod tls_server;
 mod admin;
 mod cli;
 mod differential;
+mod dnssec;
 mod dnssec_keys;
 mod geo_answers;
 mod health;
