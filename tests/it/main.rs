@@ -10,6 +10,7 @@ mod cli;
 mod differential;
 mod dnssec;
 mod dnssec_keys;
+mod dnssec_validate;
 mod geo_answers;
 mod health;
 mod hostile;
