@@ -118,6 +118,15 @@ fn log(dir: &tempfile::TempDir) -> String {
     std::fs::read_to_string(dir.path().join("unbound.log")).unwrap_or_default()
 }
 
+/// A question to the resolver (name, type, client subnet) and the rcode and addresses wanted.
+type Case<'a> = (
+    &'a str,
+    RecordType,
+    Option<&'a str>,
+    ResponseCode,
+    &'a [&'a str],
+);
+
 #[tokio::test]
 #[ignore = "needs unbound (unbound); `cargo test -- --ignored` runs it, as CI does"]
 async fn unbound_validates_geo_answers_cnames_wildcards_and_denials() {
@@ -126,7 +135,7 @@ async fn unbound_validates_geo_answers_cnames_wildcards_and_denials() {
     let ts = start(&geo_config(1, &keys.section("")), ZONE, None).await;
     let (resolver, _guard, dir) = unbound(ts.addr, &keys);
     let dl = "downloads.example.com.";
-    let cases: [(&str, RecordType, Option<&str>, ResponseCode, &[&str]); 8] = [
+    let cases: [Case; 8] = [
         (
             dl,
             RecordType::A,
