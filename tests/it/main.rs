@@ -11,6 +11,7 @@ mod differential;
 mod dnssec;
 mod dnssec_keys;
 mod dnssec_validate;
+mod dnssec_zone;
 mod geo_answers;
 mod health;
 mod hostile;
