@@ -59,7 +59,8 @@ impl Rng {
     }
 }
 
-fn queries() -> Vec<Vec<u8>> {
+/// With `signed`, DO is set on every other query with an OPT, and DNSKEY is asked for too.
+fn queries(signed: bool) -> Vec<Vec<u8>> {
     let names = [
         "downloads.example.com",
         "DownLoads.Example.COM",
@@ -78,7 +79,13 @@ fn queries() -> Vec<Vec<u8>> {
         "www.example.org",
         "com",
     ];
-    let types: [u16; 14] = [1, 28, 15, 16, 2, 6, 255, 5, 33, 257, 43, 252, 999, 41];
+    let types: &[u16] = if signed {
+        &[
+            1, 28, 15, 16, 2, 6, 255, 5, 33, 257, 43, 252, 999, 41, 48, 1, 28,
+        ]
+    } else {
+        &[1, 28, 15, 16, 2, 6, 255, 5, 33, 257, 43, 252, 999, 41]
+    };
     let ecs: Vec<Option<Vec<u8>>> = vec![
         None,
         Some(vec![0, 1, 24, 0, 81, 2, 69]),
@@ -95,10 +102,15 @@ fn queries() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for i in 0..1500 {
         let name = rng.pick(&names);
-        let qtype = *rng.pick(&types);
+        let qtype = *rng.pick(types);
+        let flags = if signed && i % 2 == 0 {
+            [0, 0, 0x80, 0]
+        } else {
+            [0; 4]
+        };
         let mut q = match rng.pick(&ecs) {
-            Some(opt) => raw_query(name, qtype, &[(8, opt.clone())]),
-            None if i % 3 == 0 => raw_query(name, qtype, &[]),
+            Some(opt) => query_bytes(name, qtype, 1, Some((1232, flags, &[(8, opt.clone())]))),
+            None if i % 3 == 0 => query_bytes(name, qtype, 1, Some((1232, flags, &[]))),
             // No EDNS at all.
             None => query_bytes(name, qtype, 1, None),
         };
@@ -118,21 +130,33 @@ fn queries() -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_and_tcp_answer_exactly_what_the_answer_function_does() {
+    sockets_against_answer_function(&config(), false).await;
+}
+
+/// The same with the zone signed and DO queries among the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_and_tcp_answer_signed_queries_exactly_like_the_answer_function() {
+    let keys = crate::dnssec::Keys::new(false);
+    sockets_against_answer_function(&format!("{}{}", config(), keys.section("")), true).await;
+}
+
+async fn sockets_against_answer_function(config: &str, signed: bool) {
     let db = build(&[
         ("81.2.64.0/19", place("EU", "GB", 51.5, -0.13)),
         ("1.0.16.0/20", place("AS", "JP", 35.68, 139.76)),
         ("177.0.0.0/8", place("SA", "BR", -23.55, -46.63)),
         ("2a02:c7c::/32", place("EU", "GB", 51.5, -0.1)),
     ]);
-    let ts = start(&config(), ZONE, Some(db)).await;
+    let ts = start(config, ZONE, Some(db)).await;
     let table = ts.server.table().load_full();
+    assert_eq!(table.dnssec.is_some(), signed);
     let stats = Stats::default();
     let guard = Guard::default();
     let udp_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let src: IpAddr = "127.0.0.1".parse().unwrap();
     let mut tcp = tokio::net::TcpStream::connect(ts.addr).await.unwrap();
-    let (mut answered, mut dropped) = (0, 0);
-    for q in queries() {
+    let (mut answered, mut dropped, mut with_rrsig) = (0, 0, 0);
+    for q in queries(signed) {
         let ctx = |transport| Ctx {
             table: &table,
             stats: &stats,
@@ -152,6 +176,7 @@ async fn udp_and_tcp_answer_exactly_what_the_answer_function_does() {
             continue;
         }
         answered += 1;
+        with_rrsig += has_rrsig(&want_udp) as usize;
         udp_sock.send_to(&q, ts.addr).await.unwrap();
         let mut buf = vec![0u8; 65535];
         let n = tokio::time::timeout(Duration::from_secs(2), udp_sock.recv(&mut buf))
@@ -173,6 +198,11 @@ async fn udp_and_tcp_answer_exactly_what_the_answer_function_does() {
         assert_eq!(resp, want_tcp, "TCP path differs for {q:?}");
     }
     assert!(answered > 1000, "answered {answered}");
+    assert_eq!(
+        with_rrsig > 150,
+        signed,
+        "{with_rrsig} answers with an RRSIG"
+    );
     assert!(
         dropped > 0,
         "the generator also makes packets that must not be answered"
@@ -195,8 +225,10 @@ async fn udp_and_tcp_answer_exactly_what_the_answer_function_does() {
 /// CNAMEs, wildcards, names below a delegation, other zones), address and other types, other
 /// classes, every OPT shape (none, version 1, small and large payloads, ECS, two ECS, cookies,
 /// unknown options, cut-short options), trailing bytes, compression in the question, and bit
-/// flips and truncation on top.
-fn hot_queries() -> Vec<Vec<u8>> {
+/// flips and truncation on top. With `signed`, also the types DNSSEC answers differ on
+/// (DNSKEY, TXT for NODATA, DS, NSEC, RRSIG, CDS) and DO set on two queries in three; otherwise
+/// DO is set on every query with an OPT.
+fn hot_queries(signed: bool) -> Vec<Vec<u8>> {
     let names = [
         "downloads.example.com",
         "DOWNLOADS.example.com",
@@ -215,7 +247,11 @@ fn hot_queries() -> Vec<Vec<u8>> {
         "nope.example.com",
         "www.example.org",
     ];
-    let types: [u16; 8] = [1, 28, 1, 28, 1, 255, 15, 5];
+    let types: &[u16] = if signed {
+        &[1, 28, 1, 28, 1, 255, 15, 5, 48, 16, 43, 47, 46, 59, 6]
+    } else {
+        &[1, 28, 1, 28, 1, 255, 15, 5]
+    };
     let ecs = [
         vec![0, 1, 24, 0, 81, 2, 69],
         vec![0, 1, 24, 0, 1, 0, 16],
@@ -229,7 +265,7 @@ fn hot_queries() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for i in 0..4000u32 {
         let name = *rng.pick(&names);
-        let qtype = *rng.pick(&types);
+        let qtype = *rng.pick(types);
         let class = if i % 23 == 0 { 3 } else { 1 };
         let e = rng.pick(&ecs).clone();
         let options: Vec<(u16, Vec<u8>)> = match rng.next() % 9 {
@@ -243,6 +279,7 @@ fn hot_queries() -> Vec<Vec<u8>> {
         };
         let payload = *rng.pick(&[1232u16, 512, 100, 4096, 65535]);
         let version = if i % 31 == 0 { 1 } else { 0 };
+        let flags = if signed && i % 3 == 0 { 0 } else { 0x80 };
         let mut q = if i % 7 == 0 {
             query_bytes(name, qtype, class, None)
         } else {
@@ -250,7 +287,7 @@ fn hot_queries() -> Vec<Vec<u8>> {
                 name,
                 qtype,
                 class,
-                Some((payload, [0, version, 0x80, 0], &options)),
+                Some((payload, [0, version, flags, 0], &options)),
             )
         };
         q[0] = (i >> 8) as u8;
@@ -275,6 +312,16 @@ fn hot_queries() -> Vec<Vec<u8>> {
     out
 }
 
+/// Whether an answer holds an RRSIG record.
+fn has_rrsig(answer: &[u8]) -> bool {
+    hickory_proto::op::Message::from_vec(answer).is_ok_and(|m| {
+        m.answers
+            .iter()
+            .chain(&m.authorities)
+            .any(|r| r.record_type() == hickory_proto::rr::RecordType::RRSIG)
+    })
+}
+
 /// Whether the packet's bytes hold a COOKIE option header with a client cookie's length.
 fn has_cookie(q: &[u8]) -> bool {
     q.windows(4).any(|w| w == [0, 10, 0, 8])
@@ -282,6 +329,18 @@ fn has_cookie(q: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_path_answers_byte_for_byte_what_the_full_path_does() {
+    hot_path_against_full_path(&config(), false).await;
+}
+
+/// The same with the zone signed: the hot path's RRSIGs and NSEC proofs, for DO queries and
+/// others, byte for byte as the full path writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_path_answers_signed_queries_byte_for_byte_like_the_full_path() {
+    let keys = crate::dnssec::Keys::new(false);
+    hot_path_against_full_path(&format!("{}{}", config(), keys.section("")), true).await;
+}
+
+async fn hot_path_against_full_path(config: &str, signed: bool) {
     let db = build(&[
         ("81.2.64.0/19", place("EU", "GB", 51.5, -0.13)),
         ("1.0.16.0/20", place("AS", "JP", 35.68, 139.76)),
@@ -292,10 +351,11 @@ async fn hot_path_answers_byte_for_byte_what_the_full_path_does() {
     // worked out on both paths, and the verdicts cannot differ between the two calls.
     let config = format!(
         "{}\n[rate-limit]\nexempt = []\nresponses-per-second = 1000000\n",
-        config()
+        config
     );
     let ts = start(&config, ZONE, Some(db)).await;
     let table = ts.server.table().load_full();
+    assert_eq!(table.dnssec.is_some(), signed);
     let (hot_stats, full_stats) = (Stats::default(), Stats::default());
     let guard = Guard::default();
     let sources: [IpAddr; 3] = [
@@ -305,7 +365,8 @@ async fn hot_path_answers_byte_for_byte_what_the_full_path_does() {
     ];
     let mut rng = Rng(7);
     let mut answered = 0;
-    for q in hot_queries() {
+    let mut with_rrsig = 0;
+    for q in hot_queries(signed) {
         let src = *rng.pick(&sources);
         for transport in [Transport::Udp, Transport::Tcp] {
             let ctx = |stats| Ctx {
@@ -327,6 +388,7 @@ async fn hot_path_answers_byte_for_byte_what_the_full_path_does() {
             }
             if a {
                 answered += 1;
+                with_rrsig += has_rrsig(&hot) as usize;
                 assert_eq!(
                     hot, full,
                     "{transport:?} answer differs for {q:?} from {src}"
@@ -335,6 +397,9 @@ async fn hot_path_answers_byte_for_byte_what_the_full_path_does() {
         }
     }
     assert!(answered > 6000, "answered {answered}");
+    if signed {
+        assert!(with_rrsig > 1000, "{with_rrsig} answers with an RRSIG");
+    }
     // Counted alike: queries by transport, type and rcode, and the other counters.
     assert_eq!(hot_stats.queries(), full_stats.queries());
     for e in [
