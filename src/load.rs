@@ -196,5 +196,6 @@ fn signer_for(config: &Config) -> Option<Arc<crate::dnssec::signed::Signer>> {
         d.keys.clone(),
         d.signature_validity,
         d.refresh,
+        d.serial,
     )))
 }

@@ -140,6 +140,11 @@ pub const TSIG_ALGORITHM: TsigAlgorithm = TsigAlgorithm::HmacSha256;
 /// so that a server that cannot sign for a week still serves valid answers).
 pub const DNSSEC_SIGNATURE_VALIDITY: Duration = Duration::from_secs(14 * 86_400);
 
+/// `dnssec.serial`: the served SOA serial of a signed zone moves by one whenever what a transfer
+/// carries changes (new signatures included), so secondaries always fetch them.
+pub const DNSSEC_SERIAL: crate::dnssec::serial::SerialPolicy =
+    crate::dnssec::serial::SerialPolicy::Increment;
+
 /// `dnssec.refresh`: how often signatures are made again, half their validity, so that a
 /// signature is replaced when half its life is left.
 pub fn dnssec_refresh(signature_validity: Duration) -> Duration {
@@ -261,6 +266,7 @@ mod tests {
                 "dnssec.signature-validity",
                 Duration(DNSSEC_SIGNATURE_VALIDITY),
             ),
+            ("dnssec.serial", Word(DNSSEC_SERIAL.as_str().to_string())),
         ]
     }
 

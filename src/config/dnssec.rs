@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::{Validator, defaults, raw};
 use crate::dnssec::keys::{self, Key};
+use crate::dnssec::serial::SerialPolicy;
 
 /// The `[dnssec]` section, keys loaded.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct Dnssec {
     pub signature_validity: Duration,
     /// How often signatures are made again; more than zero, less than `signature_validity`.
     pub refresh: Duration,
+    /// How the served SOA serial moves.
+    pub serial: SerialPolicy,
 }
 
 impl Validator<'_> {
@@ -30,6 +33,7 @@ impl Validator<'_> {
             keys: key_entries,
             signature_validity,
             refresh,
+            serial,
         } = raw.into_inner();
         if key_entries.get_ref().is_empty() {
             self.err(
@@ -104,11 +108,26 @@ impl Validator<'_> {
                 }
             }
         };
+        let serial = match serial {
+            None => defaults::DNSSEC_SERIAL,
+            Some(s) => SerialPolicy::parse(s.get_ref()).unwrap_or_else(|| {
+                self.err(
+                    &s,
+                    "dnssec.serial",
+                    format!(
+                        "`{}` is not one of \"keep\", \"increment\", \"unixtime\"",
+                        s.get_ref()
+                    ),
+                );
+                defaults::DNSSEC_SERIAL
+            }),
+        };
         Dnssec {
             keys,
             key_lines,
             signature_validity,
             refresh,
+            serial,
         }
     }
 

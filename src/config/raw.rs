@@ -52,6 +52,9 @@ pub struct RawDnssec {
     /// `signature-validity`).
     #[serde(default)]
     pub refresh: Option<Spanned<String>>,
+    /// "keep", "increment" or "unixtime"; default [`defaults::DNSSEC_SERIAL`].
+    #[serde(default)]
+    pub serial: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -240,21 +240,31 @@ fn push_set<'t>(to: &mut RrList<'t>, owner: Owner<'t>, set: &'t RRset) {
 }
 
 fn push_soa<'t>(s: &mut Sections<'t>, zone: &'t Zone, proofs: &Proofs<'t>) {
-    let soa = zone.soa();
     let owner = Owner::Name(zone.origin.wire());
-    s.authority.extend(soa.rdatas.iter().map(|d| Rr {
+    push_soa_set(&mut s.authority, owner, zone, zone.negative_ttl, proofs);
+}
+
+/// The zone's SOA (a signed zone's with its managed serial, and RRSIGs with DO) at `ttl`.
+fn push_soa_set<'t>(
+    to: &mut RrList<'t>,
+    owner: Owner<'t>,
+    zone: &'t Zone,
+    ttl: u32,
+    proofs: &Proofs<'t>,
+) {
+    let (rdata, sigs) = match proofs.soa() {
+        Some((rdata, sigs)) => (rdata, sigs),
+        None => (&zone.soa().rdatas[0][..], None),
+    };
+    to.push(Rr {
         owner,
         rtype: TYPE_SOA,
-        ttl: zone.negative_ttl,
-        rdata: d,
-    }));
-    proofs.sigs(
-        &mut s.authority,
-        owner,
-        zone.origin.wire(),
-        TYPE_SOA,
-        zone.negative_ttl,
-    );
+        ttl,
+        rdata,
+    });
+    if let Some(sigs) = sigs {
+        super::dnssec::push_sigs(to, owner, sigs, ttl);
+    }
 }
 
 /// A and AAAA records of in-zone targets (NS, MX, SRV) for the additional section.
@@ -418,6 +428,9 @@ fn resolve<'t>(question: &Question<'t, '_>, s: &mut Sections<'t>) -> (Flags, u8)
                     node.get(q.qtype)
                 };
                 match set {
+                    Some(set) if set.rtype == TYPE_SOA && name.wire() == zone.origin.wire() => {
+                        push_soa_set(&mut s.answer, owner, zone, set.ttl, &proofs);
+                    }
                     Some(set) => {
                         push_set(&mut s.answer, owner, set);
                         proofs.sigs(&mut s.answer, owner, name.wire(), set.rtype, set.ttl);

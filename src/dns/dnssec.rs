@@ -3,10 +3,13 @@
 
 use super::message::{Owner, Rr, RrList};
 use crate::dnssec::sign::{TYPE_NSEC, TYPE_RRSIG};
-use crate::dnssec::signed::{Apex, Signed, ZoneSigs};
+use crate::dnssec::signed::{Apex, Signed, ZoneSerial, ZoneSigs};
 use crate::routing::RoutingTable;
 use crate::zone::Zone;
 use crate::zone::name::suffixes;
+
+/// RRSIG RDATAs, one per key.
+type SigList<'t> = &'t [Box<[u8]>];
 
 /// The table's signatures as one query sees them.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +32,7 @@ impl<'t> Signing<'t> {
         Proofs {
             signed: self.signed,
             zs,
+            soa: self.signed.and_then(|s| s.serial(&zone.origin)),
             on: self.dnssec_ok && zs.is_some(),
         }
     }
@@ -43,12 +47,20 @@ impl<'t> Signing<'t> {
 pub struct Proofs<'t> {
     signed: Option<&'t Signed>,
     zs: Option<&'t ZoneSigs>,
+    soa: Option<&'t ZoneSerial>,
     on: bool,
 }
 
 impl<'t> Proofs<'t> {
     pub fn on(&self) -> bool {
         self.on
+    }
+
+    /// A signed zone's SOA RDATA (with its managed serial) in place of the zone file's, DO or
+    /// not; with DO, its RRSIGs too.
+    pub fn soa(&self) -> Option<(&'t [u8], Option<SigList<'t>>)> {
+        let z = self.soa?;
+        Some((&z.soa, z.sigs.as_deref().filter(|_| self.on)))
     }
 
     /// The apex's DNSKEY, CDS or CDNSKEY set when the zone is signed, DO or not.

@@ -118,8 +118,11 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
 
 /// The SOA serial served and transferred for `zone` under `table`.
 pub fn served_serial(table: &RoutingTable, zone: &Zone) -> u32 {
-    let _ = table;
-    zone.serial
+    table
+        .dnssec
+        .as_ref()
+        .and_then(|sg| sg.serial(&zone.origin))
+        .map_or(zone.serial, |z| z.serial)
 }
 
 /// A digest of everything a transfer of `zone` would carry under `table`: when it changes, the
@@ -145,15 +148,24 @@ pub fn zone_fingerprint(table: &RoutingTable, zone: &Zone) -> u64 {
 fn zone_records<'t>(table: &'t RoutingTable, zone: &'t Zone) -> Vec<Rr<'t>> {
     let origin = zone.origin.wire();
     let soa = zone.soa();
+    let signed = table.dnssec.as_deref();
+    let zs = signed.and_then(|sg| sg.zone(&zone.origin));
+    // A signed zone's SOA carries the serial `[dnssec] serial` manages.
+    let served = signed.and_then(|sg| sg.serial(&zone.origin));
     let soa_rr = Rr {
         owner: Owner::Name(origin),
         rtype: TYPE_SOA,
         ttl: soa.ttl,
-        rdata: &soa.rdatas[0],
+        rdata: served.map_or(&soa.rdatas[0], |z| &z.soa),
     };
-    let signed = table.dnssec.as_deref();
-    let zs = signed.and_then(|sg| sg.zone(&zone.origin));
     let mut v = vec![soa_rr];
+    for d in served
+        .and_then(|z| z.sigs.as_ref())
+        .iter()
+        .flat_map(|s| s.iter())
+    {
+        v.push(sig_rr(Owner::Name(origin), soa.ttl, d));
+    }
     for (name, node) in zone.nodes() {
         let owner = Owner::Name(name.wire());
         let sigs = |v: &mut Vec<Rr<'t>>, rtype: u16, ttl: u32| {

@@ -5,6 +5,7 @@
 //!   that signs, and gives its DNSKEY RDATA, key tag and DS; `mirrordns keygen` writes new ones.
 //! - [`sign`]: one RRSIG over one RRset (canonical form from hickory-proto).
 //! - [`nsec`]: NSEC type bitmaps and finding the record that matches or covers a name.
+//! - [`serial`]: the SOA serial of a signed zone, moved whenever its content changes.
 //! - [`signed`]: the signatures of one routing table (zone data, geo answers, the NSEC chain),
 //!   made when the table is built through a cache keyed by RRset content.
 //!
@@ -14,5 +15,6 @@
 
 pub mod keys;
 pub mod nsec;
+pub mod serial;
 pub mod sign;
 pub mod signed;

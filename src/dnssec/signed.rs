@@ -16,10 +16,11 @@ use tracing::warn;
 
 use super::keys::Key;
 use super::nsec;
+use super::serial::{self, SerialPolicy};
 use super::sign::{self, SetRef, TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY, Window};
 use crate::routing::ServiceRoute;
 use crate::zone::name::suffixes;
-use crate::zone::{Name, Node, TYPE_A, TYPE_AAAA, TYPE_DS, TYPE_NS, Zone, ZoneSet};
+use crate::zone::{Name, Node, TYPE_A, TYPE_AAAA, TYPE_DS, TYPE_NS, TYPE_SOA, Zone, ZoneSet};
 
 /// The RRSIG RDATAs over one RRset, one per signing key.
 pub type Sigs = Arc<[Box<[u8]>]>;
@@ -49,6 +50,7 @@ pub struct Signer {
     keys: Vec<Arc<Key>>,
     validity: u32,
     refresh: u32,
+    serial: SerialPolicy,
     cache: Mutex<HashMap<Vec<u8>, Cached>>,
     pub stats: SignStats,
 }
@@ -151,7 +153,20 @@ pub struct Signed {
     zoneset: Arc<ZoneSet>,
     pub zones: FxHashMap<Name, Arc<ZoneSigs>>,
     pub services: Vec<Option<ServiceSigs>>,
+    /// Per signed zone, by origin: the SOA served, with the serial `[dnssec] serial` gives.
+    pub serials: FxHashMap<Name, ZoneSerial>,
     pub due: Due,
+}
+
+/// A signed zone's SOA as served and transferred: its serial moves when the zone's content
+/// does (see [`serial::decide`]).
+#[derive(Debug)]
+pub struct ZoneSerial {
+    pub serial: u32,
+    pub soa: Box<[u8]>,
+    pub sigs: Option<Sigs>,
+    /// The digest of what a transfer carries besides the SOA, when this serial was decided.
+    content: u64,
 }
 
 /// An NSEC record to put in an answer.
@@ -173,9 +188,15 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 impl Signer {
-    pub fn new(keys: Vec<Arc<Key>>, validity: Duration, refresh: Duration) -> Signer {
+    pub fn new(
+        keys: Vec<Arc<Key>>,
+        validity: Duration,
+        refresh: Duration,
+        serial: SerialPolicy,
+    ) -> Signer {
         Signer {
             keys,
+            serial,
             validity: validity.as_secs().min(u32::MAX as u64) as u32,
             refresh: refresh.as_secs().min(u32::MAX as u64) as u32,
             cache: Mutex::new(HashMap::new()),
@@ -191,7 +212,10 @@ impl Signer {
             v.sort();
             v
         }
-        self.validity == other.validity && self.refresh == other.refresh && ids(self) == ids(other)
+        self.validity == other.validity
+            && self.refresh == other.refresh
+            && self.serial == other.serial
+            && ids(self) == ids(other)
     }
 
     pub fn keys(&self) -> &[Arc<Key>] {
@@ -355,12 +379,61 @@ impl Signer {
             due.merge(d);
             out_services.push(Some(s));
         }
+        let mut serials = FxHashMap::default();
+        for zone in zones.zones() {
+            let Some(zs) = out_zones.get(&zone.origin) else {
+                continue;
+            };
+            let content = content_digest(zs, services, &out_services);
+            let prev = previous.and_then(|p| p.serials.get(&zone.origin));
+            let last = prev.map(|z| (z.serial, z.content));
+            let mut serial = serial::decide(self.serial, last, content, zone.serial, now);
+            let (_, zsk) = self.roles(&zone.origin);
+            let file_soa = &zone.soa().rdatas[0];
+            let sign_soa = |serial: u32, cache: &mut HashMap<Vec<u8>, Cached>| {
+                let soa = serial::with_serial(file_soa, serial).unwrap_or_else(|| file_soa.clone());
+                let rdatas = [soa];
+                let set = SetRef {
+                    owner: zone.origin.wire(),
+                    rtype: TYPE_SOA,
+                    ttl: zone.soa().ttl,
+                    rdatas: &rdatas,
+                };
+                let got = self.sign(cache, &zsk, set, now);
+                let [soa] = rdatas;
+                (soa, got)
+            };
+            let (mut soa, mut got) = sign_soa(serial, &mut cache);
+            // The SOA's own signature came due with nothing else: a secondary still needs the
+            // new one, so that is a change too.
+            let resigned = match (prev.and_then(|p| p.sigs.as_ref()), got.as_ref()) {
+                (Some(old), Some(new)) => !Arc::ptr_eq(old, &new.sigs),
+                _ => false,
+            };
+            if resigned && Some(serial) == prev.map(|p| p.serial) {
+                serial = serial::decide(self.serial, last, !content, zone.serial, now);
+                (soa, got) = sign_soa(serial, &mut cache);
+            }
+            if let Some(g) = &got {
+                due.add(g);
+            }
+            serials.insert(
+                zone.origin.clone(),
+                ZoneSerial {
+                    serial,
+                    soa,
+                    sigs: got.map(|g| g.sigs),
+                    content,
+                },
+            );
+        }
         cache.retain(|_, c| c.last_used + UNUSED_FOR > now);
         Signed {
             signer: self.clone(),
             zoneset: zones.clone(),
             zones: out_zones,
             services: out_services,
+            serials,
             due,
         }
     }
@@ -432,8 +505,8 @@ impl Signer {
             let mut types: Vec<u16> = node.rrsets.iter().map(|s| s.rtype).collect();
             for set in &node.rrsets {
                 // At a cut only DS (and the NSEC) is the parent's to sign: NS and glue are
-                // the child's.
-                if cut && set.rtype != TYPE_DS {
+                // the child's. The SOA is signed with its managed serial (`ZoneSerial`).
+                if (cut && set.rtype != TYPE_DS) || set.rtype == TYPE_SOA {
                     continue;
                 }
                 let r = SetRef {
@@ -599,6 +672,59 @@ impl Signer {
     }
 }
 
+/// A digest of everything a transfer of the zone carries besides its SOA: the signed zone
+/// data, the apex key sets, the NSEC chain, and its services' answers for unknown locations.
+fn content_digest(zs: &ZoneSigs, routes: &[ServiceRoute], services: &[Option<ServiceSigs>]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    let sigs = |h: &mut rustc_hash::FxHasher, s: Option<&Sigs>| {
+        for x in s.iter().flat_map(|s| s.iter()) {
+            h.write(x);
+        }
+    };
+    for a in [&zs.dnskey, &zs.cds, &zs.cdnskey] {
+        for d in &a.rdatas {
+            h.write(d);
+        }
+        sigs(&mut h, a.sigs.as_ref());
+    }
+    for n in &zs.chain {
+        h.write(n.owner.wire());
+        if let Some((rdata, s)) = &n.body {
+            h.write(rdata);
+            sigs(&mut h, Some(s));
+        }
+        for (t, s) in zs.sets.get(n.owner.wire()).into_iter().flatten() {
+            h.write_u16(*t);
+            sigs(&mut h, Some(s));
+        }
+    }
+    for (route, ss) in routes.iter().zip(services) {
+        let Some(ss) = ss.as_ref().filter(|ss| ss.origin == zs.origin) else {
+            continue;
+        };
+        let default = route.map.lists.iter().position(|l| l.unknown);
+        if let Some(ans) = route.default_answer() {
+            for a in &ans.a {
+                h.write(a);
+            }
+            for a in &ans.aaaa {
+                h.write(a);
+            }
+            h.write_u8(ans.servfail as u8);
+        }
+        if let Some(i) = default {
+            sigs(&mut h, ss.a.get(i).and_then(|x| x.as_ref()));
+            sigs(&mut h, ss.aaaa.get(i).and_then(|x| x.as_ref()));
+        }
+        if let Some((rdata, s)) = &ss.nsec[ss.default_variant] {
+            h.write(rdata);
+            sigs(&mut h, Some(s));
+        }
+    }
+    h.finish()
+}
+
 /// True if `name` is below a zone cut of `zone` (glue, not the zone's own data).
 fn occluded(zone: &Zone, name: &[u8]) -> bool {
     let origin_len = zone.origin.wire().len();
@@ -617,7 +743,8 @@ fn rand_u64() -> u64 {
 }
 
 impl ZoneSigs {
-    /// The signatures over the zone file's `rtype` set at `owner`.
+    /// The signatures over the zone file's `rtype` set at `owner` (not the SOA: see
+    /// [`Signed::serial`]).
     pub fn sigs(&self, owner: &[u8], rtype: u16) -> Option<&Sigs> {
         let v = self.sets.get(owner)?;
         v.iter().find(|(t, _)| *t == rtype).map(|(_, s)| s)
@@ -649,6 +776,11 @@ impl Signed {
             d.merge(s.due);
         }
         Some(d)
+    }
+
+    /// The SOA served for the signed zone at `origin`.
+    pub fn serial(&self, origin: &Name) -> Option<&ZoneSerial> {
+        self.serials.get(origin)
     }
 
     pub fn zone(&self, origin: &Name) -> Option<&ZoneSigs> {

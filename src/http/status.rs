@@ -235,7 +235,7 @@ pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Sta
             .iter()
             .map(|z| ZoneView {
                 origin: z.origin.to_string(),
-                serial: z.serial,
+                serial: crate::dns::transfer::served_serial(table, z),
                 file: z.file.display().to_string(),
                 records: z.record_count(),
                 dnssec: super::dnssec::zone_view(table, z),

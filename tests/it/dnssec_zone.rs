@@ -160,6 +160,7 @@ async fn signatures_are_made_again_before_they_expire() {
         "30 s valid, inception an hour back"
     );
     let made = metric(&ts, "mirrordns_dnssec_signatures_total").await;
+    let serial = soa_serial(&ts, &ours).await;
     let expiry_series = "mirrordns_dnssec_signature_expiry_seconds{zone=\"example.com.\"}";
     let left = metric(&ts, expiry_series).await;
     assert!(left > 0.0 && left <= 30.0, "expiry in {left} s");
@@ -182,6 +183,11 @@ async fn signatures_are_made_again_before_they_expire() {
     assert_eq!(verify_all(&m, &ours), 1, "the new signature verifies:\n{m}");
     let made_later = metric(&ts, "mirrordns_dnssec_signatures_total").await;
     assert!(made_later > made, "signatures_total {made} -> {made_later}");
+    // New signatures are new content for a secondary: the served serial moved on ([dnssec]
+    // serial = "increment", the default), from the zone file's.
+    let later_serial = soa_serial(&ts, &ours).await;
+    assert_eq!(serial, 2_026_112_701, "the zone file's serial at start");
+    assert!(later_serial > serial, "serial {serial} -> {later_serial}");
     let left = metric(&ts, expiry_series).await;
     assert!(left > 0.0 && left <= 30.0, "expiry in {left} s");
     // The zone's own signatures were made again too, not only the geo answers'.
@@ -215,6 +221,32 @@ async fn signatures_are_made_again_before_they_expire() {
         assert!(out.contains("; fully validated"), "{out}");
     }
     ts.server.shutdown().await;
+}
+
+/// The SOA serial served, asked with and without DO (the same either way), and as `/status`
+/// shows it.
+async fn soa_serial(ts: &TestServer, ours: &[hickory_proto::dnssec::rdata::DNSKEY]) -> u32 {
+    let mut seen = Vec::new();
+    for dnssec_ok in [false, true] {
+        let (m, _) = ask(ts.addr, "example.com.", RecordType::SOA, dnssec_ok, None).await;
+        let soa = m
+            .answers
+            .iter()
+            .find_map(|r| match &r.data {
+                hickory_proto::rr::RData::SOA(soa) => Some(soa.serial),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no SOA:\n{m}"));
+        if dnssec_ok {
+            assert_eq!(verify_all(&m, ours), 1, "the SOA's RRSIG:\n{m}");
+        }
+        seen.push(soa);
+    }
+    assert_eq!(seen[0], seen[1], "with and without DO");
+    let st = status(ts).await;
+    // /status is read after the queries: a refresh in between may have moved it on.
+    assert!(st["zones"][0]["serial"].as_u64().unwrap() >= seen[0] as u64);
+    seen[0]
 }
 
 #[tokio::test]
