@@ -377,3 +377,62 @@ async fn the_biggest_signed_answers_fit_1232_bytes() {
         ts.server.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn referrals_carry_the_signed_ds_or_the_proof_there_is_none() {
+    let keys = Keys::new(false);
+    let ours = our_dnskeys(&keys);
+    // `lab` is delegated without a DS; `secure` with one.
+    let zone = format!(
+        "{ZONE}secure NS ns.secure\nns.secure A 192.0.2.201\nsecure DS 60485 13 2 {}\n",
+        "D4B7D520E7BB5F0F67674A0CCEB1E3E0614B93C4F9E99B8383F6A1E4469DA50A"
+    );
+    let ts = start(&geo_config(1, &keys.section("")), &zone, None).await;
+    let (m, _) = ask(
+        ts.addr,
+        "www.secure.example.com.",
+        RecordType::A,
+        true,
+        None,
+    )
+    .await;
+    assert!(!m.metadata.authoritative, "a referral:\n{m}");
+    let types: Vec<RecordType> = m.authorities.iter().map(|r| r.record_type()).collect();
+    assert!(
+        types.contains(&RecordType::NS) && types.contains(&RecordType::DS),
+        "{m}"
+    );
+    assert_eq!(
+        sigs_over(&m.authorities, RecordType::DS).len(),
+        1,
+        "the DS is signed:\n{m}"
+    );
+    assert_eq!(verify_all(&m, &ours), 1, "{m}");
+    let (m, _) = ask(ts.addr, "www.lab.example.com.", RecordType::A, true, None).await;
+    let proofs = nsecs(&m.authorities);
+    let [(owner, _, types)] = &proofs[..] else {
+        panic!("one NSEC proving lab has no DS:\n{m}");
+    };
+    assert_eq!(owner, &name("lab.example.com."));
+    assert!(
+        !types.contains(&RecordType::DS) && types.contains(&RecordType::NS),
+        "{m}"
+    );
+    assert_eq!(verify_all(&m, &ours), 1, "the NSEC is signed:\n{m}");
+    // Without DO, the referral is as it always was.
+    let (m, _) = ask(
+        ts.addr,
+        "www.secure.example.com.",
+        RecordType::A,
+        false,
+        None,
+    )
+    .await;
+    assert!(
+        m.authorities
+            .iter()
+            .all(|r| r.record_type() == RecordType::NS),
+        "{m}"
+    );
+    ts.server.shutdown().await;
+}

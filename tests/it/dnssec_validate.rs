@@ -135,7 +135,7 @@ async fn unbound_validates_geo_answers_cnames_wildcards_and_denials() {
     let ts = start(&geo_config(1, &keys.section("")), ZONE, None).await;
     let (resolver, _guard, dir) = unbound(ts.addr, &keys);
     let dl = "downloads.example.com.";
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
         (
             dl,
             RecordType::A,
@@ -189,6 +189,15 @@ async fn unbound_validates_geo_answers_cnames_wildcards_and_denials() {
             dl,
             RecordType::TXT,
             Some("81.2.69.0"),
+            ResponseCode::NoError,
+            &[],
+        ),
+        // The delegation `lab` has no DS: the parent's signed NSEC at the cut proves it (asking
+        // for names below it would send Unbound to lab's server, off loopback).
+        (
+            "lab.example.com.",
+            RecordType::DS,
+            None,
             ResponseCode::NoError,
             &[],
         ),
