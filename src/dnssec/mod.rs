@@ -6,8 +6,10 @@
 //! - [`sign`]: one RRSIG over one RRset (canonical form from hickory-proto).
 //! - [`nsec`]: NSEC type bitmaps and finding the record that matches or covers a name.
 //! - [`serial`]: the SOA serial of a signed zone, moved whenever its content changes.
-//! - [`signed`]: the signatures of one routing table (zone data, geo answers, the NSEC chain),
-//!   made when the table is built through a cache keyed by RRset content.
+//! - [`signer`]: keys and periods with the signature cache keyed by RRset content, through
+//!   which a table build makes every signature.
+//! - [`signed`]: the signatures of one routing table (zone data, geo answers, the NSEC chain,
+//!   the SOA with its serial), as answers read them.
 //!
 //! Every signature is made when a routing table is built or when signatures come due, never
 //! while answering: a geo answer is one of a finite set of RRsets, all known when the table
@@ -18,3 +20,4 @@ pub mod nsec;
 pub mod serial;
 pub mod sign;
 pub mod signed;
+pub mod signer;
