@@ -57,21 +57,7 @@ target/release/mirrordns check -c "$CONF" >&2 || die "signed config does not che
 RESULTS="$WORK/results.txt"
 PORT=$MIRRORDNS_PORT
 
-# Starts mirrordns on CONFIG (pinned like the other benches); sets PID.
-start_with() {
-  taskset -c "$SERVER_CPU" target/release/mirrordns serve -c "$1" --threads 1 \
-    > "$WORK/mirrordns.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 240); do
-    kill -0 "$PID" 2>/dev/null || die "mirrordns exited: $(tail -3 "$WORK/mirrordns.log")"
-    if dig +short +time=1 +tries=1 -p "$PORT" @127.0.0.1 www.example.com A 2>/dev/null \
-        | grep -q 192.0.2.100; then
-      return 0
-    fi
-    sleep 0.25
-  done
-  die "mirrordns did not answer within 60 s"
-}
+start_with() { start_server mirrordns "$1"; PID=$STARTED; }
 
 # Bytes of the answer to `dig ARGS` with DO, and its flags line (TC must not be set).
 size_of() {

@@ -56,14 +56,15 @@ geo_setup() {
 
 port_of() { [ "$1" = gdnsd ] && echo "$GDNSD_PORT" || echo "$MIRRORDNS_PORT"; }
 
-# start_server NAME: pinned to SERVER_CPU, foreground (no daemon fork, so $! is the server);
-# sets STARTED. The caller records it for its cleanup trap.
+# start_server NAME [CONFIG]: pinned to SERVER_CPU, foreground (no daemon fork, so $! is the
+# server); sets STARTED. The caller records it for its cleanup trap. CONFIG (mirrordns only)
+# replaces the generated config.toml.
 start_server() {
   case "$1" in
     gdnsd) taskset -c "$SERVER_CPU" gdnsd -c "$GEO_WORK/gdnsd" start \
              > "$GEO_WORK/gdnsd.log" 2>&1 & ;;
     mirrordns) taskset -c "$SERVER_CPU" target/release/mirrordns serve \
-                 -c "$GEO_WORK/mirrordns/config.toml" --threads "$THREADS" \
+                 -c "${2:-$GEO_WORK/mirrordns/config.toml}" --threads "$THREADS" \
                  > "$GEO_WORK/mirrordns.log" 2>&1 & ;;
   esac
   STARTED=$!

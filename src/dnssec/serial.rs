@@ -76,16 +76,7 @@ pub fn decide(
 
 /// SOA RDATA with its serial replaced (the RDATA is two uncompressed names, then the serial).
 pub fn with_serial(soa: &[u8], serial: u32) -> Option<Box<[u8]>> {
-    let mut at = 0;
-    for _ in 0..2 {
-        loop {
-            let len = *soa.get(at)? as usize;
-            at += 1 + len;
-            if len == 0 {
-                break;
-            }
-        }
-    }
+    let at = serial_offset(soa)?;
     let mut out = soa.to_vec();
     out.get_mut(at..at + 4)?
         .copy_from_slice(&serial.to_be_bytes());
@@ -94,6 +85,13 @@ pub fn with_serial(soa: &[u8], serial: u32) -> Option<Box<[u8]>> {
 
 /// The serial in SOA RDATA.
 pub fn serial_of(soa: &[u8]) -> Option<u32> {
+    let at = serial_offset(soa)?;
+    let b = soa.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Where the serial starts in SOA RDATA: past MNAME and RNAME.
+fn serial_offset(soa: &[u8]) -> Option<usize> {
     let mut at = 0;
     for _ in 0..2 {
         loop {
@@ -104,8 +102,7 @@ pub fn serial_of(soa: &[u8]) -> Option<u32> {
             }
         }
     }
-    let b = soa.get(at..at + 4)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    Some(at)
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@
 //! trust-anchor updates, so nothing it does can reach beyond 127.0.0.1.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -20,76 +19,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
+use crate::common::resolver::{Resolver, start_unbound};
 use crate::common::*;
 use crate::dnssec::{Keys, dnssec_query, geo_config};
 
-/// Kills the resolver when the test ends, however it ends.
-struct Resolver(Child);
-
-impl Drop for Resolver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn unbound_conf(dir: &Path, port: u16, upstream: SocketAddr, ds: &str) -> String {
-    let d = dir.display();
-    let up = format!("{}@{}", upstream.ip(), upstream.port());
-    format!(
-        r#"server:
-  interface: 127.0.0.1
-  port: {port}
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound.pid"
-  use-syslog: no
-  logfile: "{d}/unbound.log"
-  verbosity: 1
-  val-log-level: 2
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "subnetcache validator iterator"
-  send-client-subnet: 127.0.0.1
-  max-client-subnet-ipv4: 24
-  root-hints: "{d}/root.hints"
-  qname-minimisation: no
-  prefetch: no
-  trust-anchor: "{ds}"
-  trust-anchor-signaling: no
-  root-key-sentinel: no
-stub-zone:
-  name: "."
-  stub-addr: {up}
-stub-zone:
-  name: "example.com"
-  stub-addr: {up}
-"#
-    )
-}
-
-/// Unbound validating with the test key, sending its queries to `upstream`; its address and
-/// the guard that stops it.
+/// Unbound validating with the test key, sending its queries to `upstream`; its address, the
+/// guard that stops it, and its scratch directory.
 fn unbound(upstream: SocketAddr, keys: &Keys) -> (SocketAddr, Resolver, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("root.hints"),
-        ".  3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n",
-    )
-    .unwrap();
-    let conf = dir.path().join("unbound.conf");
-    std::fs::write(&conf, unbound_conf(dir.path(), port, upstream, &keys.ds())).unwrap();
-    let child = Command::new("unbound")
-        .args(["-d", "-c"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("unbound starts");
-    (([127, 0, 0, 1], port).into(), Resolver(child), dir)
+    start_unbound(upstream, Some(&keys.ds()))
 }
 
 /// Asks the resolver with DO set, on behalf of a client in `ecs`/24 if given.

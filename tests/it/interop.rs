@@ -4,21 +4,12 @@
 //! anchors, so nothing they do can reach beyond 127.0.0.1.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::resolver::{Resolver, resolver_dir, start_unbound};
 use crate::common::*;
 use hickory_proto::rr::RecordType;
-
-/// Kills the resolver when the test ends, however it ends.
-struct Resolver(Child);
-
-impl Drop for Resolver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn config() -> String {
     format!(
@@ -35,51 +26,6 @@ mirrors = ["us-east", "eu-west", "ap-northeast"]
 {MIRRORS}"#,
         server_section()
     )
-}
-
-fn unbound_conf(dir: &std::path::Path, port: u16, upstream: SocketAddr) -> String {
-    let d = dir.display();
-    let up = format!("{}@{}", upstream.ip(), upstream.port());
-    format!(
-        r#"server:
-  interface: 127.0.0.1
-  port: {port}
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound.pid"
-  use-syslog: no
-  logfile: "{d}/unbound.log"
-  verbosity: 1
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "subnetcache iterator"
-  send-client-subnet: 127.0.0.1
-  max-client-subnet-ipv4: 24
-  root-hints: "{d}/root.hints"
-  qname-minimisation: no
-  prefetch: no
-stub-zone:
-  name: "."
-  stub-addr: {up}
-stub-zone:
-  name: "example.com"
-  stub-addr: {up}
-"#
-    )
-}
-
-/// A scratch directory with root hints that name only a loopback server, and a free port.
-fn resolver_dir() -> (tempfile::TempDir, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("root.hints"),
-        ".  3600000 NS a.root.invalid.\na.root.invalid. 3600000 A 127.0.0.1\n",
-    )
-    .unwrap();
-    (dir, port)
 }
 
 /// Asks the resolver for the downloads name on behalf of a client in `subnet`/24.
@@ -112,19 +58,7 @@ async fn first_answer(resolver: SocketAddr) -> hickory_proto::op::Message {
 async fn unbound_with_subnetcache_gets_the_mirror_for_the_client_subnet_and_caches_by_scope() {
     require("unbound", "-V", "unbound");
     let ts = start(&config(), ZONE, None).await;
-    let (dir, port) = resolver_dir();
-    let conf = dir.path().join("unbound.conf");
-    std::fs::write(&conf, unbound_conf(dir.path(), port, ts.addr)).unwrap();
-    let _resolver = Resolver(
-        Command::new("unbound")
-            .args(["-d", "-c"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("unbound starts"),
-    );
-    let unbound: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (unbound, _resolver, _dir) = start_unbound(ts.addr, None);
     let ask = |subnet: &'static str| ask(unbound, subnet);
     let london = first_answer(unbound).await;
     assert_eq!(

@@ -8,6 +8,7 @@ pub mod mmdb;
 pub mod process;
 pub mod redirect;
 pub mod release;
+pub mod resolver;
 pub mod scrape;
 
 use std::net::{IpAddr, SocketAddr};
