@@ -253,11 +253,11 @@ async fn soa_serial(ts: &TestServer, ours: &[hickory_proto::dnssec::rdata::DNSKE
 async fn a_drain_signs_only_the_new_answer_sets() {
     let keys = Keys::new(false);
     let ours = our_dnskeys(&keys);
-    let config = geo_config(2, &keys.section("")).replacen(
-        "zones = [\"example.com.zone\"]\n",
-        "zones = [\"example.com.zone\"]\nadmin-state = \"admin.toml\"\n",
-        1,
-    );
+    let mut config = crate::common::config::Config::parse(&geo_config(2, &keys.section("")));
+    config
+        .server()
+        .insert("admin-state".into(), "admin.toml".into());
+    let config = config.to_string();
     let ts = start(&config, ZONE, None).await;
     let (_, _, before) = london_window(ts.addr).await;
     assert_eq!(
