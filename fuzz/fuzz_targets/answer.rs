@@ -28,10 +28,14 @@ fn world() -> &'static World {
         let zone = root.join("zones/example.com.zone");
         let shipped = std::fs::read_to_string(root.join("config/mirrordns.toml")).unwrap();
         // The shipped config, plus transfers open to everyone with a TSIG key, so that the
-        // fuzzer reaches the TSIG parser and checker too.
-        let config = shipped.replace("../zones/example.com.zone", &zone.display().to_string())
-            + "\n[transfer]\nallow = [\"0.0.0.0/0\", \"::/0\"]\n[transfer.tsig]\nname = \"k\"\nsecret = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n";
+        // fuzzer reaches the TSIG parser and checker too, and the zone signed, so that
+        // queries with DO reach the RRSIG and NSEC paths (and signed transfers).
         let dir = tempfile::tempdir().unwrap();
+        let origin = mirrordns::zone::Name::from_text("example.com").unwrap();
+        let key = mirrordns::dnssec::keys::generate(&origin, 13, true, dir.path()).unwrap();
+        let config = shipped.replace("../zones/example.com.zone", &zone.display().to_string())
+            + "\n[transfer]\nallow = [\"0.0.0.0/0\", \"::/0\"]\n[transfer.tsig]\nname = \"k\"\nsecret = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n"
+            + &format!("[dnssec]\nkeys = [{:?}]\n", key.display().to_string());
         let path = dir.path().join("mirrordns.toml");
         std::fs::write(&path, config).unwrap();
         let loaded = Loaded::from_file(&path).unwrap();
