@@ -322,6 +322,7 @@ impl Daemon {
         };
         // Answer counts go on from where they were (Prometheus counters never go down).
         loaded.continue_counters(&sh.table.load());
+        loaded.warn_serials_going_back(&sh.table.load());
         let listens = |c: &crate::config::Config| -> Vec<_> {
             c.redirects
                 .iter()

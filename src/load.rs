@@ -146,6 +146,30 @@ impl Loaded {
         });
     }
 
+    /// Warns about every zone whose file's serial is lower, in RFC 1982 arithmetic, than the
+    /// one `old` was loaded from: secondaries take a zone only when its serial moves forward, so
+    /// they keep the old copy. Not an error: going back is sometimes done on purpose, and a
+    /// signed zone's served serial is managed anyway (`[dnssec] serial`).
+    pub fn warn_serials_going_back(&self, old: &RoutingTable) {
+        for z in self.inputs.zones.zones() {
+            let Some(before) = old.zones.zones().iter().find(|o| o.origin == z.origin) else {
+                continue;
+            };
+            if crate::dnssec::serial::greater(before.serial, z.serial) {
+                tracing::warn!(
+                    "{}:{}: the serial of zone `{}` went back from {} to {}: secondaries keep \
+                     their copy until the serial passes {}",
+                    z.file.display(),
+                    z.soa_line,
+                    z.origin,
+                    before.serial,
+                    z.serial,
+                    before.serial
+                );
+            }
+        }
+    }
+
     /// A routing table with every mirror routable but drained ones (no health information).
     pub fn table(&self, generation: u64) -> RoutingTable {
         self.table_with(&HealthSnapshot::static_config(&self.config), generation)

@@ -61,6 +61,8 @@ pub struct Zone {
     pub origin: Name,
     pub file: PathBuf,
     pub serial: u32,
+    /// The line of the SOA record in `file`, for messages about the serial.
+    pub soa_line: usize,
     /// TTL for negative answers: min(SOA TTL, SOA MINIMUM) per RFC 2308.
     pub negative_ttl: u32,
     nodes: FxHashMap<Name, Node>,
@@ -197,7 +199,7 @@ fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Ve
         .iter()
         .filter(|r| r.rtype == RecordType::SOA)
         .collect();
-    let (origin, serial, negative_ttl) = match soas.as_slice() {
+    let (origin, serial, negative_ttl, soa_line) = match soas.as_slice() {
         [] => {
             return Err(vec![Problem::new(
                 path,
@@ -222,6 +224,7 @@ fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Ve
                 Name::from_hickory(&soa.owner),
                 s.serial,
                 soa.ttl.min(s.minimum),
+                soa.line,
             )
         }
     };
@@ -311,6 +314,7 @@ fn build_zone(path: &Path, records: Vec<parse::ParsedRecord>) -> Result<Zone, Ve
         origin,
         file: path.to_path_buf(),
         serial,
+        soa_line,
         negative_ttl,
         nodes,
     };

@@ -404,3 +404,45 @@ fn geo_database_replaced_in_place_or_by_rename() {
     srv.wait("London again", 15, |s| answers(&rt, s.dns) == good);
     srv.stop();
 }
+
+/// A zone file whose serial goes back is served (going back is sometimes meant), and the
+/// reload warns with the file and the SOA's line, as other servers do: secondaries keep their
+/// copy until the serial passes the old one.
+#[test]
+fn a_zone_serial_going_back_on_reload_is_a_warning_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg_path = write_files(&dir, &static_config(port, ""), ZONE, Some(london_db()));
+    let zone_path = dir.path().join("example.com.zone");
+    let mut srv = Serving::start_with_env(&cfg_path, port, &[("RUST_LOG", "warn")]);
+    let soa_line = line_of(ZONE, "SOA");
+    for (serial, what) in [("2026112702", "forward"), ("2026112600", "back")] {
+        let zone = ZONE
+            .replace("2026112701", serial)
+            .replace("192.0.2.100", "192.0.2.102");
+        std::fs::write(&zone_path, zone).unwrap();
+        let generation = status(port)["config"]["generation"].as_u64().unwrap();
+        srv.signal(libc::SIGHUP);
+        srv.wait(
+            &format!("the reload with the serial moved {what}"),
+            10,
+            |_| status(port)["config"]["generation"].as_u64().unwrap() > generation,
+        );
+        assert_eq!(
+            status(port)["zones"][0]["serial"].as_u64().unwrap(),
+            serial.parse::<u64>().unwrap(),
+            "the new zone is served"
+        );
+    }
+    let log = srv.stop();
+    let want = format!(
+        "{}:{soa_line}: the serial of zone `example.com.` went back from 2026112702 to 2026112600",
+        zone_path.display()
+    );
+    assert!(log.contains(&want), "{want}\n{log}");
+    assert_eq!(
+        log.matches("went back").count(),
+        1,
+        "only the step back:\n{log}"
+    );
+}
