@@ -121,7 +121,11 @@ impl Server {
             dns_running: AtomicBool::new(true),
             redirect_addrs,
             redirect_stats: redirect_stats.clone(),
+            table_stored: Arc::new(tokio::sync::watch::Sender::new(())),
+            notify: Arc::default(),
         });
+        // Subscribed before the first publish below, so that no change goes unseen.
+        let table_stored = shared.table_stored.subscribe();
         let static_publish = start_health(&inputs, &mut *shared.prober.lock().await, &shared)
             .await
             .map_err(std::io::Error::other)?;
@@ -154,6 +158,12 @@ impl Server {
         );
         tokio::spawn(watch::watch_admin(daemon.clone(), shutdown.clone()));
         tokio::spawn(refresh_signatures(shared.clone(), shutdown.clone()));
+        tokio::spawn(crate::dns::notify::run(
+            shared.table.clone(),
+            table_stored,
+            shared.notify.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(watch::watch_files(daemon.clone(), shutdown.clone()));
         let http_shutdown = CancellationToken::new();
         let http = http_listener.map(|l| {
@@ -411,11 +421,12 @@ fn release_free_memory() {
 /// holds the pieces it writes, not `shared`: the prober that keeps it lives in `shared`.
 fn publisher(inputs: &Arc<Inputs>, shared: &Published) -> Publisher {
     let inputs = inputs.clone();
-    let (table, generation, metrics, admin) = (
+    let (table, generation, metrics, admin, stored) = (
         shared.table.clone(),
         shared.generation.clone(),
         shared.metrics.clone(),
         shared.admin.clone(),
+        shared.table_stored.clone(),
     );
     Arc::new(move |snap| {
         let started = Instant::now();
@@ -429,6 +440,7 @@ fn publisher(inputs: &Arc<Inputs>, shared: &Published) -> Publisher {
         metrics.build.observe(started.elapsed());
         table.store(Arc::new(t));
         metrics.swaps.fetch_add(1, Ordering::Relaxed);
+        stored.send_replace(());
     })
 }
 
@@ -458,6 +470,7 @@ async fn refresh_signatures(shared: Arc<Published>, shutdown: CancellationToken)
                 let prev = shared.table.compare_and_swap(&current, Arc::new(t));
                 if Arc::ptr_eq(&prev, &current) {
                     shared.metrics.swaps.fetch_add(1, Ordering::Relaxed);
+                    shared.table_stored.send_replace(());
                     info!(generation = g, "signatures refreshed");
                 }
             }

@@ -83,6 +83,11 @@ pub struct Published {
     /// Where the download redirectors listen (real ports), and what they counted.
     pub redirect_addrs: Vec<crate::redirect::Addrs>,
     pub redirect_stats: Arc<crate::redirect::RedirectStats>,
+    /// Signalled after every table store, so that the NOTIFY task looks for changed zones (a
+    /// `watch` coalesces a burst of swaps into one wake-up).
+    pub table_stored: Arc<tokio::sync::watch::Sender<()>>,
+    /// What the NOTIFY task sent, and what came of it.
+    pub notify: Arc<crate::dns::notify::NotifyStatus>,
 }
 
 impl Published {
@@ -175,6 +180,11 @@ impl Monitor {
 
     pub fn redirect_stats(&self) -> &crate::redirect::RedirectStats {
         &self.shared.redirect_stats
+    }
+
+    /// NOTIFYs to secondaries and their results.
+    pub fn notify(&self) -> &crate::dns::notify::NotifyStatus {
+        &self.shared.notify
     }
 
     pub fn dns_running(&self) -> bool {

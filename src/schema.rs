@@ -137,6 +137,40 @@ pub struct ZoneView {
     /// none when reading an older server's document.
     #[serde(default)]
     pub dnssec: Option<ZoneSigningView>,
+    /// The last NOTIFY to each secondary in `[transfer] notify`. Added after the first
+    /// release: empty when reading an older server's document.
+    #[serde(default)]
+    pub notify: Vec<NotifyView>,
+    /// The last transfers served (at most 16), oldest first. Added after the first release.
+    #[serde(default)]
+    pub transfers: Vec<TransferView>,
+}
+
+/// The last NOTIFY of a zone to one secondary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyView {
+    /// The secondary, as configured ("192.0.2.54:53").
+    pub address: String,
+    /// The serial the last NOTIFY carried.
+    pub serial: u32,
+    /// When it was last sent (null: not yet).
+    #[serde(deserialize_with = "required")]
+    pub at: Option<String>,
+    pub acknowledged: bool,
+    /// Sends of the last NOTIFY (retries included).
+    pub attempts: u32,
+    /// "acked", "refused", "timeout" or "error" (null: no result yet).
+    #[serde(deserialize_with = "required")]
+    pub last_result: Option<String>,
+}
+
+/// A zone transfer served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferView {
+    pub client: String,
+    pub at: String,
+    /// "AXFR" or "IXFR".
+    pub kind: String,
 }
 
 /// A signed zone's keys and when its signatures expire and are made again.

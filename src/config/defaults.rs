@@ -409,9 +409,10 @@ mod tests {
     #[test]
     fn shipped_config_comments_give_the_defaults() {
         // Commented out to show what a value looks like, not what it defaults to.
-        const EXAMPLES: [&str; 7] = [
+        const EXAMPLES: [&str; 8] = [
             "geo.database",
             "transfer.allow",
+            "transfer.notify",
             "redirect.service",
             "redirect.listen",
             "redirect.latest",

@@ -1,6 +1,8 @@
 //! The abuse-protection parts of the config: `[rate-limit]` (RRL), `[cookies]` (RFC 7873
 //! server cookies) and `[transfer]` (who may AXFR/IXFR, and the TSIG key they must sign with).
 
+use std::net::{IpAddr, SocketAddr};
+
 use ipnet::IpNet;
 use toml::Spanned;
 
@@ -74,6 +76,9 @@ pub struct TsigKey {
 #[derive(Debug, Clone, Default)]
 pub struct Transfer {
     pub allow: Vec<IpNet>,
+    /// Secondaries told of every change to a zone's content (RFC 1996 NOTIFY), signed with
+    /// `tsig` when it is set.
+    pub notify: Vec<SocketAddr>,
     /// When set, an allowed client must also sign with this key.
     pub tsig: Option<TsigKey>,
 }
@@ -170,9 +175,35 @@ impl Validator<'_> {
         let Some(raw) = raw else {
             return Transfer::default();
         };
-        let allow = self.networks(raw.allow, "transfer.allow");
-        let tsig = raw.tsig.and_then(|k| self.tsig_key(k));
-        Transfer { allow, tsig }
+        let raw::RawTransfer {
+            allow,
+            notify,
+            tsig,
+        } = raw;
+        let allow = self.networks(allow, "transfer.allow");
+        let notify = notify
+            .into_iter()
+            .filter_map(|a| match notify_address(a.get_ref()) {
+                Some(addr) => Some(addr),
+                None => {
+                    self.err(
+                        &a,
+                        "transfer.notify",
+                        format!(
+                            "`{}` is not an address: expected \"192.0.2.54:53\", \"[2001:db8::54]:53\" or a bare IP (port 53)",
+                            a.get_ref()
+                        ),
+                    );
+                    None
+                }
+            })
+            .collect();
+        let tsig = tsig.and_then(|k| self.tsig_key(k));
+        Transfer {
+            allow,
+            notify,
+            tsig,
+        }
     }
 
     fn tsig_key(&mut self, raw: Spanned<raw::RawTsig>) -> Option<TsigKey> {
@@ -232,6 +263,15 @@ impl Validator<'_> {
             secret,
         })
     }
+}
+
+/// A secondary's address: "ip:port", or a bare IP meaning port 53.
+fn notify_address(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+        .filter(|a| a.port() != 0)
 }
 
 fn hex16(s: &str) -> Option<[u8; 16]> {

@@ -139,6 +139,10 @@ pub struct RawTransfer {
     /// Client networks allowed to transfer zones (default: none).
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
+    /// Secondaries sent a NOTIFY when a zone changes: "ip:port", or a bare IP for port 53
+    /// (default: none).
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
     #[serde(default)]
     pub tsig: Option<Spanned<RawTsig>>,
 }

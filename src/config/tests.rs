@@ -180,3 +180,36 @@ fn durations() {
     assert!(parse_duration("s").is_err());
     assert!(parse_duration("").is_err());
 }
+
+#[test]
+fn notify_takes_socket_addresses_and_bare_ips_for_port_53() {
+    let src = format!(
+        "{GOOD}\n[transfer]\nallow = [\"192.0.2.54/32\"]\nnotify = [\"192.0.2.54:5353\", \"192.0.2.55\", \"[2001:db8::54]:53\", \"2001:db8::55\"]\n"
+    );
+    let cfg = parse(&src).unwrap();
+    let want: Vec<std::net::SocketAddr> = [
+        "192.0.2.54:5353",
+        "192.0.2.55:53",
+        "[2001:db8::54]:53",
+        "[2001:db8::55]:53",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect();
+    assert_eq!(cfg.transfer.notify, want);
+    assert!(parse(GOOD).unwrap().transfer.notify.is_empty());
+
+    let src = format!("{GOOD}\n[transfer]\nnotify = [\"192.0.2.54:53\",\n  \"ns2.example.net\"]\n");
+    let line = src
+        .lines()
+        .position(|l| l.contains("ns2.example.net"))
+        .unwrap()
+        + 1;
+    let errs = errors(&src);
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!(
+            "/etc/mirrordns/test.toml:{line}: `transfer.notify`"
+        )) && e.contains("`ns2.example.net` is not an address")),
+        "{errs:?}"
+    );
+}

@@ -12,6 +12,7 @@ pub mod cookie;
 mod dnssec;
 mod fast;
 pub mod message;
+pub mod notify;
 pub mod rrl;
 pub mod server;
 pub mod transfer;
@@ -137,6 +138,8 @@ pub struct Stats {
     counts: Counters,
     /// Time spent in the answer logic per query.
     pub latency: Histogram,
+    /// The last transfers of each zone, for `/status`.
+    pub transfers: notify::TransferLog,
 }
 
 /// Where the answered-query counter for (transport, qtype, rcode) indices lives.
@@ -149,6 +152,7 @@ impl Default for Stats {
         Stats {
             counts: Counters::new(N_EVENTS + 2 * N_QTYPES * N_RCODES),
             latency: Histogram::new(DNS_BUCKETS),
+            transfers: notify::TransferLog::default(),
         }
     }
 }

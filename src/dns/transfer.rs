@@ -78,6 +78,14 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
     };
     stats.add(Event::Transfers);
     stats.count(Transport::Tcp, Some(q.qtype), wire::RCODE_NOERROR);
+    stats.transfers.record(
+        zone.origin.wire(),
+        super::notify::TransferRecord {
+            client: src,
+            at: std::time::SystemTime::now(),
+            kind: if q.qtype == TYPE_AXFR { "AXFR" } else { "IXFR" },
+        },
+    );
     let mut messages = Vec::new();
     let records = zone_records(table, zone);
     let mut out = Vec::new();

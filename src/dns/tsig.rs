@@ -1,6 +1,6 @@
-//! TSIG (RFC 8945): checking a signed request and signing the responses to it.
-//!
-//! Only zone transfers use it here. HMAC (RFC 2104) is a few lines over `sha2`, which we
+//! TSIG (RFC 8945): checking a signed request and signing the responses to it (zone
+//! transfers), and signing a request and checking the response to it (NOTIFY, which we send).
+//! HMAC (RFC 2104) is a few lines over `sha2`, which we
 //! already depend on; the `hmac` crate in the registry pairs with an older `sha2`.
 
 use sha2::{Digest, Sha256, Sha512};
@@ -166,6 +166,31 @@ pub fn verify(
     key: &TsigKey,
     now: u64,
 ) -> Result<(), Failure> {
+    verify_signed(pkt, at, rec, key, None, now)
+}
+
+/// Checks the TSIG of a response to a request we signed with `request_mac` (RFC 8945 4.3.1:
+/// the response's MAC covers the request's).
+pub fn verify_response(
+    pkt: &[u8],
+    at: usize,
+    rec: &Record<'_>,
+    key: &TsigKey,
+    request_mac: &[u8],
+    now: u64,
+) -> Result<(), Failure> {
+    verify_signed(pkt, at, rec, key, Some(request_mac), now)
+}
+
+/// A request (`prior` None) or a response to the request whose MAC is `prior`.
+fn verify_signed(
+    pkt: &[u8],
+    at: usize,
+    rec: &Record<'_>,
+    key: &TsigKey,
+    prior: Option<&[u8]>,
+    now: u64,
+) -> Result<(), Failure> {
     if rec.key_name != wire_name(&key.name) || rec.algorithm != wire_name(key.algorithm.name()) {
         return Err(Failure::BadKey);
     }
@@ -175,7 +200,10 @@ pub fn verify(
     let ar = u16::from_be_bytes([msg[10], msg[11]]).saturating_sub(1);
     msg[10..12].copy_from_slice(&ar.to_be_bytes());
     let vars = variables(key, rec.time_signed, rec.fudge, rec.error, rec.other);
-    let want = mac(key, &[&msg, &vars]);
+    let want = match prior {
+        None => mac(key, &[&msg, &vars]),
+        Some(p) => mac(key, &[&(p.len() as u16).to_be_bytes(), p, &msg, &vars]),
+    };
     if !same(&want, rec.mac) {
         return Err(Failure::BadSig);
     }
@@ -183,6 +211,21 @@ pub fn verify(
         return Err(Failure::BadTime);
     }
     Ok(())
+}
+
+/// Signs a request we send (a NOTIFY) in place at `now` (Unix seconds), and returns its MAC,
+/// which the response's signature covers ([`verify_response`]).
+pub fn sign_request(msg: &mut Vec<u8>, key: &TsigKey, now: u64) -> Vec<u8> {
+    let vars = variables(key, now, FUDGE, 0, &[]);
+    let m = mac(key, &[msg, &vars]);
+    let fields = Fields {
+        time_signed: now,
+        mac: &m,
+        error: 0,
+        other: &[],
+    };
+    append(msg, key, &fields);
+    m
 }
 
 /// The "TSIG variables" of RFC 8945 4.3.3.
@@ -418,6 +461,41 @@ mod tests {
             s.sign(&mut msg, 0, &[]);
             assert_eq!(msg.len() - 12, predicted, "{algorithm:?}");
         }
+    }
+
+    /// A request we sign verifies as a request; a response signed over its MAC (as a
+    /// secondary signs its NOTIFY answer) verifies against that MAC and no other.
+    #[test]
+    fn signed_request_and_its_response() {
+        let key = TsigKey {
+            name: "xfr-key".into(),
+            algorithm: TsigAlgorithm::HmacSha256,
+            secret: vec![9; 32],
+        };
+        let now = 1_800_000_000;
+        let mut req = vec![0xAB, 0xCD, 0x24, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let req_mac = sign_request(&mut req, &key, now);
+        let rec = parse(&req, 12).unwrap();
+        assert_eq!(verify(&req, 12, &rec, &key, now + 10), Ok(()));
+        let mut resp = vec![0xAB, 0xCD, 0xA4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        Signer::new(&key, &req_mac, now).sign(&mut resp, 0, &[]);
+        let rec = parse(&resp, 12).unwrap();
+        assert_eq!(
+            verify_response(&resp, 12, &rec, &key, &req_mac, now),
+            Ok(())
+        );
+        assert_eq!(
+            verify_response(&resp, 12, &rec, &key, &[0; 32], now),
+            Err(Failure::BadSig)
+        );
+        let other = TsigKey {
+            secret: vec![1; 32],
+            ..key.clone()
+        };
+        assert_eq!(
+            verify_response(&resp, 12, &rec, &other, &req_mac, now),
+            Err(Failure::BadSig)
+        );
     }
 
     #[test]

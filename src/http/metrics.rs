@@ -48,6 +48,7 @@ pub fn render(
     }
     super::redirects::metrics(&mut e, mon, table);
     super::dnssec::metrics(&mut e, table);
+    super::notify::metrics(&mut e, mon);
     e.family(
         "mirrordns_dns_answers_total",
         "counter",

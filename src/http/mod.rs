@@ -8,6 +8,7 @@
 
 mod dnssec;
 mod metrics;
+mod notify;
 mod page;
 mod redirects;
 mod status;

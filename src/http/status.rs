@@ -239,6 +239,8 @@ pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                 file: z.file.display().to_string(),
                 records: z.record_count(),
                 dnssec: super::dnssec::zone_view(table, z),
+                notify: super::notify::views(m, z),
+                transfers: super::notify::transfers(m, z),
             })
             .collect(),
     }

@@ -139,6 +139,19 @@ fn status() -> Status {
                 expires_in_seconds: 1_209_600.0,
                 refresh_at: "2026-12-10T00:00:00Z".into(),
             }),
+            notify: vec![NotifyView {
+                address: "192.0.2.54:53".into(),
+                serial: 2_026_112_701,
+                at: Some("2026-12-01T10:00:00.000Z".into()),
+                acknowledged: true,
+                attempts: 1,
+                last_result: Some("acked".into()),
+            }],
+            transfers: vec![TransferView {
+                client: "192.0.2.54".into(),
+                at: "2026-12-01T10:00:00.100Z".into(),
+                kind: "AXFR".into(),
+            }],
         }],
         admin: AdminView {
             path: Some("admin.toml".into()),
@@ -224,6 +237,7 @@ fn a_missing_field_is_an_error_naming_it() {
         ("/services/0/releases/1", "version"),
         ("/services/0", "fallback_in_force"),
         ("/zones/0", "serial"),
+        ("/zones/0/notify/0", "last_result"),
         ("/config", "last_reload_error"),
         ("/admin/mirrors/1", "until"),
         ("", "admin"),

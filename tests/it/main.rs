@@ -19,6 +19,7 @@ mod inputs_config;
 mod inputs_prober;
 mod interop;
 mod monitoring;
+mod notify;
 mod protect;
 mod redirect;
 mod redirect_http;
