@@ -34,7 +34,7 @@ async fn metric(ts: &TestServer, series: &str) -> f64 {
 
 /// Runs a tool off the runtime (the server answers on it) and returns its exit status and
 /// output.
-async fn run(cmd: &str, args: Vec<String>) -> (bool, String) {
+pub async fn run(cmd: &str, args: Vec<String>) -> (bool, String) {
     let cmd = cmd.to_string();
     let out = tokio::task::spawn_blocking(move || Command::new(&cmd).args(&args).output())
         .await
@@ -57,20 +57,7 @@ async fn dnssec_verify_accepts_the_zone_as_transferred() {
         let keys = Keys::new(split);
         let transfer = "[transfer]\nallow = [\"127.0.0.1/32\"]\n";
         let ts = start(&geo_config(2, &keys.section(transfer)), ZONE, None).await;
-        let (ok, axfr) = run(
-            "dig",
-            vec![
-                "@127.0.0.1".into(),
-                "-p".into(),
-                ts.addr.port().to_string(),
-                "example.com.".into(),
-                "AXFR".into(),
-                "+nocmd".into(),
-                "+nocomments".into(),
-                "+nostats".into(),
-            ],
-        )
-        .await;
+        let (ok, axfr) = axfr_text(ts.addr.port()).await;
         assert!(ok, "{axfr}");
         let records: Vec<&str> = axfr
             .lines()
@@ -127,6 +114,24 @@ async fn dnssec_verify_accepts_the_zone_as_transferred() {
         assert!(!ok, "a broken chain passes dnssec-verify:\n{out}");
         ts.server.shutdown().await;
     }
+}
+
+/// `dig AXFR` of example.com from the server on loopback `port`, without comments.
+pub async fn axfr_text(port: u16) -> (bool, String) {
+    run(
+        "dig",
+        vec![
+            "@127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "example.com.".into(),
+            "AXFR".into(),
+            "+nocmd".into(),
+            "+nocomments".into(),
+            "+nostats".into(),
+        ],
+    )
+    .await
 }
 
 /// The RRSIG over the London client's geo answer: (inception, expiration).

@@ -321,6 +321,17 @@ impl Drop for Nsd {
 /// Starts NSD on loopback `port` as a TSIG secondary of mirrordns at `primary`, with its own
 /// config and files in `dir`.
 fn nsd(dir: &std::path::Path, port: u16, primary: SocketAddr, secret: &str) -> Nsd {
+    nsd_with(dir, port, primary, secret, "")
+}
+
+/// [`nsd`] with more lines for its `zone:` block.
+fn nsd_with(
+    dir: &std::path::Path,
+    port: u16,
+    primary: SocketAddr,
+    secret: &str,
+    zone_extra: &str,
+) -> Nsd {
     let d = dir.display();
     let p = primary.port();
     let conf = format!(
@@ -346,7 +357,7 @@ zone:
   name: "example.com"
   request-xfr: AXFR 127.0.0.1@{p} xfr-key
   allow-notify: 127.0.0.1 xfr-key
-"#
+{zone_extra}"#
     );
     let path = dir.join("nsd.conf");
     std::fs::write(&path, conf).unwrap();
@@ -484,5 +495,78 @@ async fn nsd_with_a_wrong_key_is_refused_and_counted() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    ts.server.shutdown().await;
+}
+
+/// A signed zone re-signed on its own (no reload, no zone file change): the served serial moves,
+/// NSD is told and transfers, and its copy of the zone verifies with `dnssec-verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nsd (nsd), dig (dnsutils) and dnssec-verify (bind9-utils); `cargo test -- --ignored` runs it, as CI does"]
+async fn nsd_gets_refreshed_signatures_through_a_new_serial_and_its_copy_verifies() {
+    require("nsd", "-v", "nsd");
+    require("dig", "-v", "dnsutils");
+    require("dnssec-verify", "-h", "bind9-utils");
+    let nsd_port = free_port();
+    let nsd_addr: SocketAddr = ([127, 0, 0, 1], nsd_port).into();
+    let keys = crate::dnssec::Keys::new(false);
+    let timing = "signature-validity = \"60s\"\nrefresh = \"4s\"\n";
+    let ts = start(
+        &(config(&[nsd_addr], true) + &keys.section(timing)),
+        ZONE,
+        None,
+    )
+    .await;
+    let served = || async {
+        let st: serde_json::Value =
+            serde_json::from_str(&monitoring(&ts.server, "/status").await).unwrap();
+        st["zones"][0]["serial"].as_u64().unwrap() as u32
+    };
+    let first = served().await;
+    assert_eq!(first, SERIAL, "the zone file's serial at start");
+    let dir = tempfile::tempdir().unwrap();
+    let _nsd = nsd_with(
+        dir.path(),
+        nsd_port,
+        ts.addr,
+        KEY,
+        "  provide-xfr: 127.0.0.1 NOKEY\n",
+    );
+    until_nsd(nsd_port, "example.com.", RecordType::SOA, 20, |a| {
+        a.first().and_then(|s| s.parse::<u32>().ok()) >= Some(first)
+    })
+    .await;
+    // Nothing is reloaded: the signatures come due (4 s), the serial moves with them, and the
+    // NOTIFY brings NSD the new copy.
+    let took = until_nsd(nsd_port, "example.com.", RecordType::SOA, 20, |a| {
+        a.first()
+            .and_then(|s| s.parse::<u32>().ok())
+            .is_some_and(|s| s > first)
+    })
+    .await;
+    eprintln!("NSD had a re-signed copy {took:?} after holding the first");
+    let (ok, axfr) = crate::dnssec_zone::axfr_text(nsd_port).await;
+    assert!(ok, "NSD's AXFR:\n{axfr}");
+    let records: Vec<&str> = axfr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .collect();
+    assert!(
+        records.iter().any(|l| l.contains("\tRRSIG\t")),
+        "NSD holds the signatures:\n{axfr}"
+    );
+    let file = dir.path().join("nsd-copy.zone");
+    std::fs::write(&file, records.join("\n") + "\n").unwrap();
+    let (ok, out) = crate::dnssec_zone::run(
+        "dnssec-verify",
+        vec![
+            "-z".into(),
+            "-o".into(),
+            "example.com".into(),
+            file.to_str().unwrap().into(),
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("Zone fully signed"), "{out}\n{axfr}");
+    assert!(served().await > first);
     ts.server.shutdown().await;
 }
