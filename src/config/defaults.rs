@@ -129,6 +129,12 @@ pub const RATE_LIMIT_EXEMPT: [IpNet; 2] = [
     IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
 ];
 
+// [transfer]
+
+/// `transfer.ixfr-journal`: versions of each zone kept for incremental transfers. A secondary
+/// more versions behind gets the whole zone, as it would without IXFR.
+pub const IXFR_JOURNAL: usize = 16;
+
 // [transfer.tsig]
 
 /// `transfer.tsig.algorithm`: the TSIG algorithm of the transfer key.
@@ -258,6 +264,7 @@ mod tests {
                 Integer(RATE_LIMIT_TABLE_SIZE as i64),
             ),
             ("rate-limit.exempt", Networks(RATE_LIMIT_EXEMPT.to_vec())),
+            ("transfer.ixfr-journal", Integer(IXFR_JOURNAL as i64)),
             (
                 "transfer.tsig.algorithm",
                 Word(TSIG_ALGORITHM.name().to_string()),

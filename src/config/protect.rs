@@ -73,14 +73,28 @@ pub struct TsigKey {
 }
 
 /// Zone transfers: refused for everyone unless listed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Transfer {
     pub allow: Vec<IpNet>,
     /// Secondaries told of every change to a zone's content (RFC 1996 NOTIFY), signed with
     /// `tsig` when it is set.
     pub notify: Vec<SocketAddr>,
+    /// Versions of each zone kept for IXFR (RFC 1995): a secondary holding one of them gets
+    /// only the differences.
+    pub ixfr_journal: usize,
     /// When set, an allowed client must also sign with this key.
     pub tsig: Option<TsigKey>,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer {
+            allow: Vec::new(),
+            notify: Vec::new(),
+            ixfr_journal: defaults::IXFR_JOURNAL,
+            tsig: None,
+        }
+    }
 }
 
 impl Validator<'_> {
@@ -178,8 +192,23 @@ impl Validator<'_> {
         let raw::RawTransfer {
             allow,
             notify,
+            ixfr_journal,
             tsig,
         } = raw;
+        let ixfr_journal = match ixfr_journal {
+            None => defaults::IXFR_JOURNAL,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(v) if v <= 1000 => v,
+                _ => {
+                    self.err(
+                        &n,
+                        "transfer.ixfr-journal",
+                        "expected a number of versions from 0 (no IXFR) to 1000",
+                    );
+                    defaults::IXFR_JOURNAL
+                }
+            },
+        };
         let allow = self.networks(allow, "transfer.allow");
         let notify = notify
             .into_iter()
@@ -202,6 +231,7 @@ impl Validator<'_> {
         Transfer {
             allow,
             notify,
+            ixfr_journal,
             tsig,
         }
     }

@@ -143,6 +143,10 @@ pub struct RawTransfer {
     /// (default: none).
     #[serde(default)]
     pub notify: Vec<Spanned<String>>,
+    /// Versions of each zone kept for incremental transfers (IXFR); default
+    /// [`defaults::IXFR_JOURNAL`]; 0 turns IXFR off (a full transfer every time).
+    #[serde(default)]
+    pub ixfr_journal: Option<Spanned<i64>>,
     #[serde(default)]
     pub tsig: Option<Spanned<RawTsig>>,
 }

@@ -135,6 +135,7 @@ pub fn handle_full(ctx: &Ctx<'_>, pkt: &[u8], src: IpAddr, out: &mut Vec<u8>) ->
         q: &q,
         client: client_of(ecs, src),
         signing: Signing::new(table, q.edns.is_some_and(|e| e.dnssec_ok)),
+        transport: ctx.transport,
     };
     let (flags, scope) = resolve(&question, &mut sections);
     let scope = scope_for(ecs, scope);
@@ -299,6 +300,7 @@ struct Question<'t, 'q> {
     client: IpAddr,
     /// The table's signatures, and whether the query asked for them.
     signing: Signing<'t>,
+    transport: super::Transport,
 }
 
 /// Fills `s` with the answer; returns the header flags and the ECS scope.
@@ -310,6 +312,25 @@ fn resolve<'t>(question: &Question<'t, '_>, s: &mut Sections<'t>) -> (Flags, u8)
         return refused();
     }
     match q.qtype {
+        // RFC 1995 2: an IXFR over UDP gets the zone's current SOA alone, which tells the
+        // client to come back over TCP (the SOA is public: anyone may ask for it).
+        wire::TYPE_IXFR if question.transport == super::Transport::Udp => {
+            if let Some(zone) = table.zones.find(q.qname())
+                && zone.origin.wire() == q.qname()
+            {
+                let proofs = question.signing.zone(zone);
+                push_soa_set(&mut s.answer, Owner::QName, zone, zone.soa().ttl, &proofs);
+                return (
+                    Flags {
+                        aa: true,
+                        rcode: wire::RCODE_NOERROR,
+                    },
+                    0,
+                );
+            }
+            stats.add(Event::TransfersRefused);
+            return refused();
+        }
         // Transfers go over TCP through `transfer::serve`; one reaching here is refused.
         transfer::TYPE_AXFR | wire::TYPE_IXFR => {
             stats.add(Event::TransfersRefused);

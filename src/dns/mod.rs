@@ -11,6 +11,7 @@ mod conns;
 pub mod cookie;
 mod dnssec;
 mod fast;
+pub mod ixfr;
 pub mod message;
 pub mod notify;
 pub mod rrl;
@@ -123,6 +124,8 @@ pub enum Event {
     /// Zone transfers sent, and refused (not allowed, or TSIG missing or wrong).
     Transfers,
     TransfersRefused,
+    /// Transfers sent as differences (IXFR from the journal), counted in `Transfers` too.
+    TransfersIncremental,
     /// TCP connections closed to make room for a new one, because `tcp-max-connections` or
     /// the client's `tcp-max-per-client` was reached.
     TcpEvictedMaxConnections,
@@ -140,6 +143,8 @@ pub struct Stats {
     pub latency: Histogram,
     /// The last transfers of each zone, for `/status`.
     pub transfers: notify::TransferLog,
+    /// The versions of each zone sent by transfers, for IXFR.
+    pub journal: ixfr::Journal,
 }
 
 /// Where the answered-query counter for (transport, qtype, rcode) indices lives.
@@ -153,6 +158,7 @@ impl Default for Stats {
             counts: Counters::new(N_EVENTS + 2 * N_QTYPES * N_RCODES),
             latency: Histogram::new(DNS_BUCKETS),
             transfers: notify::TransferLog::default(),
+            journal: ixfr::Journal::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Zone transfers (AXFR, and IXFR answered with the whole zone as RFC 1995 4 allows), over TCP
-//! only, to clients in `[transfer] allow` that sign with the configured TSIG key if one is set.
+//! Zone transfers over TCP to clients in `[transfer] allow` that sign with the configured TSIG
+//! key if one is set: AXFR, and IXFR (RFC 1995) with the differences since the client's serial
+//! when the journal ([`super::ixfr`]) holds them, else the whole zone as RFC 1995 4 allows.
 //! Everyone else gets REFUSED (or NOTAUTH with the TSIG error, RFC 8945 5.2).
 //!
 //! A geo service name cannot be transferred as such: a secondary has no routing table. It is
@@ -87,7 +88,31 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
         },
     );
     let mut messages = Vec::new();
-    let records = zone_records(table, zone);
+    let all = zone_records(table, zone);
+    stats
+        .journal
+        .record(zone.origin.wire(), &all, cfg.ixfr_journal);
+    let incremental: Vec<Rr<'_>>;
+    let owned;
+    let records: &[Rr<'_>] = if q.qtype == TYPE_IXFR {
+        let qend = 12 + q.question.len();
+        let current = served_serial(table, zone);
+        let reply = super::ixfr::client_serial(pkt, qend)
+            .map(|c| stats.journal.reply(zone.origin.wire(), c, current));
+        match reply {
+            // RFC 1995 2: a client at our serial (or past it) gets the SOA alone.
+            Some(super::ixfr::Reply::UpToDate) => &all[..1],
+            Some(super::ixfr::Reply::Incremental(v)) => {
+                owned = v;
+                incremental = owned.iter().map(|r| r.rr()).collect();
+                stats.add(Event::TransfersIncremental);
+                &incremental
+            }
+            _ => &all,
+        }
+    } else {
+        &all
+    };
     let mut out = Vec::new();
     let mut count = 0u16;
     let flush = |out: &mut Vec<u8>,
@@ -100,7 +125,7 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
         }
         messages.push(std::mem::take(out));
     };
-    for rr in &records {
+    for rr in records {
         if out.is_empty() {
             let flags = Flags {
                 aa: true,

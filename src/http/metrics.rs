@@ -128,6 +128,11 @@ pub fn render(
             "Zone transfer requests refused (not allowed, unsigned or wrongly signed).",
             Event::TransfersRefused,
         ),
+        (
+            "mirrordns_dns_transfers_incremental_total",
+            "Zone transfers sent as the differences since the secondary's serial (IXFR).",
+            Event::TransfersIncremental,
+        ),
     ] {
         e.family(name, "counter", help);
         e.sample(name, &[], s.get(v) as f64);

@@ -18,6 +18,7 @@ mod hostile;
 mod inputs_config;
 mod inputs_prober;
 mod interop;
+mod ixfr;
 mod monitoring;
 mod notify;
 mod protect;

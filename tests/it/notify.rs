@@ -355,7 +355,7 @@ key:
   secret: "{secret}"
 zone:
   name: "example.com"
-  request-xfr: AXFR 127.0.0.1@{p} xfr-key
+  request-xfr: 127.0.0.1@{p} xfr-key
   allow-notify: 127.0.0.1 xfr-key
 {zone_extra}"#
     );
@@ -448,6 +448,18 @@ async fn nsd_as_a_tsig_secondary_gets_a_change_within_two_seconds_through_notify
         log.to_ascii_lowercase().contains("notify"),
         "NSD's log:\n{log}"
     );
+    // NSD asks for IXFR (its default) and gets only the change: our journal served it, and
+    // NSD's log shows a much smaller update than the first transfer.
+    // "... received update to serial N ... of 343 bytes in 4.9e-05 seconds"
+    let sizes: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("received update to serial") && l.contains(" bytes in "))
+        .filter_map(|l| l.rsplit(" of ").next()?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        sizes.len() >= 2 && sizes[sizes.len() - 1] * 2 < sizes[0],
+        "update sizes {sizes:?}, NSD's log:\n{log}"
+    );
 
     // mirrordns saw NSD acknowledge, and NSD transfer.
     let n = notify_status(&ts, nsd_addr).await;
@@ -459,6 +471,12 @@ async fn nsd_as_a_tsig_secondary_gets_a_change_within_two_seconds_through_notify
     assert!(
         transfers.len() >= 2 && transfers.iter().all(|t| t["client"] == "127.0.0.1"),
         "{transfers:?}"
+    );
+    assert_eq!(transfers.last().unwrap()["kind"], "IXFR", "{transfers:?}");
+    let metrics = monitoring(&ts.server, "/metrics").await;
+    assert!(
+        metrics.contains("mirrordns_dns_transfers_incremental_total 1\n"),
+        "{metrics}"
     );
     ts.server.shutdown().await;
 }
