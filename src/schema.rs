@@ -171,6 +171,13 @@ pub struct TransferView {
     pub at: String,
     /// "AXFR" or "IXFR".
     pub kind: String,
+    /// The serial the secondary said it held (IXFR only; added after the first release).
+    #[serde(default)]
+    pub from_serial: Option<u32>,
+    /// The serial it was sent (added after the first release; 0 when read from an older
+    /// server).
+    #[serde(default)]
+    pub serial: u32,
 }
 
 /// A signed zone's keys and when its signatures expire and are made again.

@@ -542,6 +542,9 @@ pub struct TransferRecord {
     pub at: SystemTime,
     /// "AXFR" or "IXFR".
     pub kind: &'static str,
+    /// The serial the secondary said it holds (an IXFR's), and the serial it was sent.
+    pub from_serial: Option<u32>,
+    pub serial: u32,
 }
 
 /// The last [`TRANSFERS_KEPT`] transfers of each zone, by the zone's wire name. Written only

@@ -79,12 +79,17 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
     };
     stats.add(Event::Transfers);
     stats.count(Transport::Tcp, Some(q.qtype), wire::RCODE_NOERROR);
+    let from_serial = (q.qtype == TYPE_IXFR)
+        .then(|| super::ixfr::client_serial(pkt, 12 + q.question.len()))
+        .flatten();
     stats.transfers.record(
         zone.origin.wire(),
         super::notify::TransferRecord {
             client: src,
             at: std::time::SystemTime::now(),
             kind: if q.qtype == TYPE_AXFR { "AXFR" } else { "IXFR" },
+            from_serial,
+            serial: served_serial(table, zone),
         },
     );
     let mut messages = Vec::new();
@@ -95,10 +100,8 @@ pub fn serve(table: &RoutingTable, pkt: &[u8], src: IpAddr, stats: &Stats) -> Op
     let incremental: Vec<Rr<'_>>;
     let owned;
     let records: &[Rr<'_>] = if q.qtype == TYPE_IXFR {
-        let qend = 12 + q.question.len();
         let current = served_serial(table, zone);
-        let reply = super::ixfr::client_serial(pkt, qend)
-            .map(|c| stats.journal.reply(zone.origin.wire(), c, current));
+        let reply = from_serial.map(|c| stats.journal.reply(zone.origin.wire(), c, current));
         match reply {
             // RFC 1995 2: a client at our serial (or past it) gets the SOA alone.
             Some(super::ixfr::Reply::UpToDate) => &all[..1],

@@ -36,6 +36,8 @@ pub fn transfers(m: &Monitor, zone: &Zone) -> Vec<TransferView> {
             client: t.client.to_string(),
             at: time(t.at),
             kind: t.kind.to_string(),
+            from_serial: t.from_serial,
+            serial: t.serial,
         })
         .collect()
 }

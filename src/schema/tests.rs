@@ -151,6 +151,8 @@ fn status() -> Status {
                 client: "192.0.2.54".into(),
                 at: "2026-12-01T10:00:00.100Z".into(),
                 kind: "AXFR".into(),
+                from_serial: None,
+                serial: 2_026_112_701,
             }],
         }],
         admin: AdminView {

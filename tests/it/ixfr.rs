@@ -113,6 +113,20 @@ async fn ixfr_sends_the_differences_since_the_client_serial() {
         incremental_count(&ts).await,
         "mirrordns_dns_transfers_incremental_total 1"
     );
+    // /status shows which serial the secondary held and which it got.
+    let st: serde_json::Value =
+        serde_json::from_str(&monitoring(&ts.server, "/status").await).unwrap();
+    let last = st["zones"][0]["transfers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&last["kind"], &last["from_serial"], &last["serial"]),
+        (&"IXFR".into(), &SERIAL.into(), &(SERIAL + 1).into()),
+        "{last}"
+    );
 
     // Up to date: the SOA alone. Unknown serial: the whole zone.
     let same = dig_transfer(port, &format!("IXFR={}", SERIAL + 1)).await;

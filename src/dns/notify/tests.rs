@@ -258,6 +258,8 @@ fn the_transfer_log_keeps_the_last_sixteen_per_zone() {
                 client: IpAddr::from([127, 0, 0, i]),
                 at: SystemTime::now(),
                 kind: "AXFR",
+                from_serial: None,
+                serial: 1,
             },
         );
     }
