@@ -73,26 +73,7 @@ impl Keys {
     }
 }
 
-/// A geo config: London (81.2.64.0/19) nearest eu-west, Tokyo (1.0.16.0/20) nearest
-/// ap-northeast, everyone else us-east; `answers` addresses per answer; `tail` appended.
-pub fn geo_config(answers: usize, tail: &str) -> String {
-    format!(
-        r#"{}
-[[geo.override]]
-network = "81.2.64.0/19"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-[[geo.override]]
-network = "1.0.16.0/20"
-location = {{ lat = 35.7, lon = 139.7, country = "JP", continent = "AS" }}
-[[service]]
-name = "downloads.example.com"
-answers = {answers}
-mirrors = ["us-east", "eu-west", "ap-northeast"]
-{MIRRORS}
-{tail}"#,
-        server_section()
-    )
-}
+pub use crate::common::geo_config;
 
 /// A query with EDNS (payload 1232), DO as given, and an ECS option if `ecs`.
 pub fn dnssec_query(name: &str, rtype: RecordType, dnssec_ok: bool, ecs: Option<&str>) -> Vec<u8> {

@@ -12,20 +12,7 @@ use crate::common::*;
 use hickory_proto::rr::RecordType;
 
 fn config() -> String {
-    format!(
-        r#"{}
-[[geo.override]]
-network = "81.2.64.0/19"
-location = {{ lat = 51.5, lon = -0.13, country = "GB", continent = "EU" }}
-[[geo.override]]
-network = "1.0.16.0/20"
-location = {{ lat = 35.7, lon = 139.7, country = "JP", continent = "AS" }}
-[[service]]
-name = "downloads.example.com"
-mirrors = ["us-east", "eu-west", "ap-northeast"]
-{MIRRORS}"#,
-        server_section()
-    )
+    geo_config(1, "")
 }
 
 /// Asks the resolver for the downloads name on behalf of a client in `subnet`/24.

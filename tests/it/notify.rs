@@ -319,13 +319,8 @@ impl Drop for Nsd {
 }
 
 /// Starts NSD on loopback `port` as a TSIG secondary of mirrordns at `primary`, with its own
-/// config and files in `dir`.
-fn nsd(dir: &std::path::Path, port: u16, primary: SocketAddr, secret: &str) -> Nsd {
-    nsd_with(dir, port, primary, secret, "")
-}
-
-/// [`nsd`] with more lines for its `zone:` block.
-fn nsd_with(
+/// config and files in `dir`, and `zone_extra` lines in its `zone:` block.
+fn nsd(
     dir: &std::path::Path,
     port: u16,
     primary: SocketAddr,
@@ -373,6 +368,32 @@ zone:
     Nsd(child)
 }
 
+/// mirrordns (config plus `extra`, notifying the NSD) and NSD as its TSIG secondary with
+/// `secret`, each on its own loopback port; both stop when this is dropped.
+struct Pair {
+    ts: TestServer,
+    nsd_port: u16,
+    nsd_addr: SocketAddr,
+    dir: tempfile::TempDir,
+    _nsd: Nsd,
+}
+
+async fn mirrordns_and_nsd(extra: &str, secret: &str, zone_extra: &str) -> Pair {
+    require("nsd", "-v", "nsd");
+    let nsd_port = free_port();
+    let nsd_addr: SocketAddr = ([127, 0, 0, 1], nsd_port).into();
+    let ts = start(&(config(&[nsd_addr], true) + extra), ZONE, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let nsd = nsd(dir.path(), nsd_port, ts.addr, secret, zone_extra);
+    Pair {
+        ts,
+        nsd_port,
+        nsd_addr,
+        dir,
+        _nsd: nsd,
+    }
+}
+
 /// NSD's answer for `name`/`rtype`, as addresses or SOA serials.
 async fn ask_nsd(port: u16, name: &str, rtype: RecordType) -> Vec<String> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -416,12 +437,13 @@ async fn until_nsd(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs nsd (nsd); `cargo test -- --ignored` runs it, as CI does"]
 async fn nsd_as_a_tsig_secondary_gets_a_change_within_two_seconds_through_notify() {
-    require("nsd", "-v", "nsd");
-    let nsd_port = free_port();
-    let nsd_addr: SocketAddr = ([127, 0, 0, 1], nsd_port).into();
-    let ts = start(&config(&[nsd_addr], true), ZONE, None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let _nsd = nsd(dir.path(), nsd_port, ts.addr, KEY);
+    let Pair {
+        ts,
+        nsd_port,
+        nsd_addr,
+        dir,
+        _nsd,
+    } = mirrordns_and_nsd("", KEY, "").await;
     // The first transfer: at NSD's start (or on the NOTIFY sent at ours, retried until NSD
     // is up to acknowledge it).
     until_nsd(nsd_port, "example.com.", RecordType::SOA, 20, |a| {
@@ -484,12 +506,14 @@ async fn nsd_as_a_tsig_secondary_gets_a_change_within_two_seconds_through_notify
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs nsd (nsd); `cargo test -- --ignored` runs it, as CI does"]
 async fn nsd_with_a_wrong_key_is_refused_and_counted() {
-    require("nsd", "-v", "nsd");
-    let nsd_port = free_port();
-    let nsd_addr: SocketAddr = ([127, 0, 0, 1], nsd_port).into();
-    let ts = start(&config(&[nsd_addr], true), ZONE, None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let _nsd = nsd(dir.path(), nsd_port, ts.addr, WRONG_KEY);
+    // Every field bound: one left to `..` would be dropped here (NSD's directory with it).
+    let Pair {
+        ts,
+        nsd_port,
+        nsd_addr: _,
+        dir: _dir,
+        _nsd,
+    } = mirrordns_and_nsd("", WRONG_KEY, "").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric(&ts, "mirrordns_dns_transfers_refused_total").await < 1.0 {
         assert!(
@@ -521,17 +545,20 @@ async fn nsd_with_a_wrong_key_is_refused_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs nsd (nsd), dig (dnsutils) and dnssec-verify (bind9-utils); `cargo test -- --ignored` runs it, as CI does"]
 async fn nsd_gets_refreshed_signatures_through_a_new_serial_and_its_copy_verifies() {
-    require("nsd", "-v", "nsd");
     require("dig", "-v", "dnsutils");
     require("dnssec-verify", "-h", "bind9-utils");
-    let nsd_port = free_port();
-    let nsd_addr: SocketAddr = ([127, 0, 0, 1], nsd_port).into();
     let keys = crate::dnssec::Keys::new(false);
     let timing = "signature-validity = \"60s\"\nrefresh = \"4s\"\n";
-    let ts = start(
-        &(config(&[nsd_addr], true) + &keys.section(timing)),
-        ZONE,
-        None,
+    let Pair {
+        ts,
+        nsd_port,
+        nsd_addr: _,
+        dir,
+        _nsd,
+    } = mirrordns_and_nsd(
+        &keys.section(timing),
+        KEY,
+        "  provide-xfr: 127.0.0.1 NOKEY\n",
     )
     .await;
     let served = || async {
@@ -541,14 +568,6 @@ async fn nsd_gets_refreshed_signatures_through_a_new_serial_and_its_copy_verifie
     };
     let first = served().await;
     assert_eq!(first, SERIAL, "the zone file's serial at start");
-    let dir = tempfile::tempdir().unwrap();
-    let _nsd = nsd_with(
-        dir.path(),
-        nsd_port,
-        ts.addr,
-        KEY,
-        "  provide-xfr: 127.0.0.1 NOKEY\n",
-    );
     until_nsd(nsd_port, "example.com.", RecordType::SOA, 20, |a| {
         a.first().and_then(|s| s.parse::<u32>().ok()) >= Some(first)
     })
