@@ -15,7 +15,6 @@ use super::nsec;
 use super::serial::{self, SerialPolicy};
 use super::sign::{self, SetRef, TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY, Window};
 use super::signed::{Apex, Due, Nsec, ServiceSigs, Signed, Sigs, ZoneSerial, ZoneSigs, variant};
-use crate::routing::ServiceRoute;
 use crate::zone::name::suffixes;
 use crate::zone::{Name, Node, TYPE_A, TYPE_AAAA, TYPE_DS, TYPE_NS, TYPE_SOA, Zone, ZoneSet};
 
@@ -35,6 +34,28 @@ pub struct SignStats {
     pub failed: AtomicU64,
     /// The last failure and when, shown in `/status`.
     pub last_error: Mutex<Option<(SystemTime, String)>>,
+}
+
+/// One candidate list's A and AAAA addresses.
+pub type ListAddrs<'a> = (&'a [[u8; 4]], &'a [[u8; 16]]);
+
+/// A geo service's answers as the signer needs them: what a routing table holds, in plain
+/// terms (routing calls the signer; the signer does not reach into routing's types).
+#[derive(Debug)]
+pub struct ServiceSets<'a> {
+    pub name: &'a Name,
+    pub ttl: u32,
+    /// Per candidate list: its A and AAAA addresses, or None for a list answered SERVFAIL.
+    pub lists: Vec<Option<ListAddrs<'a>>>,
+    /// The list of clients of unknown location: what a zone transfer carries.
+    pub default: Option<usize>,
+}
+
+impl ServiceSets<'_> {
+    fn default_answer(&self) -> Option<ListAddrs<'_>> {
+        self.default
+            .and_then(|i| self.lists.get(i).copied().flatten())
+    }
 }
 
 /// What signs: the keys, the validity and refresh periods, and the signature cache. Lives as
@@ -222,7 +243,7 @@ impl Signer {
     pub fn sign_table(
         self: &Arc<Self>,
         zones: &Arc<ZoneSet>,
-        services: &[ServiceRoute],
+        services: &[ServiceSets<'_>],
         previous: Option<&Signed>,
         now: SystemTime,
     ) -> Signed {
@@ -467,7 +488,7 @@ impl Signer {
         cache: &mut HashMap<Vec<u8>, Cached>,
         zs: &ZoneSigs,
         si: usize,
-        route: &ServiceRoute,
+        route: &ServiceSets<'_>,
         now: u64,
     ) -> (ServiceSigs, Due) {
         let (_, zsk) = self.roles(&zs.origin);
@@ -488,29 +509,29 @@ impl Signer {
             due.add((g.expiration, g.refresh_at));
             Some(g.sigs)
         };
-        let mut a = Vec::with_capacity(route.answers.len());
-        let mut aaaa = Vec::with_capacity(route.answers.len());
-        for ans in &route.answers {
-            if ans.servfail {
+        let mut a = Vec::with_capacity(route.lists.len());
+        let mut aaaa = Vec::with_capacity(route.lists.len());
+        for list in &route.lists {
+            let Some((v4, v6)) = list else {
                 a.push(None);
                 aaaa.push(None);
                 continue;
-            }
-            used[variant(!ans.a.is_empty(), !ans.aaaa.is_empty())] = true;
+            };
+            used[variant(!v4.is_empty(), !v6.is_empty())] = true;
             a.push(sign_list(
                 TYPE_A,
-                ans.a.iter().map(|x| Box::from(&x[..])).collect(),
+                v4.iter().map(|x| Box::from(&x[..])).collect(),
                 &mut due,
             ));
             aaaa.push(sign_list(
                 TYPE_AAAA,
-                ans.aaaa.iter().map(|x| Box::from(&x[..])).collect(),
+                v6.iter().map(|x| Box::from(&x[..])).collect(),
                 &mut due,
             ));
         }
         let default_variant = route
             .default_answer()
-            .map_or(0, |d| variant(!d.a.is_empty(), !d.aaaa.is_empty()));
+            .map_or(0, |(v4, v6)| variant(!v4.is_empty(), !v6.is_empty()));
         used[default_variant] = true;
         let mut nsec: [Option<(Box<[u8]>, Sigs)>; 4] = Default::default();
         if let Some(entry) = zs.chain.iter().find(|n| n.service == Some(si)) {
@@ -555,7 +576,11 @@ impl Signer {
 
 /// A digest of everything a transfer of the zone carries besides its SOA: the signed zone
 /// data, the apex key sets, the NSEC chain, and its services' answers for unknown locations.
-fn content_digest(zs: &ZoneSigs, routes: &[ServiceRoute], services: &[Option<ServiceSigs>]) -> u64 {
+fn content_digest(
+    zs: &ZoneSigs,
+    routes: &[ServiceSets<'_>],
+    services: &[Option<ServiceSigs>],
+) -> u64 {
     use std::hash::Hasher;
     let mut h = rustc_hash::FxHasher::default();
     let sigs = |h: &mut rustc_hash::FxHasher, s: Option<&Sigs>| {
@@ -584,15 +609,17 @@ fn content_digest(zs: &ZoneSigs, routes: &[ServiceRoute], services: &[Option<Ser
         let Some(ss) = ss.as_ref().filter(|ss| ss.origin == zs.origin) else {
             continue;
         };
-        let default = route.map.lists.iter().position(|l| l.unknown);
-        if let Some(ans) = route.default_answer() {
-            for a in &ans.a {
-                h.write(a);
+        let default = route.default;
+        match route.default_answer() {
+            Some((v4, v6)) => {
+                for a in v4 {
+                    h.write(a);
+                }
+                for a in v6 {
+                    h.write(a);
+                }
             }
-            for a in &ans.aaaa {
-                h.write(a);
-            }
-            h.write_u8(ans.servfail as u8);
+            None => h.write_u8(1),
         }
         if let Some(i) = default {
             sigs(&mut h, ss.a.get(i).and_then(|x| x.as_ref()));

@@ -444,9 +444,9 @@ impl RoutingTable {
     /// This table with refreshed signatures, as generation `generation`: routing unchanged.
     pub fn resigned(&self, generation: u64, now: std::time::SystemTime) -> Option<RoutingTable> {
         let old = self.dnssec.as_ref()?;
-        let dnssec = old
-            .signer
-            .sign_table(&self.zones, &self.services, Some(old), now);
+        let dnssec =
+            old.signer
+                .sign_table(&self.zones, &service_sets(&self.services), Some(old), now);
         Some(RoutingTable {
             generation,
             built_at: self.built_at,
@@ -459,6 +459,23 @@ impl RoutingTable {
             dnssec: Some(Arc::new(dnssec)),
         })
     }
+}
+
+/// The services' answers as the signer takes them.
+fn service_sets(services: &[ServiceRoute]) -> Vec<crate::dnssec::signer::ServiceSets<'_>> {
+    services
+        .iter()
+        .map(|r| crate::dnssec::signer::ServiceSets {
+            name: &r.name,
+            ttl: r.ttl,
+            lists: r
+                .answers
+                .iter()
+                .map(|a| (!a.servfail).then_some((&a.a[..], &a.aaaa[..])))
+                .collect(),
+            default: r.map.lists.iter().position(|l| l.unknown),
+        })
+        .collect()
 }
 
 /// What a routing table is built from besides health: loaded once per config.
@@ -714,7 +731,7 @@ pub fn build_after(
     let dnssec = signer.as_ref().map(|sg| {
         Arc::new(sg.sign_table(
             zones,
-            &services,
+            &service_sets(&services),
             previous.and_then(|p| p.dnssec.as_deref()),
             now,
         ))
