@@ -263,7 +263,8 @@ pub fn load(private: &Path) -> Result<Key, KeyError> {
         public: public.clone(),
         source,
     })?;
-    let secret = bind::parse_private(&private_text).map_err(|(l, r)| malformed(private, l, r))?;
+    let mut secret =
+        bind::parse_private(&private_text).map_err(|(l, r)| malformed(private, l, r))?;
     let Some((public_len, private_len)) = key_lengths(secret.algorithm) else {
         return Err(KeyError::Unsupported {
             file: private.to_path_buf(),
@@ -314,6 +315,16 @@ pub fn load(private: &Path) -> Result<Key, KeyError> {
                 algorithm_name(record.algorithm)
             ),
         ));
+    }
+    // BIND writes an ECDSA private key as a big-endian number without its leading zero bytes:
+    // about one key in 256 has a 31-byte `PrivateKey`. Put the zeros back.
+    if secret.algorithm == ECDSAP256SHA256
+        && !secret.private_key.is_empty()
+        && secret.private_key.len() < private_len
+    {
+        let mut padded = vec![0u8; private_len - secret.private_key.len()];
+        padded.extend_from_slice(&secret.private_key);
+        secret.private_key = padded;
     }
     if secret.private_key.len() != private_len {
         return Err(malformed(

@@ -108,6 +108,38 @@ fn key_tag_and_ds_of_rfc8080_example() {
     assert_eq!(key.sign(b"data").unwrap(), sig);
 }
 
+/// One ECDSA key in 256 has a private scalar starting with a zero byte, which BIND writes as a
+/// 31-byte number: such a file loads and signs.
+#[test]
+fn an_ecdsa_private_key_without_its_leading_zero_loads() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().unwrap();
+    let zone = crate::zone::Name::from_text("example.com").unwrap();
+    for _ in 0..4000 {
+        let made = generate(&zone, ECDSAP256SHA256, true, dir.path()).unwrap();
+        let text = std::fs::read_to_string(&made).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("PrivateKey: "))
+            .unwrap();
+        let scalar = b64.decode(&line["PrivateKey: ".len()..]).unwrap();
+        if scalar[0] != 0 {
+            // Gone, so that a later key with the same tag (and file name) can be written.
+            std::fs::remove_file(&made).unwrap();
+            std::fs::remove_file(made.with_extension("key")).unwrap();
+            continue;
+        }
+        let bind_form = format!("PrivateKey: {}", b64.encode(&scalar[1..]));
+        std::fs::write(&made, text.replace(line, &bind_form)).unwrap();
+        let key = load(&made).unwrap_or_else(|e| panic!("{e}"));
+        let sig = key.sign(b"data").unwrap();
+        assert!(verifies(&key, b"data", &sig));
+        return;
+    }
+    panic!("no key with a leading zero byte in 4000 (expected about 16)");
+}
+
 #[test]
 fn key_tag_folds_the_carry() {
     // Words 0xffff + 0x0001 = 0x10000: the carry is added back once, giving 0x0001.
@@ -238,13 +270,26 @@ fn every_error_names_its_file() {
         "{e}"
     );
 
+    // An ECDSA key shorter than 32 bytes is taken as a number with its leading zeros left
+    // out (as BIND writes them): this one then does not belong to its public key.
     let p = pair(
         d,
         "short",
         RFC6605_KEY,
         &RFC6605_PRIVATE.replace("GU6SnQ/O", ""),
     );
-    assert!(error(&p, &p).contains("the private key is 26 bytes"));
+    assert!(
+        error(&p, &p).contains("does not belong to the public key"),
+        "{}",
+        error(&p, &p)
+    );
+    let p = pair(
+        d,
+        "long",
+        RFC6605_KEY,
+        &RFC6605_PRIVATE.replace("GU6SnQ/O", "GU6SnQ/OGU6SnQ/O"),
+    );
+    assert!(error(&p, &p).contains("the private key is 38 bytes"));
 
     let p = pair(
         d,
