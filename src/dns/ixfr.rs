@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::message::{Owner, Rr};
+use super::wire::skip_name;
 use crate::dnssec::serial::serial_of;
 use crate::zone::TYPE_SOA;
 
@@ -171,41 +172,16 @@ pub fn client_serial(pkt: &[u8], qend: usize) -> Option<u32> {
     if nscount == 0 {
         return None;
     }
-    // The owner name: labels or a compression pointer.
-    let mut at = qend;
-    loop {
-        let len = *pkt.get(at)? as usize;
-        if len & 0xC0 == 0xC0 {
-            at += 2;
-            break;
-        }
-        at += 1 + len;
-        if len == 0 {
-            break;
-        }
-    }
+    let (at, _) = skip_name(pkt, qend)?;
     let fixed = pkt.get(at..at + 10)?;
     if u16::from_be_bytes([fixed[0], fixed[1]]) != TYPE_SOA {
         return None;
     }
     let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
     let rdata = pkt.get(at + 10..at + 10 + rdlen)?;
-    // The SOA's names in a query may be compressed: only the serial's position differs, so
-    // skip each name (pointer or labels) by hand.
-    let mut p = 0;
-    for _ in 0..2 {
-        loop {
-            let len = *rdata.get(p)? as usize;
-            if len & 0xC0 == 0xC0 {
-                p += 2;
-                break;
-            }
-            p += 1 + len;
-            if len == 0 {
-                break;
-            }
-        }
-    }
+    // The SOA's names in a query may be compressed: skip each (pointer or labels).
+    let (p, _) = skip_name(rdata, 0)?;
+    let (p, _) = skip_name(rdata, p)?;
     let b = rdata.get(p..p + 4)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }

@@ -123,7 +123,7 @@ pub(super) fn read_question_name(
 
 /// Skips a name that may use compression pointers (in the additional section). Returns the end
 /// offset and whether the name is the root.
-fn skip_name(pkt: &[u8], mut at: usize) -> Option<(usize, bool)> {
+pub(super) fn skip_name(pkt: &[u8], mut at: usize) -> Option<(usize, bool)> {
     let mut first = true;
     loop {
         let len = *pkt.get(at)?;
