@@ -157,6 +157,11 @@ pub fn dnssec_refresh(signature_validity: Duration) -> Duration {
     signature_validity / 2
 }
 
+// [cluster]
+
+/// `cluster.key-prefix`: before every Redis key mirrordns writes.
+pub const CLUSTER_KEY_PREFIX: &str = "mirrordns:";
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -274,12 +279,13 @@ mod tests {
                 Duration(DNSSEC_SIGNATURE_VALIDITY),
             ),
             ("dnssec.serial", Word(DNSSEC_SERIAL.as_str().to_string())),
+            ("cluster.key-prefix", Word(CLUSTER_KEY_PREFIX.to_string())),
         ]
     }
 
     /// The config's top-level tables: a TOML example with any other table is not part of
     /// the configuration reference (the admin-state file's, for one).
-    const CONFIG_TABLES: [&str; 11] = [
+    const CONFIG_TABLES: [&str; 12] = [
         "redirect",
         "server",
         "geo",
@@ -291,6 +297,7 @@ mod tests {
         "cookies",
         "transfer",
         "dnssec",
+        "cluster",
     ];
 
     /// One line of a TOML example. A leading `#` is taken off first, so commented-out lines
