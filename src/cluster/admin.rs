@@ -76,7 +76,9 @@ pub enum WriteError {
 
 /// Writes (replaces) one entry.
 pub async fn put(c: &Cluster, e: &AdminRecord) -> Result<(), WriteError> {
-    let json = serde_json::to_string(e).map_err(|x| WriteError::Invalid(x.to_string()))?;
+    let mut e = e.clone();
+    c.seal(&mut e);
+    let json = serde_json::to_string(&e).map_err(|x| WriteError::Invalid(x.to_string()))?;
     let done: Option<i64> = c
         .query(
             redis::cmd("HSET")

@@ -168,6 +168,7 @@ fn entry_of(
         reason: terms.reason.clone(),
         by: by.to_string(),
         at: humantime::format_rfc3339_seconds(now).to_string(),
+        mac: None,
     }))
 }
 

@@ -166,6 +166,21 @@ impl Cluster {
         &self.config.name
     }
 
+    /// Seals `doc` with `[cluster] secret`, if there is one.
+    pub fn seal<T: record::Sealed>(&self, doc: &mut T) {
+        if let Some(k) = &self.config.secret {
+            doc.seal(k.as_bytes());
+        }
+    }
+
+    /// Whether `doc` may be believed: always without a secret, else only when sealed with it.
+    pub fn trusts<T: record::Sealed>(&self, doc: &T) -> bool {
+        self.config
+            .secret
+            .as_ref()
+            .is_none_or(|k| doc.sealed_with(k.as_bytes()))
+    }
+
     /// Whether the last Redis call succeeded.
     pub fn connected(&self) -> bool {
         self.connected.load(Relaxed)
@@ -291,7 +306,9 @@ impl Cluster {
 
     /// Stores this instance's result for the others, kept for `keep`.
     pub async fn publish(&self, rec: &VerifyRecord, keep: Duration) {
-        let Ok(json) = serde_json::to_string(rec) else {
+        let mut rec = rec.clone();
+        self.seal(&mut rec);
+        let Ok(json) = serde_json::to_string(&rec) else {
             return;
         };
         let key = self.keys.result(&rec.mirror, &rec.manifest_sha256);

@@ -34,6 +34,9 @@ pub struct VerifyRecord {
     /// Every file checked, in manifest order: all of them for `verified`, up to and including
     /// the one with wrong bytes for `mismatch`.
     pub files: Vec<FileRecord>,
+    /// With `[cluster] secret`: HMAC-SHA256 of the record without this field, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// The current [`VerifyRecord::format`].
@@ -229,6 +232,66 @@ pub struct AdminRecord {
     /// Who wrote it (`user@host`), and when (RFC 3339).
     pub by: String,
     pub at: String,
+    /// With `[cluster] secret`: HMAC-SHA256 of the entry without this field, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// A document that can carry a MAC over the rest of itself.
+pub trait Sealed: Serialize + Clone {
+    fn mac_mut(&mut self) -> &mut Option<String>;
+
+    /// Sets the MAC for `key`.
+    fn seal(&mut self, key: &[u8]) {
+        *self.mac_mut() = None;
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+            &serde_json::to_vec(&*self).unwrap_or_default(),
+        );
+        *self.mac_mut() = Some(crate::manifest::hex(tag.as_ref()));
+    }
+
+    /// Whether the MAC is there and right for `key` (compared in constant time).
+    fn sealed_with(&self, key: &[u8]) -> bool {
+        let mut bare = self.clone();
+        let Some(mac) = bare.mac_mut().take() else {
+            return false;
+        };
+        let Some(tag) = unhex(&mac) else {
+            return false;
+        };
+        let Ok(bytes) = serde_json::to_vec(&bare) else {
+            return false;
+        };
+        ring::hmac::verify(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+            &bytes,
+            &tag,
+        )
+        .is_ok()
+    }
+}
+
+impl Sealed for VerifyRecord {
+    fn mac_mut(&mut self) -> &mut Option<String> {
+        &mut self.mac
+    }
+}
+
+impl Sealed for AdminRecord {
+    fn mac_mut(&mut self) -> &mut Option<String> {
+        &mut self.mac
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,6 +342,7 @@ mod tests {
             at: 1_000,
             manifest: file("tool/v1/manifest.json", &[9; 32], true),
             files,
+            mac: None,
         }
     }
 
@@ -418,6 +482,24 @@ mod tests {
         bare.etag = None;
         bare.last_modified = None;
         assert!(!bare.confirmed_by(&seen));
+    }
+
+    #[test]
+    fn a_sealed_record_is_checked_against_the_key_and_every_field() {
+        let mut rec = record(Outcome::Verified, vec![file("a.tar.gz", &A, true)]);
+        assert!(!rec.sealed_with(b"cluster secret 0123"));
+        rec.seal(b"cluster secret 0123");
+        assert!(rec.sealed_with(b"cluster secret 0123"));
+        assert!(!rec.sealed_with(b"another secret 0123"));
+        let json = serde_json::to_string(&rec).unwrap();
+        let back: VerifyRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.sealed_with(b"cluster secret 0123"));
+        let mut changed = rec.clone();
+        changed.files[0].etag = Some("\"forged\"".into());
+        assert!(!changed.sealed_with(b"cluster secret 0123"));
+        let mut junk = rec.clone();
+        junk.mac = Some("zz".into());
+        assert!(!junk.sealed_with(b"cluster secret 0123"));
     }
 
     #[test]

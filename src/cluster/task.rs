@@ -96,6 +96,9 @@ async fn read_admin(c: &Cluster) -> Option<Vec<AdminRecord>> {
     let mut errors = Vec::new();
     for (field, raw) in all {
         match serde_json::from_str::<AdminRecord>(&raw) {
+            Ok(e) if !c.trusts(&e) => errors.push(format!(
+                "{field}: not sealed with [cluster] secret (written without it, or not by mirrordns)"
+            )),
             Ok(e) if e.action.field(&e.target) == field => entries.push(e),
             Ok(_) => errors.push(format!("{field}: its entry is for another target")),
             Err(e) => errors.push(format!("{field}: {e}")),

@@ -15,6 +15,9 @@ pub struct Cluster {
     pub name: String,
     /// Put before every key, so that several clusters (or other programs) share one Redis.
     pub key_prefix: String,
+    /// The key of the HMAC every shared result and admin entry carries; with it, what a
+    /// Redis writer without the secret puts there is ignored.
+    pub secret: Option<String>,
 }
 
 impl Cluster {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for Cluster {
             .field("redis", &self.redis_shown())
             .field("name", &self.name)
             .field("key_prefix", &self.key_prefix)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -80,6 +84,7 @@ impl Validator<'_> {
             redis,
             name,
             key_prefix,
+            secret,
         } = raw.into_inner();
         let url = redis.get_ref().trim().to_string();
         let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
@@ -140,10 +145,23 @@ impl Validator<'_> {
             }
             None => defaults::CLUSTER_KEY_PREFIX.to_string(),
         };
+        let secret = match secret {
+            Some(sec) if sec.get_ref().len() < 16 => {
+                self.err(
+                    &sec,
+                    "cluster.secret",
+                    "must be at least 16 characters (e.g. `openssl rand -hex 32`)",
+                );
+                return None;
+            }
+            Some(sec) => Some(sec.into_inner()),
+            None => None,
+        };
         Some(Cluster {
             redis: url,
             name,
             key_prefix,
+            secret,
         })
     }
 }

@@ -52,6 +52,9 @@ pub struct RawCluster {
     /// Default [`defaults::CLUSTER_KEY_PREFIX`].
     #[serde(default)]
     pub key_prefix: Option<Spanned<String>>,
+    /// HMAC key for shared results and admin entries; default: none (unsigned).
+    #[serde(default)]
+    pub secret: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,7 +49,7 @@ pub(super) async fn verify(
             let key = (rec.verified_by.clone(), rec.at);
             if tried.as_ref() != Some(&key) {
                 tried = Some(key);
-                match adopt(t, &rec, m).await {
+                match adopt(t, &cluster, &rec, m).await {
                     Ok(outcome) => {
                         cluster.counters.adopted.fetch_add(1, Relaxed);
                         if let ReleaseOutcome::Verified(files) = &outcome {
@@ -96,7 +96,15 @@ pub(super) async fn verify(
 
 /// Whether the mirror still serves what `rec` checked: a HEAD of each file (and of the
 /// mirror's copy of the manifest) must show the validators the record has.
-async fn adopt(t: &MirrorTask, rec: &VerifyRecord, m: &Manifest) -> Result<ReleaseOutcome, String> {
+async fn adopt(
+    t: &MirrorTask,
+    cluster: &Cluster,
+    rec: &VerifyRecord,
+    m: &Manifest,
+) -> Result<ReleaseOutcome, String> {
+    if !cluster.trusts(rec) {
+        return Err("not sealed with [cluster] secret".into());
+    }
     let expected: Vec<Expected<'_>> = m
         .files
         .iter()
@@ -250,5 +258,6 @@ async fn record_of(
         at: crate::cluster::unix(SystemTime::now()),
         manifest: file_record(&m.release, record::hex(&m.digest), true, &mv),
         files,
+        mac: None,
     })
 }

@@ -313,25 +313,25 @@ async fn admin_drain_applies_everywhere_within_a_second_and_survives_redis_going
     }
 }
 
-/// What a Redis writer can try: a result claiming a corrupt mirror verified, with the
-/// validators a good copy has.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs redis-server and nginx (redis-server, nginx-light); `cargo test -- --ignored` runs it, as CI does"]
-async fn a_forged_result_does_not_route_a_corrupt_mirror() {
+/// What a Redis writer can try: a result claiming a corrupt mirror verified.
+/// - `exact = false`: with the validators a good copy has (us-east's): the HEAD of eu-west's
+///   own files shows others, so it is not used.
+/// - `exact = true`: with eu-west's very own validators, which anyone can read with a HEAD.
+///   Only `[cluster] secret` stops that one (a writer without it cannot seal the record), so
+///   the lab runs with a secret.
+async fn forged_result_is_not_used(exact: bool) {
     use mirrordns::cluster::record::{FORMAT, FileRecord, Outcome, VerifyRecord};
     tools();
-    let lab = Lab::new();
+    let mut lab = Lab::new();
+    if exact {
+        lab.secret = Some("0123456789abcdef0123456789abcdef".into());
+    }
     // eu-west, nearest to London, holds a wrong byte (written a second later than the good
     // copies, as a bad sync would).
     std::thread::sleep(Duration::from_millis(1100));
     release::corrupt(&lab.path(&format!("eu-west/{V1}/tool-linux-amd64.tar.gz")));
-    // The forged record: every file "ok" with the manifest's own hashes, and the validators
-    // of us-east's good copies (same sizes, what a correct copy would show).
     let manifest = std::fs::read(lab.path(&format!("origin/{MANIFEST}"))).unwrap();
-    let digest = release::hex(&sha2::Digest::finalize(sha2::Digest::chain_update(
-        <sha2::Sha256 as sha2::Digest>::new(),
-        &manifest,
-    )));
+    let digest = release::hex(&<sha2::Sha256 as sha2::Digest>::digest(&manifest));
     let head = |site: &str, path: &str| -> (Option<String>, Option<String>, Option<u64>) {
         let out = std::process::Command::new("curl")
             .args(["-sI", &format!("{}{path}", lab.nginx.url(site))])
@@ -351,10 +351,11 @@ async fn a_forged_result_does_not_route_a_corrupt_mirror() {
             h("content-length").and_then(|v| v.parse().ok()),
         )
     };
+    let from = if exact { "eu-west" } else { "us-east" };
     let files: Vec<FileRecord> = release::files("v1.8.2")
         .iter()
         .map(|(name, data)| {
-            let (etag, last_modified, length) = head("us-east", &format!("{V1}/{name}"));
+            let (etag, last_modified, length) = head(from, &format!("{V1}/{name}"));
             FileRecord {
                 path: name.clone(),
                 sha256: release::hex(&<sha2::Sha256 as sha2::Digest>::digest(data)),
@@ -387,13 +388,13 @@ async fn a_forged_result_does_not_route_a_corrupt_mirror() {
             length,
         },
         files,
+        mac: None,
     };
     let key = format!("{}verify:eu-west:{digest}", lab.prefix);
     let json = serde_json::to_string(&forged).unwrap();
     assert_eq!(lab.redis.cmd(&["SET", &key, &json]).as_deref(), Some("OK"));
     let servers = lab.start(3, true).await;
-    // London never gets eu-west: the forged result was looked at, its validators checked
-    // against eu-west's real ones, and not used.
+    // London never gets eu-west: the forged result was looked at and not used.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut rejected = 0.0;
     while Instant::now() < deadline {
@@ -426,9 +427,71 @@ async fn a_forged_result_does_not_route_a_corrupt_mirror() {
             "{st:?}"
         );
     }
-    // The verifier's own finding replaced the forgery.
+    // The verifier's own finding replaced the forgery (sealed, with a secret).
     let now = lab.redis.cmd(&["GET", &key]).unwrap();
     assert!(now.contains("\"outcome\":\"mismatch\""), "{now}");
+    assert_eq!(now.contains("\"mac\":"), exact, "{now}");
+    for s in servers {
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server and nginx (redis-server, nginx-light); `cargo test -- --ignored` runs it, as CI does"]
+async fn a_forged_result_with_a_good_copys_validators_does_not_route_a_corrupt_mirror() {
+    forged_result_is_not_used(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server and nginx (redis-server, nginx-light); `cargo test -- --ignored` runs it, as CI does"]
+async fn with_a_secret_a_forged_result_with_the_mirrors_own_validators_is_not_used() {
+    forged_result_is_not_used(true).await;
+}
+
+/// A cluster admin entry not sealed with the secret (written by hand into Redis) applies
+/// nowhere, and `/status` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server and nginx (redis-server, nginx-light); `cargo test -- --ignored` runs it, as CI does"]
+async fn with_a_secret_an_unsealed_admin_entry_is_ignored() {
+    tools();
+    let mut lab = Lab::new();
+    lab.secret = Some("0123456789abcdef0123456789abcdef".into());
+    let servers = lab.start(2, true).await;
+    all_answer(&servers, &[EU], 20).await;
+    let entry =
+        r#"{"action":"drain","target":"eu-west","by":"intruder@x","at":"2026-12-04T00:00:00Z"}"#;
+    let admin = format!("{}admin", lab.prefix);
+    assert_eq!(
+        lab.redis
+            .cmd(&["HSET", &admin, "mirror:eu-west", entry])
+            .as_deref(),
+        Some("1")
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = status_of(&servers[0]).await;
+        let errors = st["cluster"]["admin_errors"].to_string();
+        if errors.contains("mirror:eu-west: not sealed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", st["cluster"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answers(&servers).await, vec![vec![EU.to_string()]; 2]);
+    // The same drain through `mirrordns admin` (which seals it) applies.
+    let config = lab.path("ns1/mirrordns.toml");
+    let run = mirrordns(
+        &[
+            "admin",
+            "--config",
+            config.to_str().unwrap(),
+            "drain",
+            "eu-west",
+        ],
+        10,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.err);
+    all_answer(&servers, &[US], 2).await;
     for s in servers {
         s.shutdown().await;
     }

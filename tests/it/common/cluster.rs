@@ -202,6 +202,8 @@ pub struct Lab {
     pub redis: Redis,
     /// A key prefix of this lab's own.
     pub prefix: String,
+    /// `[cluster] secret` in every instance's config.
+    pub secret: Option<String>,
 }
 
 impl Lab {
@@ -217,6 +219,7 @@ impl Lab {
         let nginx = Nginx::start(dir.path(), &sites);
         let redis = Redis::start(&redis_dir);
         Lab {
+            secret: None,
             prefix: format!("test{}:", std::process::id()),
             dir,
             nginx,
@@ -231,8 +234,13 @@ impl Lab {
     /// Instance `name`'s config; `cluster` false leaves `[cluster]` out.
     pub fn config(&self, name: &str, cluster: bool) -> String {
         let cluster = if cluster {
+            let secret = self
+                .secret
+                .as_ref()
+                .map(|s| format!("secret = \"{s}\"\n"))
+                .unwrap_or_default();
             format!(
-                "[cluster]\nredis = \"{}\"\nname = \"{name}\"\nkey-prefix = \"{}\"\n",
+                "[cluster]\nredis = \"{}\"\nname = \"{name}\"\nkey-prefix = \"{}\"\n{secret}",
                 self.redis.url(),
                 self.prefix
             )
