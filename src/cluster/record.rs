@@ -257,7 +257,7 @@ pub trait Sealed: Serialize + Clone {
         let Some(mac) = bare.mac_mut().take() else {
             return false;
         };
-        let Some(tag) = unhex(&mac) else {
+        let Some(tag) = crate::manifest::parse_sha256(&mac) else {
             return false;
         };
         let Ok(bytes) = serde_json::to_vec(&bare) else {
@@ -282,16 +282,6 @@ impl Sealed for AdminRecord {
     fn mac_mut(&mut self) -> &mut Option<String> {
         &mut self.mac
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
