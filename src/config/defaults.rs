@@ -423,7 +423,7 @@ mod tests {
     #[test]
     fn shipped_config_comments_give_the_defaults() {
         // Commented out to show what a value looks like, not what it defaults to.
-        const EXAMPLES: [&str; 8] = [
+        const EXAMPLES: [&str; 11] = [
             "geo.database",
             "transfer.allow",
             "transfer.notify",
@@ -433,6 +433,10 @@ mod tests {
             "dnssec.keys",
             // Its default is worked out from `signature-validity`.
             "dnssec.refresh",
+            "cluster.redis",
+            // Its default is the host name, worked out when the config is read.
+            "cluster.name",
+            "cluster.secret",
         ];
         let path = root().join("config/mirrordns.toml");
         let text = std::fs::read_to_string(&path).expect("the shipped config is readable");
