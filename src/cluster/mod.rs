@@ -416,8 +416,12 @@ impl Drop for LockGuard {
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.value),
         );
-        // Released in the background: a drop cannot wait, and an unreleased lock only expires.
-        tokio::spawn(async move {
+        // Released in the background: a drop cannot wait, and an unreleased lock only expires
+        // (as it does when the runtime is already gone).
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
             let _: Option<i64> = c
                 .query(redis::cmd("EVAL").arg(RELEASE).arg(1).arg(&k).arg(&v))
                 .await;

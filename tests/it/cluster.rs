@@ -496,3 +496,72 @@ async fn with_a_secret_an_unsealed_admin_entry_is_ignored() {
         s.shutdown().await;
     }
 }
+
+/// `mirrordns admin` says what is wrong, without a Redis to talk to: no `[cluster]`, a mirror
+/// or service the config does not have, a bad `--until`, and a Redis that does not answer.
+#[test]
+fn admin_command_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.zone"), crate::common::ZONE).unwrap();
+    let closed = crate::common::free_port();
+    let base = format!(
+        "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"example.com.zone\"]\n\n\
+         [[service]]\nname = \"downloads.example.com\"\nmirrors = [\"eu-west\"]\n\n\
+         [[mirror]]\nname = \"eu-west\"\nipv4 = [\"192.0.2.11\"]\nlocation = {{ lat = 50.1, lon = 8.7 }}\n"
+    );
+    let alone = dir.path().join("alone.toml");
+    std::fs::write(&alone, &base).unwrap();
+    let clustered = dir.path().join("cluster.toml");
+    std::fs::write(
+        &clustered,
+        format!("{base}\n[cluster]\nredis = \"redis://:pw@127.0.0.1:{closed}\"\nname = \"ns1\"\n"),
+    )
+    .unwrap();
+    let (alone, clustered) = (alone.to_str().unwrap(), clustered.to_str().unwrap());
+    let run = mirrordns(&["admin", "--config", alone, "drain", "eu-west"], 10);
+    assert_eq!(run.code, Some(2));
+    assert!(run.err.contains("no [cluster] section"), "{}", run.err);
+    let run = mirrordns(&["admin", "--config", clustered, "drain", "nowhere"], 10);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.err.contains("mirror `nowhere` is not in"),
+        "{}",
+        run.err
+    );
+    let run = mirrordns(
+        &[
+            "admin",
+            "--config",
+            clustered,
+            "pin",
+            "other.example.com",
+            "x/manifest.json",
+        ],
+        10,
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.err.contains("service `other.example.com` is not in"),
+        "{}",
+        run.err
+    );
+    let run = mirrordns(
+        &[
+            "admin", "--config", clustered, "drain", "eu-west", "--until", "tomorrow",
+        ],
+        10,
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(run.err.contains("--until `tomorrow`"), "{}", run.err);
+    // Nothing listens there: a clear error within the time limit, the password not shown.
+    let run = mirrordns(&["admin", "--config", clustered, "drain", "eu-west"], 10);
+    assert_eq!(run.code, Some(1), "{}", run.err);
+    assert!(
+        run.err
+            .contains(&format!("redis://:***@127.0.0.1:{closed}"))
+            && !run.err.contains("pw@"),
+        "{}",
+        run.err
+    );
+    assert!(run.took < Duration::from_secs(5), "took {:?}", run.took);
+}
