@@ -504,13 +504,11 @@ fn admin_command_names_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("example.com.zone"), crate::common::ZONE).unwrap();
     let closed = crate::common::free_port();
-    let base = concat!(
-        "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"example.com.zone\"]\n\n\
+    let base = "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"example.com.zone\"]\n\n\
          [[service]]\nname = \"downloads.example.com\"\nmirrors = [\"eu-west\"]\n\n\
-         [[mirror]]\nname = \"eu-west\"\nipv4 = [\"192.0.2.11\"]\nlocation = { lat = 50.1, lon = 8.7 }\n"
-    );
+         [[mirror]]\nname = \"eu-west\"\nipv4 = [\"192.0.2.11\"]\nlocation = { lat = 50.1, lon = 8.7 }\n";
     let alone = dir.path().join("alone.toml");
-    std::fs::write(&alone, &base).unwrap();
+    std::fs::write(&alone, base).unwrap();
     let clustered = dir.path().join("cluster.toml");
     std::fs::write(
         &clustered,
