@@ -52,8 +52,9 @@ pub(super) async fn verify(
                 match adopt(t, &cluster, &rec, m).await {
                     Ok(outcome) => {
                         cluster.counters.adopted.fetch_add(1, Relaxed);
-                        if let ReleaseOutcome::Verified(files) = &outcome {
-                            done.extend(files.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        if let ReleaseOutcome::Verified(_) = &outcome {
+                            // As after a download: the outcome holds every file now.
+                            done.clear();
                         }
                         info!(mirror = %t.name, release = %m.release, by = %rec.verified_by, outcome = ?rec.outcome, "adopted a peer's verification: the mirror serves the files it checked");
                         return outcome;
