@@ -26,7 +26,7 @@ WIDTH = 1000
 LAT_TOP, LAT_BOTTOM = 84.0, -58.0
 K = WIDTH / 360.0
 HEIGHT = round((LAT_TOP - LAT_BOTTOM) * K)
-TOLERANCE = 0.7  # in output units
+TOLERANCE = 0.5  # in output units
 
 # Natural Earth shapes without an ISO 3166-1 numeric code in world-atlas. GeoIP databases
 # place Kosovo in XK and the other two in the state they are part of by law, so they are
@@ -89,8 +89,18 @@ def ring_points(ring, arcs):
     for i in ring:
         pts = arcs[i] if i >= 0 else arcs[~i][::-1]
         out.extend(pts[1:] if out else pts)
+    # A ring crossing the antimeridian (Russia, Fiji) jumps from one edge to the other: made
+    # continuous, it runs past an edge, and is drawn a second time shifted by a world width.
     dedup = []
-    for p in out:
+    shift = 0
+    for x, y in out:
+        if dedup:
+            px = dedup[-1][0]
+            while x + shift - px > WIDTH / 2:
+                shift -= WIDTH
+            while px - (x + shift) > WIDTH / 2:
+                shift += WIDTH
+        p = (x + shift, y)
         if not dedup or dedup[-1] != p:
             dedup.append(p)
     if len(dedup) > 1 and dedup[0] == dedup[-1]:
@@ -98,20 +108,36 @@ def ring_points(ring, arcs):
     return dedup
 
 
+def copies(pts):
+    """The ring, and once more a world width over if it runs past an edge."""
+    out = [pts]
+    if max(x for x, _ in pts) > WIDTH:
+        out.append([(x - WIDTH, y) for x, y in pts])
+    if min(x for x, _ in pts) < 0:
+        out.append([(x + WIDTH, y) for x, y in pts])
+    return out
+
+
 def path(polygons, arcs):
     d = []
     for poly in polygons:
         for ring in poly:
-            pts = ring_points(ring, arcs)
-            if len(pts) < 3:
+            whole = ring_points(ring, arcs)
+            if len(whole) < 3:
                 continue
-            x, y = pts[0]
-            seg = [f"M{x} {y}l"]
-            for px, py in pts[1:]:
-                seg.append(f"{px - x} {py - y}")
-                x, y = px, py
-            d.append(" ".join(seg).replace(" -", "-") + "z")
+            for pts in copies(whole):
+                d.append(ring_path(pts))
     return "".join(d)
+
+
+def ring_path(pts):
+    """Absolute start, then relative steps: small numbers, the smallest text."""
+    x, y = pts[0]
+    seg = [f"M{x} {y}l"]
+    for px, py in pts[1:]:
+        seg.append(f"{px - x} {py - y}")
+        x, y = px, py
+    return " ".join(seg).replace(" -", "-") + "z"
 
 
 def main():

@@ -71,7 +71,7 @@ th{background:#f6f8fa}.state{font-weight:600}.bad{color:#cf222e;font-weight:600}
 .warn{background:#fff1e5;border:2px solid #cf222e;border-radius:6px;padding:.5em .8em;margin:.5em 0}\
 .warn p{margin:.2em 0}\
 nav a{margin-right:.8em;display:inline-block}nav a.on{font-weight:700;text-decoration:none;color:#1f2328}\
-svg.map{width:100%;height:auto;background:#eaf2f8;border:1px solid #d0d7de;display:block}\
+svg.map{width:100%;max-width:1100px;height:auto;background:#eaf2f8;border:1px solid #d0d7de;display:block}\
 .legend{display:flex;flex-wrap:wrap;gap:.3em 1em;margin:.4em 0;padding:0;list-style:none}\
 .sw{display:inline-block;width:.9em;height:.9em;vertical-align:-.1em;margin-right:.3em;border:1px solid #8c959f}\
 .dot{border-radius:50%}\

@@ -21,7 +21,12 @@ pub(super) fn render(h: &mut String, s: &Status, now: SystemTime) {
          <th>lag</th><th>verified</th><th>last probe</th><th>latency</th>",
     );
     for svc in &s.services {
-        let _ = write!(h, "<th>routable for {}</th>", esc(&svc.name));
+        // Long service names break at their dots rather than widening the table.
+        let _ = write!(
+            h,
+            "<th>routable for {}</th>",
+            esc(&svc.name).replace('.', ".<wbr>")
+        );
     }
     h.push_str("</tr>");
     for m in rows {
