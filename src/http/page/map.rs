@@ -191,7 +191,7 @@ pub(super) fn render(
         let Some((lat, lon)) = m.location else {
             continue;
         };
-        let state = state_of(view, &m.name);
+        let state = state_of(s, view, &m.name);
         let (x, y) = project(lat, lon);
         let _ = write!(
             h,
@@ -207,7 +207,7 @@ pub(super) fn render(
         let Some(m) = cfg.mirrors.get(mi) else {
             continue;
         };
-        let state = state_of(view, &m.name);
+        let state = state_of(s, view, &m.name);
         let _ = write!(
             h,
             "<li data-mirror=\"{0}\" data-colour=\"{1}\"><span class=\"sw\" style=\"background:{1}\"></span>{0} \
@@ -255,7 +255,16 @@ pub(super) fn render(
     }
 }
 
-fn state_of<'a>(view: &'a ServiceView, mirror: &str) -> &'a str {
+/// The mirror's state, or "drained" while an on-call drain is in force: the probes' state
+/// does not show that, and the map's dots are where a person looks for it.
+fn state_of<'a>(s: &Status, view: &'a ServiceView, mirror: &str) -> &'a str {
+    let drained =
+        s.admin.mirrors.iter().any(|a| {
+            a.in_force && a.mirror == mirror && a.action == crate::schema::AdminAction::Drain
+        });
+    if drained {
+        return "drained";
+    }
     view.mirrors
         .iter()
         .find(|m| m.name == mirror)
