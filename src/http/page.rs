@@ -44,18 +44,24 @@ fn ago(t: &str, now: SystemTime) -> String {
         Ok(d) => (d.as_secs(), false),
         Err(e) => (e.duration().as_secs(), true),
     };
-    let span = match secs {
-        0..120 => format!("{secs} s"),
-        120..7200 => format!("{} min", secs / 60),
-        7200..172_800 => format!("{} h", secs / 3600),
-        _ => format!("{} days", secs / 86_400),
-    };
+    let span = span(secs as f64);
     let text = if future {
         format!("in {span}")
     } else {
         format!("{span} ago")
     };
     format!("<time datetime=\"{0}\" title=\"{0}\">{text}</time>", esc(t))
+}
+
+/// A duration as a person reads it: seconds up to 2 minutes, then minutes, hours, days.
+fn span(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        7200..172_800 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -77,7 +83,7 @@ svg.map{width:100%;max-width:1100px;height:auto;background:#eaf2f8;border:1px so
 .dot{border-radius:50%}\
 form{margin:.5em 0 1em}form input,form select,form button{font:inherit;margin:.2em .4em .2em 0}\
 ol.tl{list-style:none;padding:0;margin:.3em 0 1em}ol.tl li{padding:.15em 0 .15em .8em;border-left:3px solid #d0d7de}\
-ol.tl li.done{border-color:#1a7f37}ol.tl li.hold{border-color:#cf222e}\
+ol.tl li.done{border-color:#1a7f37}.tl li,.warn p{overflow-wrap:anywhere}td.reason{min-width:14em;overflow-wrap:anywhere}table.nw td,table.nw th{white-space:nowrap}ol.tl li.hold{border-color:#cf222e}\
 ";
 
 /// Renders the page. `service`: the service whose answers the map shows (`?service=NAME`;
@@ -172,7 +178,7 @@ fn lookup_form(h: &mut String, s: &Status) {
 
 fn services(h: &mut String, s: &Status) {
     h.push_str(
-        "<h2>Services</h2><div class=\"scroll\"><table><tr><th>service</th><th>policy</th><th>ttl</th>\
+        "<h2>Services</h2><div class=\"scroll\"><table class=\"nw\"><tr><th>service</th><th>policy</th><th>ttl</th>\
          <th>answers</th><th>fallback</th><th>now</th><th>answered from past their list</th></tr>",
     );
     for svc in &s.services {

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use super::{ago, color, esc};
+use super::{ago, color, esc, span};
 use crate::schema::{MirrorView, Status};
 
 pub(super) fn render(h: &mut String, s: &Status, now: SystemTime) {
@@ -33,13 +33,13 @@ pub(super) fn render(h: &mut String, s: &Status, now: SystemTime) {
         let state = m.state.as_str();
         let _ = write!(
             h,
-            "<tr data-mirror=\"{0}\"><td>{0}</td><td class=\"state\" style=\"color:{1}\">{2}</td><td>{3}</td><td>{4}</td><td>{5}</td><td>{6}</td><td>{7}</td>",
+            "<tr data-mirror=\"{0}\"><td>{0}</td><td class=\"state\" style=\"color:{1}\">{2}</td><td class=\"reason\">{3}</td><td>{4}</td><td>{5}</td><td>{6}</td><td>{7}</td>",
             esc(&m.name),
             color(state),
             state,
             esc(&m.reason),
             if m.lag_seconds > 0.0 {
-                format!("{:.0} s", m.lag_seconds)
+                span(m.lag_seconds)
             } else {
                 "-".into()
             },

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use super::{ago, esc};
+use super::{ago, esc, span};
 use crate::schema::{ReleaseView, RolloutMirrorView, Status};
 
 struct Release<'a> {
@@ -93,7 +93,7 @@ pub(super) fn render(h: &mut String, s: &Status, now: SystemTime) {
         for (at, mirror) in verified {
             let after = start
                 .and_then(|st| seconds_between(st, at))
-                .map(|d| format!(" ({d:.0} s after)"))
+                .map(|d| format!(" ({} after)", span(d)))
                 .unwrap_or_default();
             let _ = write!(
                 h,
@@ -110,7 +110,7 @@ pub(super) fn render(h: &mut String, s: &Status, now: SystemTime) {
                     "<li class=\"done\" id=\"ready\">ready everywhere {}{}</li>",
                     ago(at, now),
                     v.ready_after_seconds
-                        .map(|d| format!(", {d:.0} s after it changed"))
+                        .map(|d| format!(", {} after it changed", span(d)))
                         .unwrap_or_default()
                 );
             }
@@ -119,7 +119,7 @@ pub(super) fn render(h: &mut String, s: &Status, now: SystemTime) {
                     h,
                     "<li class=\"hold\">not ready everywhere{}; ",
                     waiting
-                        .map(|w| format!(" after {w:.0} s"))
+                        .map(|w| format!(" after {}", span(w)))
                         .unwrap_or_default()
                 );
                 if holding.is_empty() {
