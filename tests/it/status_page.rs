@@ -178,8 +178,8 @@ impl Chromium {
             "Target.attachToTarget",
             json!({"targetId": target["targetId"], "flatten": true}),
         );
-        let s = attached["sessionId"].as_str().unwrap().to_string();
-        let s = Some(s.as_str());
+        let session = attached["sessionId"].as_str().unwrap().to_string();
+        let s = Some(session.as_str());
         self.call(
             s,
             "Emulation.setDeviceMetricsOverride",
@@ -187,7 +187,7 @@ impl Chromium {
         );
         self.call(s, "Page.enable", json!({}));
         self.call(s, "Page.navigate", json!({"url": url}));
-        self.wait_event(s.unwrap(), "Page.loadEventFired");
+        self.wait_event(&session, "Page.loadEventFired");
         let probe = self.call(
             s,
             "Runtime.evaluate",

@@ -38,7 +38,7 @@ enum Shade {
 fn shade_of(a: &Answer) -> Shade {
     match (a.a_mirrors.first(), a.aaaa_mirrors.first()) {
         (Some(&m), _) | (None, Some(&m)) => Shade::Mirror(m),
-        _ if !a.servfail && !(a.a.is_empty() && a.aaaa.is_empty()) => Shade::Origin,
+        _ if !a.servfail && (!a.a.is_empty() || !a.aaaa.is_empty()) => Shade::Origin,
         _ => Shade::Nothing,
     }
 }
