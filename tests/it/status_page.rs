@@ -54,7 +54,8 @@ const PROBE: &str = r#"(() => {
     const y = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
     if (x > 1 && y > 1) overlaps.push([boxes[i].t, boxes[j].t]);
   }
-  const map = document.getElementById('map').getBoundingClientRect();
+  const m = document.getElementById('map');
+  const map = m ? m.getBoundingClientRect() : {top: null, width: 0};
   return JSON.stringify({fills, legend, dots, holding, overlaps, texts: boxes.length,
     warning: w ? w.innerText : null, warning_top: wr ? wr.top : null,
     map_top: map.top, map_width: map.width,
@@ -250,6 +251,15 @@ async fn look(url: String, shots: std::path::PathBuf, tag: &'static str) -> [Val
                     }
                 }
             });
+            // The overlap check itself, on text drawn over text on purpose.
+            let bad = "data:text/html,<p style='position:absolute;top:0'>one line</p>\
+                       <p style='position:absolute;top:0;left:5px'>another</p>";
+            let seen = b.view(bad, 390, 844, true, &shots.join("self-check.png"));
+            assert_eq!(
+                seen["overlaps"],
+                json!([["one line", "another"]]),
+                "the overlap check sees overlapping text"
+            );
             let desk = shots.join(format!("{tag}-desktop-1280.png"));
             let phone = shots.join(format!("{tag}-phone-390.png"));
             let out = [
