@@ -34,6 +34,17 @@ fn color(state: &str) -> &'static str {
     }
 }
 
+/// A mirror's state as the page shows it: "drained" while an on-call drain is in force, which
+/// the probes' state does not show (the mirror is still probed), so that a person looking at
+/// the dots or the table sees why it is out.
+fn shown_state<'a>(s: &Status, mirror: &str, state: &'a str) -> &'a str {
+    let drained =
+        s.admin.mirrors.iter().any(|a| {
+            a.in_force && a.mirror == mirror && a.action == crate::schema::AdminAction::Drain
+        });
+    if drained { "drained" } else { state }
+}
+
 /// A `/status` time as "N s ago" (or min, h, days), the exact time on hover. A time that does
 /// not parse is shown as it is.
 fn ago(t: &str, now: SystemTime) -> String {

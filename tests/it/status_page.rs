@@ -33,6 +33,9 @@ const PROBE: &str = r#"(() => {
     legend[li.dataset.mirror] = getComputedStyle(li.querySelector('.sw')).backgroundColor;
   const dots = {};
   for (const c of document.querySelectorAll('#map circle')) dots[c.dataset.mirror] = c.dataset.state;
+  const rows = {};
+  for (const tr of document.querySelectorAll('#mirrors tr[data-mirror]'))
+    rows[tr.dataset.mirror] = tr.querySelector('.state').textContent;
   const holding = [...document.querySelectorAll('.holding')].map(e => e.textContent);
   const w = document.getElementById('warnings');
   const wr = w && w.getBoundingClientRect();
@@ -56,7 +59,7 @@ const PROBE: &str = r#"(() => {
   }
   const m = document.getElementById('map');
   const map = m ? m.getBoundingClientRect() : {top: null, width: 0};
-  return JSON.stringify({fills, legend, dots, holding, overlaps, texts: boxes.length,
+  return JSON.stringify({fills, legend, dots, rows, holding, overlaps, texts: boxes.length,
     warning: w ? w.innerText : null, warning_top: wr ? wr.top : null,
     map_top: map.top, map_width: map.width,
     page_width: document.documentElement.scrollWidth, view_width: innerWidth,
@@ -534,5 +537,6 @@ async fn the_page_shows_the_live_answers_rollout_and_warnings_in_chromium() {
         assert_eq!(fill, legend, "{cc} now eu-west: {desk}");
     }
     assert_eq!(desk["dots"]["us-east"], "drained", "{desk}");
+    assert_eq!(desk["rows"]["us-east"], "drained", "{desk}");
     server.shutdown().await;
 }

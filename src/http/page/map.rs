@@ -255,20 +255,13 @@ pub(super) fn render(
     }
 }
 
-/// The mirror's state, or "drained" while an on-call drain is in force: the probes' state
-/// does not show that, and the map's dots are where a person looks for it.
 fn state_of<'a>(s: &Status, view: &'a ServiceView, mirror: &str) -> &'a str {
-    let drained =
-        s.admin.mirrors.iter().any(|a| {
-            a.in_force && a.mirror == mirror && a.action == crate::schema::AdminAction::Drain
-        });
-    if drained {
-        return "drained";
-    }
-    view.mirrors
+    let state = view
+        .mirrors
         .iter()
         .find(|m| m.name == mirror)
-        .map_or("unknown", |m| m.state.as_str())
+        .map_or("unknown", |m| m.state.as_str());
+    super::shown_state(s, mirror, state)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub(super) fn render(h: &mut String, s: &Status, now: SystemTime) {
     }
     h.push_str("</tr>");
     for m in rows {
-        let state = m.state.as_str();
+        let state = super::shown_state(s, &m.name, m.state.as_str());
         let _ = write!(
             h,
             "<tr data-mirror=\"{0}\"><td>{0}</td><td class=\"state\" style=\"color:{1}\">{2}</td><td class=\"reason\">{3}</td><td>{4}</td><td>{5}</td><td>{6}</td><td>{7}</td>",
