@@ -31,6 +31,8 @@ const PROBE: &str = r#"(() => {
   const legend = {};
   for (const li of document.querySelectorAll('#legend li[data-mirror]'))
     legend[li.dataset.mirror] = getComputedStyle(li.querySelector('.sw')).backgroundColor;
+  for (const li of document.querySelectorAll('#legend li[data-answer]'))
+    legend[li.dataset.answer] = getComputedStyle(li.querySelector('.sw')).backgroundColor;
   const dots = {};
   for (const c of document.querySelectorAll('#map circle')) dots[c.dataset.mirror] = c.dataset.state;
   const rows = {};
@@ -522,6 +524,19 @@ async fn the_page_shows_the_live_answers_rollout_and_warnings_in_chromium() {
         "default list first: {}",
         cdn[0]
     );
+
+    // edge answers by its fallback: every country in the origin's colour.
+    let edge = look(
+        format!("{base}/?service=edge.example.com"),
+        shots.clone(),
+        "edge",
+    )
+    .await;
+    for cc in ["GB", "US", "JP"] {
+        let (fill, legend) = colour_of(&edge[1], cc, "origin");
+        assert!(legend.is_string(), "origin in the legend: {}", edge[1]);
+        assert_eq!(fill, legend, "{cc} answered by the origin: {}", edge[1]);
+    }
 
     // us-east drained on call: its countries turn to the mirror the table answers with now.
     s.drain("us-east");
