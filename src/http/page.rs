@@ -128,7 +128,7 @@ pub fn render(s: &Status, table: &RoutingTable, service: Option<&str>, now: Syst
     );
     warnings(&mut h, s, now);
     map::render(&mut h, s, table, service);
-    lookup_form(&mut h, s);
+    lookup_form(&mut h, s, service);
     timeline::render(&mut h, s, now);
     services(&mut h, s);
     mirrors::render(&mut h, s, now);
@@ -174,15 +174,20 @@ fn warnings(h: &mut String, s: &Status, now: SystemTime) {
     h.push_str("</div>");
 }
 
-/// `/lookup` takes `ip` and an optional `name` (the service).
-fn lookup_form(h: &mut String, s: &Status) {
+/// `/lookup` takes `ip` and an optional `name` (the service); the map's service is preselected.
+fn lookup_form(h: &mut String, s: &Status, chosen: Option<&str>) {
     h.push_str(
         "<form action=\"/lookup\" method=\"get\" id=\"lookup\"><label>Why this answer? client address \
          <input name=\"ip\" required placeholder=\"81.2.69.1\" size=\"18\"></label><label> for \
          <select name=\"name\">",
     );
     for svc in &s.services {
-        let _ = write!(h, "<option>{}</option>", esc(&svc.name));
+        let on = if chosen == Some(svc.name.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(h, "<option{on}>{}</option>", esc(&svc.name));
     }
     h.push_str("</select></label> <button type=\"submit\">Look up</button></form>");
 }
