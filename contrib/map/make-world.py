@@ -15,7 +15,7 @@ Fetch and run (from the repository root):
 
 Output: header lines starting with '#', then one line per country: `XX <svg path d>` in a
 1000 x 394 equirectangular frame (longitude -180..180, latitude 84..-58: Antarctica is left
-out, no client network is there to colour). Coordinates are integers, each step about 0.36
+out, to spend the height on where clients are). Coordinates are integers, each step about 0.36
 degrees; outlines are simplified per shared arc (Douglas-Peucker), so that neighbours keep
 a common border.
 """
