@@ -299,19 +299,28 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
     }
 }
 
-/// [`ClientMap::countries`]: one pass over the IPv4 location table.
+/// [`ClientMap::countries`]: one pass over the IPv4 location table, summed per location
+/// first (an array add per range: a GeoLite2-City table has millions of them), then per
+/// country and list.
 fn country_shares(locs: &LocationMap, by_location: &[u32]) -> Vec<CountryShare> {
-    let mut sums: HashMap<(geo::Code, u32), u64> = HashMap::new();
+    let mut per_location = vec![0u64; locs.locations.len()];
     for span in locs.v4.spans() {
-        let id = span.value as usize;
+        if let Some(n) = per_location.get_mut(span.value as usize) {
+            let size = u64::try_from(span.end - span.start + 1).unwrap_or(u64::MAX);
+            *n = n.saturating_add(size);
+        }
+    }
+    let mut sums: HashMap<(geo::Code, u32), u64> = HashMap::new();
+    for (id, &n) in per_location.iter().enumerate() {
         let (Some(country), Some(&value)) = (
             locs.locations.get(id).and_then(|l| l.country),
             by_location.get(id),
         ) else {
             continue;
         };
-        let n = u64::try_from(span.end - span.start + 1).unwrap_or(u64::MAX);
-        *sums.entry((country, value & LIST_MASK)).or_default() += n;
+        if n > 0 {
+            *sums.entry((country, value & LIST_MASK)).or_default() += n;
+        }
     }
     let mut out: Vec<CountryShare> = sums
         .into_iter()
