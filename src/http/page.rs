@@ -1,14 +1,16 @@
 //! `GET /`: a server-rendered status page an on-call person can read at a glance. No
 //! JavaScript and nothing fetched from elsewhere; it refreshes itself every 10 seconds.
 //!
-//! From the top: warnings (a client group answered from past its list, a fallback in force),
-//! a world map of what the live routing table answers ([`map`]), a form for `/lookup`, each
-//! release's rollout ([`timeline`]), the services, the mirrors once with a column per service
-//! ([`mirrors`]), and the redirectors. Everything but the map comes from the `/status`
+//! From the top: warnings (a client group answered from past its list, a fallback in force,
+//! a rejected reload, the cluster's Redis unreachable), a world map of what the live routing
+//! table answers ([`map`]), a form for `/lookup`, each release's rollout ([`timeline`]), the
+//! services, the mirrors once with a column per service ([`mirrors`]), on-call actions and the
+//! cluster ([`oncall`]), and the redirectors. Everything but the map comes from the `/status`
 //! document; the map needs the table itself, which `/status` does not carry per country.
 
 mod map;
 mod mirrors;
+mod oncall;
 mod timeline;
 
 use std::fmt::Write;
@@ -132,6 +134,8 @@ pub fn render(s: &Status, table: &RoutingTable, service: Option<&str>, now: Syst
     timeline::render(&mut h, s, now);
     services(&mut h, s);
     mirrors::render(&mut h, s, now);
+    oncall::actions(&mut h, s, now);
+    oncall::cluster(&mut h, s, now);
     redirects(&mut h, s, now);
     h.push_str("<p><a href=\"/status\">/status</a> &middot; <a href=\"/metrics\">/metrics</a> &middot; <a href=\"/readyz\">/readyz</a></p></body></html>\n");
     h
@@ -162,6 +166,12 @@ fn warnings(h: &mut String, s: &Status, now: SystemTime) {
             "Last reload rejected {}: <code>{}</code>",
             ago(&e.at, now),
             esc(&e.error)
+        ));
+    }
+    if let Some(c) = s.cluster.as_ref().filter(|c| !c.connected) {
+        lines.push(format!(
+            "The cluster's Redis <code>{}</code> cannot be reached: this instance verifies mirrors alone (answers are unaffected).",
+            esc(&c.redis)
         ));
     }
     if lines.is_empty() {

@@ -225,6 +225,14 @@ async fn admin_drain_applies_everywhere_within_a_second_and_survives_redis_going
         assert_eq!(e["source"]["kind"], "cluster");
         assert!(e["source"]["by"].as_str().unwrap().ends_with("@ns1"), "{e}");
     }
+    // The status page lists it, with who wrote it.
+    let page = crate::common::mirrors::monitoring(&servers[2], "/").await;
+    assert!(page.contains("On-call actions"), "{page}");
+    assert!(
+        page.contains("disk swap") && page.contains("cluster, by "),
+        "{page}"
+    );
+    assert!(page.contains("Redis <code>redis://127.0.0.1:"), "{page}");
     let listed = mirrordns(&["admin", "--config", config, "list"], 10);
     assert!(
         listed.out.contains("\"target\":\"eu-west\""),
@@ -265,6 +273,11 @@ async fn admin_drain_applies_everywhere_within_a_second_and_survives_redis_going
         assert!(st["cluster"]["outages"].as_u64().unwrap() >= 1);
     }
     assert_eq!(answers(&servers).await, vec![vec![US.to_string()]; 3]);
+    let page = crate::common::mirrors::monitoring(&servers[0], "/").await;
+    assert!(
+        page.contains("cannot be reached: this instance verifies mirrors alone"),
+        "{page}"
+    );
     // Each carries on alone: a new release is verified by every instance itself.
     let before = verify_bytes(&servers).await;
     for site in ["origin", "us-east", "ap-south", "eu-west"] {
