@@ -459,12 +459,20 @@ async fn the_page_shows_the_live_answers_rollout_and_warnings_in_chromium() {
     chromium();
     let s = Setup::new().await;
     let (server, base) = s.start().await;
-    let shots = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix("mirrordns-status-page-")
         .tempdir()
-        .unwrap()
-        .keep();
-    println!("screenshots in {}", shots.display());
+        .unwrap();
+    // Kept for a person to look at only when asked, so that test runs leave nothing behind.
+    let (shots, _removed_at_end) = if std::env::var_os("MIRRORDNS_KEEP_SCREENSHOTS").is_some() {
+        (tmp.keep(), None)
+    } else {
+        (tmp.path().to_path_buf(), Some(tmp))
+    };
+    println!(
+        "screenshots in {} (MIRRORDNS_KEEP_SCREENSHOTS=1 keeps them)",
+        shots.display()
+    );
     wait_status(
         &base,
         "eu-west and us-east ready, ap-northeast mismatch",
