@@ -576,3 +576,67 @@ fn admin_command_names_what_is_wrong() {
     );
     assert!(run.took < Duration::from_secs(5), "took {:?}", run.took);
 }
+
+/// A reload that adds `[cluster]` joins the cluster (and adopts the peers' results); one that
+/// removes it takes the cluster's admin entries out of force; a bad Redis URL is rejected
+/// whole and the instance keeps its cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server and nginx (redis-server, nginx-light); `cargo test -- --ignored` runs it, as CI does"]
+async fn reloads_join_and_leave_the_cluster() {
+    tools();
+    let lab = Lab::new();
+    let mut servers = lab.start(1, true).await;
+    all_ready(&servers, 20).await;
+    // ns2 starts alone (its own downloads), then joins by a reload.
+    let p = lab.write_config("ns2", false);
+    let ns2 = mirrordns::daemon::Server::start(
+        mirrordns::load::Loaded::from_file(&p).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await
+    .unwrap();
+    servers.push(ns2);
+    all_ready(&servers, 20).await;
+    assert!(status_of(&servers[1]).await["cluster"].is_null());
+    lab.write_config("ns2", true);
+    servers[1].reload().await.expect("reload with [cluster]");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_of(&servers[1]).await["cluster"]["connected"] != true {
+        assert!(Instant::now() < deadline, "ns2 did not join");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let config = lab.path("ns1/mirrordns.toml");
+    let run = mirrordns(
+        &[
+            "admin",
+            "--config",
+            config.to_str().unwrap(),
+            "drain",
+            "eu-west",
+        ],
+        10,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.err);
+    all_answer(&servers, &[US], 2).await;
+    // A bad URL: rejected, the drain stays.
+    let good = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, good.replace("redis://127.0.0.1", "http://127.0.0.1")).unwrap();
+    let e = servers[1]
+        .reload()
+        .await
+        .expect_err("a bad [cluster] is rejected");
+    assert!(e.to_string().contains("cluster.redis"), "{e}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(answers(&servers).await, vec![vec![US.to_string()]; 2]);
+    // Leaving: the cluster's drain no longer applies to ns2; ns1 keeps it.
+    lab.write_config("ns2", false);
+    servers[1].reload().await.expect("reload without [cluster]");
+    assert!(status_of(&servers[1]).await["cluster"].is_null());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while answers(&servers).await != vec![vec![US.to_string()], vec![EU.to_string()]] {
+        assert!(Instant::now() < deadline, "{:?}", answers(&servers).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in servers {
+        s.shutdown().await;
+    }
+}
