@@ -389,10 +389,13 @@ async fn a_region_with_every_mirror_out_is_answered_from_past_its_list() {
     assert!(cdn["fallthrough_lists"].as_u64() >= Some(1), "{cdn}");
     assert_eq!(cdn["fallthrough_answers"], 3);
     let page = get(&ts, "/").await;
-    assert!(
-        page.contains("answering them from past their list"),
-        "status page:\n{page}"
+    // In the warnings above the map, naming the service and how many client groups.
+    let groups = cdn["fallthrough_lists"].as_u64().unwrap_or_default();
+    let warning = format!(
+        "<b>cdn.example.com</b>: every mirror listed for {groups} client group{} is out; they are answered from past their list.",
+        if groups == 1 { "" } else { "s" }
     );
+    assert!(page.contains(&warning), "status page:\n{page}");
 }
 
 #[tokio::test]
