@@ -276,7 +276,10 @@ pub fn render(
     for (s, route) in cfg.services.iter().zip(&table.services) {
         e.sample(
             "mirrordns_service_fallback_in_force",
-            &[("service", s.name.as_str()), ("fallback", s.fallback.as_str())],
+            &[
+                ("service", s.name.as_str()),
+                ("fallback", s.fallback.as_str()),
+            ],
             match route.mode {
                 crate::routing::Mode::Mirrors => 0.0,
                 crate::routing::Mode::Fallback(_) => 1.0,
