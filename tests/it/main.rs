@@ -7,6 +7,7 @@ mod tls_server;
 
 mod admin;
 mod cli;
+mod contrib;
 mod differential;
 mod dnssec;
 mod dnssec_keys;
