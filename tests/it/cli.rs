@@ -851,10 +851,10 @@ fn rendered(page: &std::path::Path) -> String {
 }
 
 #[test]
-#[ignore = "needs man (man-db) and groff; `cargo test -- --ignored` runs it, as CI does"]
+#[ignore = "needs man (man-db) and groff (groff-base); `cargo test -- --ignored` runs it, as CI does"]
 fn man_pages_render_with_man_and_groff() {
     require("man", "--version", "man-db");
-    require("groff", "--version", "groff");
+    require("groff", "--version", "groff-base");
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = mirrordns(&["man", "--dir", dir.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
