@@ -39,6 +39,19 @@ pub enum Action {
     ForceUp,
 }
 
+/// Where an entry comes from: the admin-state file, or `mirrordns admin` through the
+/// cluster's Redis (with who wrote it and when).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "source")]
+pub enum Source {
+    #[default]
+    File,
+    Cluster {
+        by: String,
+        at: String,
+    },
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MirrorEntry {
     pub mirror: String,
@@ -46,6 +59,7 @@ pub struct MirrorEntry {
     #[serde(serialize_with = "ser_time")]
     pub until: Option<SystemTime>,
     pub reason: Option<String>,
+    pub source: Source,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +68,7 @@ pub struct BlockEntry {
     #[serde(serialize_with = "ser_time")]
     pub until: Option<SystemTime>,
     pub reason: Option<String>,
+    pub source: Source,
 }
 
 fn ser_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -70,6 +85,7 @@ pub struct PinEntry {
     #[serde(serialize_with = "ser_time")]
     pub until: Option<SystemTime>,
     pub reason: Option<String>,
+    pub source: Source,
 }
 
 /// The admin state in force.
@@ -294,6 +310,7 @@ pub fn load(path: &Path, config: &Config) -> Result<AdminState, Problems> {
                 action,
                 until: u,
                 reason: m.reason.clone(),
+                source: Source::File,
             });
         }
     }
@@ -312,6 +329,7 @@ pub fn load(path: &Path, config: &Config) -> Result<AdminState, Problems> {
             version: b.version.get_ref().clone(),
             until: u,
             reason: b.reason.clone(),
+            source: Source::File,
         });
     }
     for p in &raw.pin {
@@ -346,6 +364,7 @@ pub fn load(path: &Path, config: &Config) -> Result<AdminState, Problems> {
             release: p.release.get_ref().clone(),
             until: u,
             reason: p.reason.clone(),
+            source: Source::File,
         });
     }
     if problems.is_empty() {

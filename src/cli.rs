@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::load::Loaded;
 
-const DEFAULT_CONFIG: &str = "config/mirrordns.toml";
+const DEFAULT_CONFIG: &str = crate::config::DEFAULT_PATH;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,6 +113,9 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Cluster-wide on-call actions through `[cluster]`'s Redis: drain, force-up, block, pin,
+    /// clear, list. Every instance applies them within a second.
+    Admin(crate::cluster::command::AdminArgs),
     /// Run the server on the shipped config with a loopback origin and three mirrors (one
     /// good, one corrupted, one lagging) to show what mirrordns does.
     Demo {
@@ -421,6 +424,10 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Man { dir } => man(dir.as_deref()),
+        Command::Admin(args) => match runtime() {
+            Ok(rt) => rt.block_on(crate::cluster::command::run(args)),
+            Err(code) => code,
+        },
         Command::Demo { config } => {
             init_logging(cli.log_format, SERVER_LOG);
             run_to_exit(crate::demo::run(config))

@@ -5,6 +5,7 @@
 //! The daemon owns and wires everything; it alone writes the shared state ([`Published`]).
 //! The monitoring endpoint gets a [`Monitor`]: reads, and a way to ask for a reload.
 
+mod cluster;
 mod watch;
 
 use std::net::SocketAddr;
@@ -95,7 +96,9 @@ impl Server {
             max_per_client: cfg.server.tcp_max_per_client,
         };
         let (admin_state, admin_err) = load_admin(&cfg, &metrics);
-        let admin = Arc::new(ArcSwap::from_pointee(admin_state.unwrap_or_default()));
+        let admin_state = admin_state.unwrap_or_default();
+        let admin = Arc::new(ArcSwap::from_pointee(admin_state.clone()));
+        let cluster = cluster::start(&cfg);
         // The compiled tables are all the DNS path needs; explanations re-open the database.
         loaded.geo.release_database();
         let Loaded { inputs, geo, .. } = loaded;
@@ -115,6 +118,9 @@ impl Server {
                 last_error: None,
             }),
             admin,
+            admin_file: ArcSwap::from_pointee(admin_state),
+            admin_cluster: ArcSwap::default(),
+            cluster: ArcSwapOption::new(cluster),
             admin_error: ArcSwapOption::from_pointee(admin_err.map(|e| (SystemTime::now(), e))),
             geo: ArcSwap::from_pointee(geo),
             prober: Mutex::new(None),
@@ -157,6 +163,7 @@ impl Server {
             shutdown.clone(),
         );
         tokio::spawn(watch::watch_admin(daemon.clone(), shutdown.clone()));
+        tokio::spawn(cluster::follow(daemon.clone(), shutdown.clone()));
         tokio::spawn(refresh_signatures(shared.clone(), shutdown.clone()));
         tokio::spawn(crate::dns::notify::run(
             shared.table.clone(),
@@ -359,9 +366,8 @@ impl Daemon {
         }
         // The admin state is checked against the new config (mirror names may have changed).
         let (admin_state, admin_err) = load_admin(&loaded.config, &sh.metrics);
-        if let Some(a) = admin_state {
-            sh.admin.store(Arc::new(a));
-        }
+        sh.store_admin(admin_state, None);
+        cluster::reconfigure(sh, &loaded.config);
         sh.admin_error
             .store(admin_err.map(|e| Arc::new((SystemTime::now(), e))));
         {
@@ -517,11 +523,17 @@ async fn start_health(
     let admin = shared.admin.load_full();
     if let Some(h) = health {
         h.reconfigure(config.clone(), admin, publish).await?;
+        h.set_cluster(shared.cluster.load_full());
         return Ok(None);
     }
     let mut state = health::initial_state(config, None);
     state.admin = admin;
-    *health = Some(Health::start(config.clone(), state, publish)?);
+    *health = Some(Health::start(
+        config.clone(),
+        state,
+        publish,
+        shared.cluster.load_full(),
+    )?);
     Ok(None)
 }
 

@@ -9,7 +9,10 @@
 //! - [`load`]: the one loading path shared by `serve`, `check`, `lookup` and reload.
 //! - [`manifest`]: release manifests (JSON or SHA256SUMS, optional minisign signature).
 //! - [`health`]: liveness probes and byte-exact verification of mirrors -> health snapshots.
-//! - [`admin`]: on-call actions from the watched admin-state file (drain, force-up, block).
+//! - [`cluster`]: several instances through Redis: verification results shared (health asks
+//!   before downloading), cluster-wide admin entries, peers.
+//! - [`admin`]: on-call actions from the watched admin-state file (drain, force-up, block),
+//!   merged with the cluster's.
 //! - [`routing`]: config + client maps + health snapshot -> the immutable [`routing::RoutingTable`].
 //! - [`dns`]: query bytes + routing table -> response bytes, and the UDP/TCP listeners.
 //! - [`daemon`]: the running server, its published table, reload and shutdown; `notify`
@@ -32,6 +35,7 @@
 pub mod admin;
 pub mod cli;
 pub mod cli_docs;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;

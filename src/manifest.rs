@@ -69,7 +69,8 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+/// 64 hex digits as 32 bytes (a SHA-256 digest or an HMAC-SHA256 tag).
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }

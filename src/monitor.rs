@@ -69,8 +69,15 @@ pub struct Published {
     pub guard: Arc<ArcSwap<Guard>>,
     /// Replaced whole by reloads, which are serialised, so a read-modify-store loses nothing.
     pub config_info: ArcSwap<ConfigInfo>,
-    /// On-call actions in force.
+    /// On-call actions in force: the admin-state file's and the cluster's, merged by
+    /// [`Published::store_admin`].
     pub admin: Arc<ArcSwap<AdminState>>,
+    /// The admin-state file's entries alone.
+    pub admin_file: ArcSwap<AdminState>,
+    /// The cluster's entries alone, as last read from Redis (kept while it is unreachable).
+    pub admin_cluster: ArcSwap<AdminState>,
+    /// With `[cluster]`: the handle to Redis (replaced when a reload changes the section).
+    pub cluster: ArcSwapOption<crate::cluster::Cluster>,
     /// The last rejected admin-state file (the previous one stays in force).
     pub admin_error: ArcSwapOption<AdminError>,
     /// Compiled tables only: explanations re-open the database file when they need it.
@@ -91,6 +98,19 @@ pub struct Published {
 }
 
 impl Published {
+    /// Puts new file or cluster admin entries in force, merged with the other source's.
+    pub fn store_admin(&self, file: Option<AdminState>, cluster: Option<AdminState>) {
+        if let Some(f) = file {
+            self.admin_file.store(Arc::new(f));
+        }
+        if let Some(c) = cluster {
+            self.admin_cluster.store(Arc::new(c));
+        }
+        let merged =
+            crate::cluster::admin::merge(&self.admin_file.load(), &self.admin_cluster.load());
+        self.admin.store(Arc::new(merged));
+    }
+
     /// Reads the prober's state with the config it is indexed by, if there is a prober.
     pub async fn with_health<T>(&self, f: impl FnOnce(&Config, &HealthState) -> T) -> Option<T> {
         self.prober.lock().await.as_ref().map(|h| h.with_state(f))
@@ -163,6 +183,10 @@ impl Monitor {
     }
 
     /// The last rejected admin-state file: when, and why.
+    pub fn cluster(&self) -> Option<Arc<crate::cluster::Cluster>> {
+        self.shared.cluster.load_full()
+    }
+
     pub fn admin_error(&self) -> Option<AdminError> {
         self.shared
             .admin_error

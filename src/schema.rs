@@ -71,6 +71,54 @@ pub struct Status {
     /// Signing counts, with `[dnssec]` (added after the first release).
     #[serde(default)]
     pub dnssec: Option<SigningView>,
+    /// With `[cluster]`: Redis, the peers, what was shared (added after the first release).
+    #[serde(default)]
+    pub cluster: Option<ClusterView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// This instance's name.
+    pub name: String,
+    /// The Redis URL, password hidden.
+    pub redis: String,
+    pub key_prefix: String,
+    /// Whether the last Redis call succeeded.
+    pub connected: bool,
+    /// Since when Redis has been unreachable (verifying alone meanwhile).
+    #[serde(deserialize_with = "required")]
+    pub down_since: Option<String>,
+    #[serde(deserialize_with = "required")]
+    pub last_error: Option<ReloadError>,
+    /// Instances heard from in the last 30 s, this one included.
+    pub peers: Vec<PeerView>,
+    pub results_adopted: u64,
+    pub results_not_adopted: u64,
+    pub results_published: u64,
+    pub lock_waits: u64,
+    pub outages: u64,
+    /// Cluster admin entries in Redis that could not be read.
+    pub admin_errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub name: String,
+    pub version: String,
+    pub last_seen: String,
+}
+
+/// Where an admin entry comes from: the admin-state file, or `mirrordns admin` through the
+/// cluster (with who wrote it, and when).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum AdminSourceView {
+    #[default]
+    File,
+    Cluster {
+        by: String,
+        at: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +152,9 @@ pub struct AdminMirrorView {
     #[serde(deserialize_with = "required")]
     pub reason: Option<String>,
     pub in_force: bool,
+    /// Added with `[cluster]`: an older server's entries all come from the file.
+    #[serde(default)]
+    pub source: AdminSourceView,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +165,9 @@ pub struct AdminBlockView {
     #[serde(deserialize_with = "required")]
     pub reason: Option<String>,
     pub in_force: bool,
+    /// Added with `[cluster]`: an older server's entries all come from the file.
+    #[serde(default)]
+    pub source: AdminSourceView,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +179,9 @@ pub struct AdminPinView {
     #[serde(deserialize_with = "required")]
     pub reason: Option<String>,
     pub in_force: bool,
+    /// Added with `[cluster]`: an older server's entries all come from the file.
+    #[serde(default)]
+    pub source: AdminSourceView,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

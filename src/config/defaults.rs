@@ -157,6 +157,11 @@ pub fn dnssec_refresh(signature_validity: Duration) -> Duration {
     signature_validity / 2
 }
 
+// [cluster]
+
+/// `cluster.key-prefix`: before every Redis key mirrordns writes.
+pub const CLUSTER_KEY_PREFIX: &str = "mirrordns:";
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -274,12 +279,13 @@ mod tests {
                 Duration(DNSSEC_SIGNATURE_VALIDITY),
             ),
             ("dnssec.serial", Word(DNSSEC_SERIAL.as_str().to_string())),
+            ("cluster.key-prefix", Word(CLUSTER_KEY_PREFIX.to_string())),
         ]
     }
 
     /// The config's top-level tables: a TOML example with any other table is not part of
     /// the configuration reference (the admin-state file's, for one).
-    const CONFIG_TABLES: [&str; 11] = [
+    const CONFIG_TABLES: [&str; 12] = [
         "redirect",
         "server",
         "geo",
@@ -291,6 +297,7 @@ mod tests {
         "cookies",
         "transfer",
         "dnssec",
+        "cluster",
     ];
 
     /// One line of a TOML example. A leading `#` is taken off first, so commented-out lines
@@ -416,7 +423,7 @@ mod tests {
     #[test]
     fn shipped_config_comments_give_the_defaults() {
         // Commented out to show what a value looks like, not what it defaults to.
-        const EXAMPLES: [&str; 8] = [
+        const EXAMPLES: [&str; 11] = [
             "geo.database",
             "transfer.allow",
             "transfer.notify",
@@ -426,6 +433,10 @@ mod tests {
             "dnssec.keys",
             // Its default is worked out from `signature-validity`.
             "dnssec.refresh",
+            "cluster.redis",
+            // Its default is the host name, worked out when the config is read.
+            "cluster.name",
+            "cluster.secret",
         ];
         let path = root().join("config/mirrordns.toml");
         let text = std::fs::read_to_string(&path).expect("the shipped config is readable");

@@ -5,6 +5,7 @@
 //! networks, mirror references, policies) and reports every problem with file, line and key.
 //! Checks that need the zones (is a service inside a zone?) happen in `crate::load`.
 
+mod cluster;
 pub mod defaults;
 mod dnssec;
 mod health;
@@ -24,6 +25,10 @@ use crate::diag::{Problem, Problems, line_of};
 use crate::geo::{Code, Location, Override};
 
 /// A validated config. Every reference (service -> mirror) is resolved to an index.
+/// Where the command line looks for the config when `--config` is not given: the shipped
+/// one, from a clone's top directory.
+pub const DEFAULT_PATH: &str = "config/mirrordns.toml";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this was read from.
@@ -41,6 +46,8 @@ pub struct Config {
     pub redirects: Vec<Redirect>,
     /// `[dnssec]`: zone keys and signature timing; None: nothing is signed.
     pub dnssec: Option<Dnssec>,
+    /// `[cluster]`: shared verification and admin entries through Redis; None: alone.
+    pub cluster: Option<Cluster>,
 }
 
 impl Config {
@@ -54,6 +61,7 @@ impl Config {
     }
 }
 
+pub use cluster::{Cluster, host_name, redact};
 pub use dnssec::Dnssec;
 pub use health::{Fallback, HealthConfig, Origin, is_safe_relative_path};
 pub use protect::{Cookies, RateLimit, Transfer, TsigAlgorithm, TsigKey};
@@ -180,6 +188,7 @@ impl Validator<'_> {
             transfer,
             redirects,
             dnssec,
+            cluster,
         } = raw;
         let server = self.server(server);
         let geo = geo.map(|g| self.geo(g)).unwrap_or_default();
@@ -192,8 +201,10 @@ impl Validator<'_> {
         let transfer = self.transfer(transfer);
         let redirects = self.redirects(redirects, &services);
         let dnssec = dnssec.map(|d| self.dnssec(d));
+        let cluster = cluster.and_then(|c| self.cluster(c));
         Config {
             dnssec,
+            cluster,
             redirects,
             rate_limit,
             cookies,

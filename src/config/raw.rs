@@ -37,6 +37,24 @@ pub struct RawConfig {
     pub redirects: Vec<Spanned<RawRedirect>>,
     #[serde(default)]
     pub dnssec: Option<Spanned<RawDnssec>>,
+    #[serde(default)]
+    pub cluster: Option<Spanned<RawCluster>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCluster {
+    /// A `redis://` or `rediss://` URL, password in it if Redis needs one.
+    pub redis: Spanned<String>,
+    /// This instance's name; default: the host name.
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    /// Default [`defaults::CLUSTER_KEY_PREFIX`].
+    #[serde(default)]
+    pub key_prefix: Option<Spanned<String>>,
+    /// HMAC key for shared results and admin entries; default: none (unsigned).
+    #[serde(default)]
+    pub secret: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

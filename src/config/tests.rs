@@ -213,3 +213,63 @@ fn notify_takes_socket_addresses_and_bare_ips_for_port_53() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn cluster_section_is_read_and_checked() {
+    let c = parse(&format!(
+        "{GOOD}\n[cluster]\nredis = \"redis://:pw@127.0.0.1:6380/2\"\nname = \"ns1\"\n"
+    ))
+    .unwrap();
+    let cl = c.cluster.unwrap();
+    assert_eq!(cl.name, "ns1");
+    assert_eq!(cl.key_prefix, defaults::CLUSTER_KEY_PREFIX);
+    assert_eq!(cl.redis_shown(), "redis://:***@127.0.0.1:6380/2");
+    assert!(!format!("{cl:?}").contains("pw"));
+    assert!(parse(GOOD).unwrap().cluster.is_none());
+    // The host name is the default instance name.
+    let c = parse(&format!(
+        "{GOOD}\n[cluster]\nredis = \"rediss://r.example:6380\"\n"
+    ))
+    .unwrap();
+    assert_eq!(Some(c.cluster.unwrap().name), host_name());
+    for (section, key, says) in [
+        (
+            "redis = \"http://127.0.0.1:6379\"",
+            "cluster.redis",
+            "is not a Redis URL",
+        ),
+        (
+            "redis = \"redis://127.0.0.1:notaport\"",
+            "cluster.redis",
+            "not a usable Redis URL",
+        ),
+        (
+            "redis = \"redis://h\"\nname = \"ns 1\"",
+            "cluster.name",
+            "no spaces",
+        ),
+        (
+            "redis = \"redis://h\"\nname = \"\"",
+            "cluster.name",
+            "must not be empty",
+        ),
+        (
+            "redis = \"redis://h\"\nsecret = \"short\"",
+            "cluster.secret",
+            "at least 16",
+        ),
+        (
+            "redis = \"redis://h\"\nkey-prefix = \"a b\"",
+            "cluster.key-prefix",
+            "no spaces",
+        ),
+        ("name = \"ns1\"", "", "missing field `redis`"),
+    ] {
+        let e = errors(&format!("{GOOD}\n[cluster]\n{section}\n"));
+        assert!(
+            e.iter()
+                .any(|e| e.contains(key) && e.contains(says) && e.contains("test.toml:")),
+            "{section}: {e:?}"
+        );
+    }
+}

@@ -63,13 +63,13 @@ pub(super) async fn watch_admin(daemon: Arc<Daemon>, shutdown: CancellationToken
         if now_admin != last_admin {
             last_admin = now_admin;
             let (state, err) = load_admin(&cfg, &sh.metrics);
-            if let Some(a) = state {
+            if let Some(a) = &state {
                 info!(
                     entries = a.mirrors.len() + a.blocks.len(),
                     "admin state applied"
                 );
-                sh.admin.store(Arc::new(a));
             }
+            sh.store_admin(state, None);
             sh.admin_error
                 .store(err.map(|e| Arc::new((SystemTime::now(), e))));
             daemon.republish_admin().await;
@@ -123,8 +123,9 @@ pub(super) async fn watch_files(daemon: Arc<Daemon>, shutdown: CancellationToken
 }
 
 impl Daemon {
-    /// Puts the admin state in force again (after the file changed or an entry expired).
-    async fn republish_admin(&self) {
+    /// Puts the admin state in force again (after the file or the cluster's entries changed,
+    /// or an entry expired).
+    pub(super) async fn republish_admin(&self) {
         let admin = self.shared.admin.load_full();
         if let Some(h) = self.shared.prober.lock().await.as_ref() {
             h.set_admin(admin);

@@ -29,6 +29,8 @@ pub struct MirrorCounters {
     pub probes: Vec<AtomicU64>,
     pub probe_latency: Histogram,
     pub hash_mismatches: AtomicU64,
+    /// Body bytes downloaded from the mirror to verify it (files and its manifest copies).
+    pub verify_bytes: Arc<AtomicU64>,
 }
 
 impl MirrorCounters {
@@ -37,6 +39,7 @@ impl MirrorCounters {
             probes: PROBE_RESULTS.iter().map(|_| AtomicU64::new(0)).collect(),
             probe_latency: Histogram::new(PROBE_BUCKETS),
             hash_mismatches: AtomicU64::new(0),
+            verify_bytes: Arc::new(AtomicU64::new(0)),
         }
     }
 

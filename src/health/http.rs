@@ -6,6 +6,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode, Url};
@@ -211,9 +213,23 @@ pub struct Endpoint {
     client: Client,
     base: Url,
     host: Option<reqwest::header::HeaderValue>,
+    /// Body bytes received by [`fetch`] and [`verify_file`] (`mirrordns_verify_bytes_total`).
+    received: Option<Arc<AtomicU64>>,
 }
 
 impl Endpoint {
+    /// Counts the body bytes this endpoint receives into `c` from now on.
+    pub fn counting(mut self, c: Arc<AtomicU64>) -> Endpoint {
+        self.received = Some(c);
+        self
+    }
+
+    fn received(&self, n: usize) {
+        if let Some(c) = &self.received {
+            c.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     pub fn new(
         cfg: &HealthConfig,
         base: &Url,
@@ -287,6 +303,7 @@ impl Endpoint {
             client,
             base: effective,
             host,
+            received: None,
         })
     }
 
@@ -413,6 +430,7 @@ pub async fn fetch(
             Ok(Err(e)) => return Err(classify(url, &e, timeout)),
             Ok(Ok(None)) => return Ok((body, seen)),
             Ok(Ok(Some(c))) => {
+                ep.received(c.len());
                 if body.len() as u64 + c.len() as u64 > cap {
                     return Err(ProbeError::Body {
                         url: url.to_string(),
@@ -494,6 +512,7 @@ pub async fn verify_file(
             Ok(Ok(Some(c))) => c,
         };
         got += chunk.len() as u64;
+        ep.received(chunk.len());
         if got > size {
             return Err(ProbeError::Size {
                 path: path.to_string(),

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::state::{self, ShortFile, Verified};
 use super::tasks::MirrorTask;
 use super::transition::{Applied, Checked, Look, MismatchStep};
-use super::verify::{ReleaseOutcome, Verifier, verify_release};
+use super::verify::{ReleaseOutcome, Verifier};
 use super::{Shared, http, lock};
 use crate::manifest::Manifest;
 
@@ -242,7 +242,14 @@ async fn archive(t: &MirrorTask, retry: Duration) {
         };
         let mut report = Vec::new();
         let Some(outcome) = t
-            .unless_stopped(verify_release(&verifier, &m, None, &mut done, &mut report))
+            .unless_stopped(super::share::verify(
+                t,
+                &verifier,
+                &m,
+                None,
+                &mut done,
+                &mut report,
+            ))
             .await
         else {
             return;
@@ -308,7 +315,8 @@ async fn verify_one(
                         downloads: &t.sh.downloads,
                         keep_going: false,
                     };
-                    verify_release(&v, m, previous.as_deref(), &mut done, &mut report).await
+                    super::share::verify(t, &v, m, previous.as_deref(), &mut done, &mut report)
+                        .await
                 }
             }
         })

@@ -22,6 +22,7 @@ pub mod http;
 mod integrity;
 pub mod oneshot;
 pub mod reason;
+mod share;
 pub mod state;
 mod tasks;
 pub mod transition;
@@ -69,6 +70,8 @@ struct Shared {
     origin_nudge: Notify,
     downloads: Arc<Semaphore>,
     counters: Arc<HealthCounters>,
+    /// With `[cluster]`: peers' results are asked for before downloading, ours published.
+    cluster: arc_swap::ArcSwapOption<crate::cluster::Cluster>,
 }
 
 fn lock(m: &Mutex<View>) -> MutexGuard<'_, View> {
@@ -280,6 +283,7 @@ impl Health {
         config: Arc<Config>,
         state: HealthState,
         publish: Publisher,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Result<Health, ClientsError> {
         // Every client first: a config whose client cannot be built starts nothing.
         let origin = origin_client(&config)?;
@@ -290,6 +294,7 @@ impl Health {
             publish,
             Arc::new(HealthCounters::default()),
             (origin, mirrors),
+            cluster,
         ))
     }
 
@@ -299,6 +304,7 @@ impl Health {
         publish: Publisher,
         counters: Arc<HealthCounters>,
         (origin, mirrors): Clients,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Health {
         if config.origin.is_none() {
             state.origin_done = true;
@@ -315,6 +321,7 @@ impl Health {
             origin_nudge: Notify::new(),
             downloads: Arc::new(Semaphore::new(config.health.max_downloads)),
             counters: counters.clone(),
+            cluster: arc_swap::ArcSwapOption::new(cluster),
         });
         let mut h = Health {
             shared,
@@ -356,14 +363,15 @@ impl Health {
             let token = self.token.child_token();
             // Spread first probes over up to a second so a restart is not a probe storm.
             let stagger = cfg.health.interval.min(Duration::from_secs(1)) * k as u32 / n;
+            let counters = self.counters.entry(&name);
             let task = tasks::MirrorTask {
                 sh: self.shared.clone(),
                 name: name.clone(),
                 hc: cfg.health.clone(),
                 probe_path: key.liveness.clone(),
-                ep,
+                ep: ep.counting(counters.verify_bytes.clone()),
                 token: token.clone(),
-                counters: self.counters.entry(&name),
+                counters,
             };
             let handle = self.tasks.spawn(tasks::mirror_task(task, stagger));
             self.mirrors.insert(name, Running { key, token, handle });
@@ -420,7 +428,8 @@ impl Health {
             };
             st.admin = admin;
             info!("[health] changed: every probe starts again");
-            *self = Health::launch(config, st, publish, self.counters.clone(), clients);
+            let cluster = self.shared.cluster.load_full();
+            *self = Health::launch(config, st, publish, self.counters.clone(), clients, cluster);
             return Ok(());
         }
         // A task goes on when it still runs (one that ended, by a panic, starts again) and
@@ -503,6 +512,12 @@ impl Health {
         self.token.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// Shares verification with the cluster from now on (None: verify alone). Kept across
+    /// reconfigures; a `[health]` change that starts every task again keeps it too.
+    pub fn set_cluster(&self, cluster: Option<Arc<crate::cluster::Cluster>>) {
+        self.shared.cluster.store(cluster);
     }
 
     /// Puts new admin state in force (from the watched file, or on expiry).

@@ -424,17 +424,6 @@ pub struct StateMirror {
     pub mismatch_file: Option<WrongFile>,
 }
 
-fn parse_digest(s: &str) -> Option<Digest> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, c) in s.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
-
 impl StateFile {
     pub fn from_state(config: &Config, state: &HealthState, now: SystemTime) -> StateFile {
         let releases = state
@@ -523,7 +512,7 @@ impl StateFile {
         state.restored = true;
         state.restored_written = humantime::parse_rfc3339(&self.written).ok();
         for (path, r) in &self.releases {
-            if let Some(d) = parse_digest(&r.digest) {
+            if let Some(d) = crate::manifest::parse_sha256(&r.digest) {
                 let rel = state.releases.entry(path.clone()).or_default();
                 rel.restored = Some(d);
                 rel.restored_version = Some(r.version.clone());
@@ -539,7 +528,11 @@ impl StateFile {
             }
             let h = &mut state.mirrors[i];
             h.live = saved.live;
-            for d in saved.verified.iter().filter_map(|d| parse_digest(d)) {
+            for d in saved
+                .verified
+                .iter()
+                .filter_map(|d| crate::manifest::parse_sha256(d))
+            {
                 h.verified.insert(
                     d,
                     Verified {

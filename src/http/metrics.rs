@@ -49,6 +49,7 @@ pub fn render(
     super::redirects::metrics(&mut e, mon, table);
     super::dnssec::metrics(&mut e, table);
     super::notify::metrics(&mut e, mon);
+    super::cluster::metrics(&mut e, mon);
     e.family(
         "mirrordns_dns_answers_total",
         "counter",
@@ -225,6 +226,20 @@ pub fn render(
                     "mirrordns_hash_mismatches_total",
                     &[("mirror", &m.name)],
                     mc.hash_mismatches.load(Relaxed) as f64,
+                );
+            }
+        }
+        e.family(
+            "mirrordns_verify_bytes_total",
+            "counter",
+            "Bytes this instance downloaded from each mirror to verify it (files and the mirror's manifest copies); with [cluster], peers' results save downloads.",
+        );
+        for m in &cfg.mirrors {
+            if let Some(mc) = hc.mirror(&m.name) {
+                e.sample(
+                    "mirrordns_verify_bytes_total",
+                    &[("mirror", &m.name)],
+                    mc.verify_bytes.load(Relaxed) as f64,
                 );
             }
         }

@@ -6,6 +6,7 @@
 //! axum serves it: routing, query parsing and content types are exactly what it is for, and
 //! hyper (which reqwest already brings in) does the HTTP.
 
+mod cluster;
 mod dnssec;
 mod metrics;
 mod notify;

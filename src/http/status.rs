@@ -206,6 +206,7 @@ pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Sta
     Status {
         redirects: super::redirects::views(m, table),
         dnssec: super::dnssec::view(table),
+        cluster: super::cluster::view(m),
         admin: admin_view,
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: time(m.started_at()),
@@ -271,6 +272,7 @@ fn admin_view(m: &Monitor, cfg: &Config, now: SystemTime) -> AdminView {
                 until: until(e.until),
                 reason: e.reason.clone(),
                 in_force: in_force(e.until),
+                source: super::cluster::source(&e.source),
             })
             .collect(),
         blocks: admin
@@ -281,6 +283,7 @@ fn admin_view(m: &Monitor, cfg: &Config, now: SystemTime) -> AdminView {
                 until: until(e.until),
                 reason: e.reason.clone(),
                 in_force: in_force(e.until),
+                source: super::cluster::source(&e.source),
             })
             .collect(),
         pins: admin
@@ -292,6 +295,7 @@ fn admin_view(m: &Monitor, cfg: &Config, now: SystemTime) -> AdminView {
                 until: until(e.until),
                 reason: e.reason.clone(),
                 in_force: in_force(e.until),
+                source: super::cluster::source(&e.source),
             })
             .collect(),
         error: m.admin_error().map(|(at, error)| ReloadError {

@@ -56,6 +56,28 @@ fn status() -> Status {
     };
     Status {
         redirects: Vec::new(),
+        cluster: Some(ClusterView {
+            name: "ns1".into(),
+            redis: "redis://:***@127.0.0.1:6379".into(),
+            key_prefix: "mirrordns:".into(),
+            connected: false,
+            down_since: Some("2026-12-01T10:00:00Z".into()),
+            last_error: Some(ReloadError {
+                at: "2026-12-01T10:00:00Z".into(),
+                error: "Connection refused".into(),
+            }),
+            peers: vec![PeerView {
+                name: "ns2".into(),
+                version: "0.1.0".into(),
+                last_seen: "2026-12-01T09:59:58Z".into(),
+            }],
+            results_adopted: 3,
+            results_not_adopted: 1,
+            results_published: 2,
+            lock_waits: 2,
+            outages: 1,
+            admin_errors: Vec::new(),
+        }),
         dnssec: Some(SigningView {
             signatures_made: 40,
             signatures_reused: 7,
@@ -164,6 +186,10 @@ fn status() -> Status {
                     until: Some("2026-12-02T00:00:00Z".into()),
                     reason: Some("disk".into()),
                     in_force: true,
+                    source: AdminSourceView::Cluster {
+                        by: "oncall@ns1".into(),
+                        at: "2026-12-01T09:00:00Z".into(),
+                    },
                 },
                 AdminMirrorView {
                     mirror: "m2".into(),
@@ -171,6 +197,7 @@ fn status() -> Status {
                     until: None,
                     reason: None,
                     in_force: true,
+                    source: AdminSourceView::File,
                 },
             ],
             blocks: vec![AdminBlockView {
@@ -178,6 +205,7 @@ fn status() -> Status {
                 until: None,
                 reason: Some("bad build".into()),
                 in_force: true,
+                source: AdminSourceView::File,
             }],
             pins: vec![AdminPinView {
                 service: "downloads.example.com".into(),
@@ -185,6 +213,7 @@ fn status() -> Status {
                 until: Some("2026-11-30T00:00:00Z".into()),
                 reason: None,
                 in_force: false,
+                source: AdminSourceView::File,
             }],
             error: None,
         },

@@ -824,6 +824,13 @@ fn man_page_lists_every_command_and_the_pages_exist() {
             "synopsis of {c}: {sub}"
         );
     }
+    // Commands of commands (`mirrordns admin drain`) have pages too.
+    for c in mirrordns::cli_docs::command().get_subcommands() {
+        for s in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("mirrordns-{}-{}.1", c.get_name(), s.get_name());
+            assert!(dir.path().join(&name).exists(), "no {name}");
+        }
+    }
     let main = std::fs::read_to_string(dir.path().join("mirrordns.1")).unwrap();
     assert_eq!(
         main.replace("\\-", "-"),

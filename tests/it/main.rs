@@ -7,6 +7,7 @@ mod tls_server;
 
 mod admin;
 mod cli;
+mod cluster;
 mod contrib;
 mod differential;
 mod dnssec;

@@ -2,6 +2,7 @@
 //! talk to it over real UDP and TCP sockets with hickory-proto messages.
 
 pub mod broken_files;
+pub mod cluster;
 pub mod config;
 pub mod mirrors;
 pub mod mmdb;
