@@ -319,6 +319,29 @@ pub struct ServiceView {
     pub fallthrough_answers: u64,
     pub releases: Vec<ReleaseView>,
     pub mirrors: Vec<MirrorView>,
+    /// Per entry of `releases`, in its order: where each mirror of the service stands with
+    /// the current content. Added after the first release: empty from an older server.
+    #[serde(default)]
+    pub rollout: Vec<RolloutView>,
+}
+
+/// One release's rollout over a service's mirrors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub release: String,
+    pub mirrors: Vec<RolloutMirrorView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutMirrorView {
+    pub mirror: String,
+    /// When the mirror last verified the release's current content (a re-verification moves
+    /// it), null while it has not.
+    #[serde(deserialize_with = "required")]
+    pub verified_at: Option<String>,
+    /// Not ready everywhere yet, and this mirror is one it waits for: probed, not drained in
+    /// the config, and without the current content verified.
+    pub holding_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

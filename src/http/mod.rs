@@ -10,7 +10,7 @@ mod cluster;
 mod dnssec;
 mod metrics;
 mod notify;
-mod page;
+pub mod page;
 mod redirects;
 mod status;
 
@@ -106,8 +106,21 @@ async fn status_json(State(m): State<Monitor>) -> Response {
     axum::Json(build_status(&m).await).into_response()
 }
 
-async fn index(State(m): State<Monitor>) -> Response {
-    Html(page::render(&build_status(&m).await)).into_response()
+/// `GET /[?service=NAME]`: the page's map shows NAME's answers.
+async fn index(State(m): State<Monitor>, Query(q): Query<HashMap<String, String>>) -> Response {
+    // The status and the map from one table, so that they agree.
+    let (status, table) = with_table(&m, |table, st| {
+        (status::build(&m, table, st), table.clone())
+    })
+    .await;
+    let service = q.get("service").map(String::as_str);
+    Html(page::render(
+        &status,
+        &table,
+        service,
+        std::time::SystemTime::now(),
+    ))
+    .into_response()
 }
 
 async fn lookup(State(m): State<Monitor>, Query(q): Query<HashMap<String, String>>) -> Response {

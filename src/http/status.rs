@@ -13,8 +13,8 @@ use crate::monitor::Monitor;
 use crate::routing::{Eligibility, Mode, RoutingTable};
 use crate::schema::{
     AdminAction, AdminBlockView, AdminMirrorView, AdminPinView, AdminView, ConfigView, Decision,
-    DnsView, Lookup, MirrorView, ReleaseView, ReloadError, RoutingView, ServiceView, Status,
-    ZoneView,
+    DnsView, Lookup, MirrorView, ReleaseView, ReloadError, RolloutMirrorView, RolloutView,
+    RoutingView, ServiceView, Status, ZoneView,
 };
 
 pub(super) fn time(t: SystemTime) -> String {
@@ -110,6 +110,37 @@ fn release_view(st: Option<&HealthState>, path: &str, now: SystemTime) -> Releas
     }
 }
 
+/// Who verified release `path` and who holds it up, by the rule the prober's readiness
+/// check applies (`health::tasks`): every probed mirror not drained in the config counts.
+fn rollout_view(
+    cfg: &Config,
+    st: Option<&HealthState>,
+    mirrors: &[usize],
+    path: &str,
+) -> RolloutView {
+    let rel = st.and_then(|s| s.releases.get(path));
+    let cur = rel.and_then(|r| r.current.as_ref()).map(|m| m.digest);
+    let waiting = rel.is_some_and(|r| r.ready_at.is_none()) && cur.is_some();
+    RolloutView {
+        release: path.to_string(),
+        mirrors: mirrors
+            .iter()
+            .map(|&i| {
+                let m = &cfg.mirrors[i];
+                let at = st
+                    .zip(cur)
+                    .and_then(|(st, d)| st.mirrors.get(i)?.verified.get(&d))
+                    .map(|v| v.at);
+                RolloutMirrorView {
+                    mirror: m.name.clone(),
+                    verified_at: at.map(time),
+                    holding_up: waiting && at.is_none() && !m.drained && m.base_url.is_some(),
+                }
+            })
+            .collect(),
+    }
+}
+
 /// Builds the status document.
 pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Status {
     let cfg = &table.config;
@@ -198,6 +229,10 @@ pub fn build(m: &Monitor, table: &RoutingTable, st: Option<&HealthState>) -> Sta
                     .count(),
                 fallthrough_answers: table.answer_counts.fallthrough(si),
                 releases: effective.iter().map(|r| release_view(st, r, now)).collect(),
+                rollout: effective
+                    .iter()
+                    .map(|r| rollout_view(cfg, st, &s.mirrors, r))
+                    .collect(),
                 mirrors,
             }
         })

@@ -56,6 +56,18 @@ pub struct ClientMap {
     /// on first use (only the redirector needs it) and kept with the map, so health
     /// changes never redo it.
     orders: OnceLock<Vec<Vec<usize>>>,
+    /// Per country, the candidate lists its IPv4 networks map to and how many addresses each
+    /// holds: what the status page's map shades countries by (see [`CountryShare`]).
+    pub countries: Vec<CountryShare>,
+}
+
+/// IPv4 addresses of one country (as the geo data places them) that one candidate list
+/// serves. Counted at compile time, as the location data is not kept after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountryShare {
+    pub country: geo::Code,
+    pub list: u32,
+    pub addresses: u64,
 }
 
 /// A client's candidate list id and the ECS scope within which it holds.
@@ -280,10 +292,46 @@ pub fn compile_client_map(service: &Service, config: &Config, locs: &LocationMap
     ClientMap {
         v4: locs.v4.map_values(|id| by_location[id as usize]),
         v6: locs.v6.map_values(|id| by_location[id as usize]),
+        countries: country_shares(locs, &by_location),
         lists,
         reps,
         orders: OnceLock::new(),
     }
+}
+
+/// [`ClientMap::countries`]: one pass over the IPv4 location table, summed per location
+/// first (an array add per range: a GeoLite2-City table has millions of them), then per
+/// country and list.
+fn country_shares(locs: &LocationMap, by_location: &[u32]) -> Vec<CountryShare> {
+    let mut per_location = vec![0u64; locs.locations.len()];
+    for span in locs.v4.spans() {
+        if let Some(n) = per_location.get_mut(span.value as usize) {
+            let size = u64::try_from(span.end - span.start + 1).unwrap_or(u64::MAX);
+            *n = n.saturating_add(size);
+        }
+    }
+    let mut sums: HashMap<(geo::Code, u32), u64> = HashMap::new();
+    for (id, &n) in per_location.iter().enumerate() {
+        let (Some(country), Some(&value)) = (
+            locs.locations.get(id).and_then(|l| l.country),
+            by_location.get(id),
+        ) else {
+            continue;
+        };
+        if n > 0 {
+            *sums.entry((country, value & LIST_MASK)).or_default() += n;
+        }
+    }
+    let mut out: Vec<CountryShare> = sums
+        .into_iter()
+        .map(|((country, list), addresses)| CountryShare {
+            country,
+            list,
+            addresses,
+        })
+        .collect();
+    out.sort_by_key(|c| (c.country, c.list));
+    out
 }
 
 /// The point on the unit sphere in the direction of a sum of points, None if they cancel out.

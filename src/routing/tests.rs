@@ -226,3 +226,53 @@ fn a_nearest_list_keeps_the_nearest_of_each_family() {
     let m4_out = answer_of(&config, &map, &[4]);
     assert_eq!((m4_out.a_mirrors, m4_out.aaaa_mirrors), (vec![0], vec![5]));
 }
+
+#[test]
+fn countries_count_their_ipv4_addresses_per_list() {
+    let mut src = String::from(
+        "[server]\ndns-listen = [\"127.0.0.1:0\"]\nzones = [\"example.com.zone\"]\n\
+         [[geo.override]]\nnetwork = \"198.51.100.0/24\"\n\
+         location = { lat = 0.0, lon = -1.0, country = \"GH\", continent = \"AF\" }\n\
+         [[geo.override]]\nnetwork = \"203.0.113.0/25\"\n\
+         location = { lat = 0.0, lon = 51.0, country = \"GH\", continent = \"AF\" }\n\
+         [[geo.override]]\nnetwork = \"192.0.2.0/26\"\n\
+         location = { lat = 0.0, lon = 49.0, country = \"KE\", continent = \"AF\" }\n\
+         [[geo.override]]\nnetwork = \"2001:db8::/32\"\n\
+         location = { lat = 0.0, lon = 49.0, country = \"SO\", continent = \"AF\" }\n\
+         [[service]]\nname = \"downloads.example.com\"\nanswers = 1\nmirrors = [\"m0\", \"m5\"]\n",
+    );
+    for i in [0, 5] {
+        src += &format!(
+            "[[mirror]]\nname = \"m{i}\"\nipv4 = [\"192.0.2.{i}\"]\nlocation = {{ lat = 0.0, lon = {}.0 }}\n",
+            i * 10
+        );
+    }
+    let config = Config::parse(Path::new("/etc/mirrordns/test.toml"), &src)
+        .unwrap_or_else(|p| panic!("{p}"));
+    let map = client_map(&config);
+    let list_of = |ip: &str| map.lookup(ip.parse().unwrap()).list;
+    let (west, east) = (list_of("198.51.100.1"), list_of("203.0.113.1"));
+    assert_ne!(west, east);
+    assert_eq!(list_of("192.0.2.1"), east, "KE is nearest m5 too");
+    let gh = |c: &str| geo::Code::parse_country(c).unwrap();
+    let mut want = vec![
+        CountryShare {
+            country: gh("GH"),
+            list: west,
+            addresses: 256,
+        },
+        CountryShare {
+            country: gh("GH"),
+            list: east,
+            addresses: 128,
+        },
+        CountryShare {
+            country: gh("KE"),
+            list: east,
+            addresses: 64,
+        },
+    ];
+    want.sort_by_key(|c| (c.country, c.list));
+    // SO has only IPv6 networks: not counted.
+    assert_eq!(map.countries, want);
+}

@@ -144,6 +144,14 @@ fn status() -> Status {
                 .enumerate()
                 .map(|(i, &s)| mirror(i, s))
                 .collect(),
+            rollout: vec![RolloutView {
+                release: "tool/v1.1.0/manifest.json".into(),
+                mirrors: vec![RolloutMirrorView {
+                    mirror: "m0".into(),
+                    verified_at: None,
+                    holding_up: true,
+                }],
+            }],
         }],
         zones: vec![ZoneView {
             origin: "example.com.".into(),

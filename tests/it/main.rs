@@ -31,6 +31,7 @@ mod reload;
 mod reload_health;
 mod reload_scrape;
 mod repair;
+mod status_page;
 mod swap;
 mod syncing;
 mod systemd;

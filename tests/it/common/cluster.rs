@@ -12,10 +12,7 @@ use mirrordns::load::Loaded;
 use super::release;
 use super::*;
 
-pub const V1: &str = "tool/v1.8.2";
-pub const MANIFEST: &str = "tool/v1.8.2/manifest.json";
-pub const EU: &str = "192.0.2.11";
-pub const US: &str = "192.0.2.10";
+pub use super::mirrors::{EU, MANIFEST, US, V1};
 pub const AP: &str = "192.0.2.12";
 /// The mirrors, nearest to London first.
 pub const MIRRORS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
