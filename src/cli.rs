@@ -122,6 +122,17 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: crate::cli_docs::Shell,
+    },
+    /// Print the manual page (roff) to stdout; with --dir, write it and one page per command
+    /// (mirrordns-serve.1, ...) into DIR instead.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -237,6 +248,21 @@ fn http_listen_raw(path: &std::path::Path) -> anyhow::Result<Option<std::net::So
             "{}: `server.http-listen` must be a string",
             path.display()
         )),
+    }
+}
+
+/// `mirrordns man`: the page to stdout, or every page into a directory.
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let written = match dir {
+        Some(d) => crate::cli_docs::man_pages(d).map_err(|e| format!("{}: {e}", d.display())),
+        None => crate::cli_docs::man_page(&mut std::io::stdout().lock()).map_err(|e| e.to_string()),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -393,6 +419,11 @@ pub fn main() -> ExitCode {
             zsk,
         } => keygen(&zone, &dir, algorithm, !zsk),
         Command::Ds { config } => ds(&config),
+        Command::Completions { shell } => {
+            crate::cli_docs::completions(shell, &mut std::io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Admin(args) => match runtime() {
             Ok(rt) => rt.block_on(crate::cluster::command::run(args)),
             Err(code) => code,

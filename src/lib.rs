@@ -27,13 +27,14 @@
 //! - [`explain`]: "why this answer" for a client address.
 //! - [`running`]: the running server asked over its endpoint, by `check --diff` and `lookup`.
 //! - [`diff`]: `check --diff`, a reload's effect compared with the running server.
-//! - [`cli`]: the `mirrordns` command line.
+//! - [`cli`]: the `mirrordns` command line; [`cli_docs`] its completions and manual pages.
 
 // Every unsafe block says why it is sound; the lint keeps new ones to that.
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
 pub mod cli;
+pub mod cli_docs;
 pub mod cluster;
 pub mod config;
 pub mod daemon;

@@ -221,6 +221,9 @@ pub struct GeoSource {
     /// The database file as loaded (also once the reader is released; `locate` reads it again).
     file: Option<LoadedFile>,
     overrides: Vec<Override>,
+    /// The database's build time (its metadata's `build_epoch`, Unix seconds), kept apart
+    /// because the reader is released after compiling: the metrics show how old it is.
+    built: Option<u64>,
 }
 
 /// The file a database was read from, kept open so that its content can be read again.
@@ -280,6 +283,7 @@ impl GeoSource {
                 db: None,
                 file: None,
                 overrides,
+                built: None,
             });
         };
         let (file, bytes) = LoadedFile::read(path).map_err(|source| GeoError::Open {
@@ -297,10 +301,12 @@ impl GeoSource {
                 kind: kind.clone(),
             });
         }
+        let built = Some(reader.metadata().build_epoch);
         Ok(GeoSource {
             db: Some((path.to_path_buf(), reader)),
             file: Some(file),
             overrides,
+            built,
         })
     }
 
@@ -316,6 +322,11 @@ impl GeoSource {
                 self.overrides.len()
             ),
         }
+    }
+
+    /// When the database was built (Unix seconds), None without one.
+    pub fn built(&self) -> Option<u64> {
+        self.built
     }
 
     /// Drops the in-memory database once it is compiled: serving needs only the compiled
@@ -335,6 +346,7 @@ impl GeoSource {
                 db: Some((PathBuf::new(), reader)),
                 file: None,
                 overrides: self.overrides.clone(),
+                built: self.built,
             };
             return tmp.locate(ip);
         }

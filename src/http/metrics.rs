@@ -279,6 +279,28 @@ pub fn render(
             );
         }
     }
+    // What an on-call person is woken for: a service answering from its fallback because no
+    // mirror is routable. /status has it per service; alerts need it as a series, and it
+    // cannot be derived from mirror_state (routability also depends on lag-grace, admin
+    // actions and which mirrors the service lists).
+    e.family(
+        "mirrordns_service_fallback_in_force",
+        "gauge",
+        "1 while no mirror of the service is routable and its fallback (origin, live, servfail) answers, else 0.",
+    );
+    for (s, route) in cfg.services.iter().zip(&table.services) {
+        e.sample(
+            "mirrordns_service_fallback_in_force",
+            &[
+                ("service", s.name.as_str()),
+                ("fallback", s.fallback.as_str()),
+            ],
+            match route.mode {
+                crate::routing::Mode::Mirrors => 0.0,
+                crate::routing::Mode::Fallback(_) => 1.0,
+            },
+        );
+    }
     if let Some(st) = st {
         e.family(
             "mirrordns_replication_lag_seconds",
@@ -400,6 +422,20 @@ pub fn render(
         &[],
         sm.admin_rejected.load(Relaxed) as f64,
     );
+    // A geo database that stopped being updated (geoipupdate broken) places clients worse
+    // and worse without any error: its age is only visible from its build time.
+    if let Some(built) = mon.geo().built() {
+        e.family(
+            "mirrordns_geo_database_build_timestamp_seconds",
+            "gauge",
+            "Build time of the geo database in force (its metadata's build_epoch), Unix seconds.",
+        );
+        e.sample(
+            "mirrordns_geo_database_build_timestamp_seconds",
+            &[],
+            built as f64,
+        );
+    }
     e.family(
         "mirrordns_config_generation",
         "gauge",

@@ -731,3 +731,163 @@ fn logs_to_a_pipe_or_a_file_have_no_colour_codes() {
     assert!(text.contains("shutting down"), "{text}");
     assert!(!text.contains('\u{1b}'), "ESC in the log file:\n{text:?}");
 }
+
+/// The commands of the real clap definition (not a list kept here, which would miss a new one).
+fn subcommands() -> Vec<String> {
+    let names: Vec<String> = mirrordns::cli_docs::command()
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "serve"), "{names:?}");
+    names
+}
+
+fn completion_script(shell: &str) -> String {
+    let (code, out, err) = mirrordns(&["completions", shell]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+#[test]
+fn completion_scripts_name_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = completion_script(shell);
+        for c in subcommands() {
+            assert!(script.contains(&c), "{shell} completions lack `{c}`");
+        }
+        // Options of a command come from the same definition.
+        assert!(script.contains("log-format"), "{shell}: no --log-format");
+    }
+    let (code, _, err) = mirrordns(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "an unknown shell is a usage error: {err}");
+}
+
+/// Writes the script to a file and has the shell parse it without running it (`-n`).
+fn shell_parses(shell: &str, script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("mirrordns.{shell}"));
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new(shell)
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", missing(shell, shell)));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{shell} -n rejects the completion script: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bash_accepts_the_bash_completion_script() {
+    // bash is Debian's essential shell: no tool to install.
+    shell_parses("bash", &completion_script("bash"));
+}
+
+#[test]
+#[ignore = "needs zsh (zsh); `cargo test -- --ignored` runs it, as CI does"]
+fn zsh_accepts_the_zsh_completion_script() {
+    require("zsh", "--version", "zsh");
+    shell_parses("zsh", &completion_script("zsh"));
+}
+
+#[test]
+#[ignore = "needs fish (fish); `cargo test -- --ignored` runs it, as CI does"]
+fn fish_accepts_the_fish_completion_script() {
+    require("fish", "--version", "fish");
+    shell_parses("fish", &completion_script("fish"));
+}
+
+#[test]
+fn man_page_lists_every_command_and_the_pages_exist() {
+    // roff writes a hyphen as `\-`; compared as text here, rendered by man(1) below.
+    let (code, page, err) = mirrordns(&["man"]);
+    assert_eq!(code, 0, "{err}");
+    let page = page.replace("\\-", "-");
+    assert!(page.contains(".TH mirrordns 1 "), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = mirrordns(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for c in subcommands() {
+        assert!(
+            page.contains(&format!("mirrordns-{c}(1)")),
+            "no `{c}` in mirrordns(1)"
+        );
+        let sub = std::fs::read_to_string(dir.path().join(format!("mirrordns-{c}.1")))
+            .unwrap_or_else(|e| panic!("mirrordns-{c}.1: {e}"))
+            .replace("\\-", "-");
+        assert!(sub.contains(&format!(".TH mirrordns-{c} 1 ")), "{sub}");
+        assert!(
+            sub.contains(&format!("mirrordns {c}")),
+            "synopsis of {c}: {sub}"
+        );
+    }
+    // Commands of commands (`mirrordns admin drain`) have pages too.
+    for c in mirrordns::cli_docs::command().get_subcommands() {
+        for s in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("mirrordns-{}-{}.1", c.get_name(), s.get_name());
+            assert!(dir.path().join(&name).exists(), "no {name}");
+        }
+    }
+    let main = std::fs::read_to_string(dir.path().join("mirrordns.1")).unwrap();
+    assert_eq!(
+        main.replace("\\-", "-"),
+        page,
+        "--dir writes the same main page"
+    );
+}
+
+/// What `man -l` shows, as plain text.
+fn rendered(page: &std::path::Path) -> String {
+    let out = Command::new("man")
+        .arg("-l")
+        .arg(page)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("man runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.is_empty(),
+        "man -l {}: {err}",
+        page.display()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs man (man-db) and groff (groff-base); `cargo test -- --ignored` runs it, as CI does"]
+fn man_pages_render_with_man_and_groff() {
+    require("man", "--version", "man-db");
+    require("groff", "--version", "groff-base");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = mirrordns(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let main = rendered(&dir.path().join("mirrordns.1"));
+    assert!(main.contains("NAME") && main.contains("SYNOPSIS"), "{main}");
+    for c in subcommands() {
+        assert!(
+            main.contains(&format!("mirrordns-{c}(1)")),
+            "{c} in:\n{main}"
+        );
+        let sub = rendered(&dir.path().join(format!("mirrordns-{c}.1")));
+        assert!(sub.contains(&format!("mirrordns-{c}")), "{sub}");
+    }
+    // groff's own warnings (bad requests, unknown escapes) on every page.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.is_empty(),
+            "groff {}: {err}",
+            path.display()
+        );
+    }
+}

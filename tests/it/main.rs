@@ -8,6 +8,7 @@ mod tls_server;
 mod admin;
 mod cli;
 mod cluster;
+mod contrib;
 mod differential;
 mod dnssec;
 mod dnssec_keys;
