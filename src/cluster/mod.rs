@@ -264,8 +264,8 @@ impl Cluster {
 
     fn succeeded(&self) {
         if !self.connected.swap(true, Relaxed) {
-            let was_down = self.state().down_since.is_some();
-            self.with_state(|s| s.down_since = None);
+            let mut was_down = false;
+            self.with_state(|s| was_down = s.down_since.take().is_some());
             if was_down {
                 info!(redis = %self.config.redis_shown(), "Redis reachable again: sharing verification results and admin entries");
             } else {
@@ -276,13 +276,15 @@ impl Cluster {
 
     fn failed(&self, error: &str) {
         let now = SystemTime::now();
-        let was_up = self.connected.swap(false, Relaxed);
-        let first = self.state().down_since.is_none();
+        self.connected.store(false, Relaxed);
+        // One outage from the first failure to the next success, however many calls fail.
+        let mut first = false;
         self.with_state(|s| {
             s.last_error = Some((now, error.to_string()));
+            first = s.down_since.is_none();
             s.down_since.get_or_insert(now);
         });
-        if was_up || first {
+        if first {
             self.counters.outages.fetch_add(1, Relaxed);
             warn!(redis = %self.config.redis_shown(), %error, "Redis unreachable: verifying alone, keeping the cluster's admin entries until they expire");
         }
