@@ -257,11 +257,13 @@ fn serve_answers_dig_and_stops_on_sigterm() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = shipped_config(dir.path(), port, 0);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::process::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let dig = |subnet: &str| {
         let out = Command::new("dig")
             .args([
@@ -703,14 +705,16 @@ fn logs_to_a_pipe_or_a_file_have_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_port();
     let path = shipped_config(dir.path(), free_port(), http);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrordns"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env_remove("NO_COLOR")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::process::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_mirrordns"))
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut log = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -3,7 +3,7 @@
 //! started here and stopped by its PID.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mirrordns::daemon::Server;
@@ -23,15 +23,7 @@ pub fn tools() {
     require("nginx", "-v", "nginx-light");
 }
 
-/// A child process killed (by its PID) and reaped when dropped.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use super::process::Reaped as Proc;
 
 /// A `redis-server` on a loopback port, no persistence.
 pub struct Redis {

@@ -86,6 +86,33 @@ pub fn metric(port: u16, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A child process that is killed (by its PID) and reaped when dropped, so that a test that
+/// fails half-way leaves nothing running (a leftover holding the test's stdout would keep a CI
+/// pipe open until its time limit).
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// `mirrordns serve` as a child process, stopped with SIGTERM at the end of a test.
 pub struct Serving {
     child: Child,
