@@ -196,23 +196,7 @@ async fn admin_drain_applies_everywhere_within_a_second_and_survives_redis_going
     let servers = lab.start(3, true).await;
     all_answer(&servers, &[EU], 20).await;
     all_ready(&servers, 20).await;
-    let config = lab.path("ns1/mirrordns.toml");
-    let config = config.to_str().unwrap();
-    let run = mirrordns(
-        &[
-            "admin",
-            "--config",
-            config,
-            "drain",
-            "eu-west",
-            "--until",
-            "1h",
-            "--reason",
-            "disk swap",
-        ],
-        10,
-    );
-    assert_eq!(run.code, Some(0), "{}", run.err);
+    lab.admin(&["drain", "eu-west", "--until", "1h", "--reason", "disk swap"]);
     let took = all_answer(&servers, &[US], 5).await;
     eprintln!("drain applied on all three {took:?} after the command returned");
     assert!(took <= Duration::from_secs(1), "took {took:?}");
@@ -233,7 +217,7 @@ async fn admin_drain_applies_everywhere_within_a_second_and_survives_redis_going
         "{page}"
     );
     assert!(page.contains("Redis <code>redis://127.0.0.1:"), "{page}");
-    let listed = mirrordns(&["admin", "--config", config, "list"], 10);
+    let listed = lab.admin(&["list"]);
     assert!(
         listed.out.contains("\"target\":\"eu-west\""),
         "{}",
@@ -311,14 +295,9 @@ async fn admin_drain_applies_everywhere_within_a_second_and_survives_redis_going
         }
     }
     all_answer(&servers, &[EU], 5).await;
-    let again = mirrordns(&["admin", "--config", config, "drain", "eu-west"], 10);
-    assert_eq!(again.code, Some(0), "{}", again.err);
+    lab.admin(&["drain", "eu-west"]);
     all_answer(&servers, &[US], 2).await;
-    let cleared = mirrordns(
-        &["admin", "--config", config, "clear", "mirror", "eu-west"],
-        10,
-    );
-    assert_eq!(cleared.code, Some(0), "{}", cleared.err);
+    lab.admin(&["clear", "mirror", "eu-west"]);
     let took = all_answer(&servers, &[EU], 5).await;
     assert!(took <= Duration::from_secs(1), "clear took {took:?}");
     for s in servers {
@@ -492,18 +471,7 @@ async fn with_a_secret_an_unsealed_admin_entry_is_ignored() {
     }
     assert_eq!(answers(&servers).await, vec![vec![EU.to_string()]; 2]);
     // The same drain through `mirrordns admin` (which seals it) applies.
-    let config = lab.path("ns1/mirrordns.toml");
-    let run = mirrordns(
-        &[
-            "admin",
-            "--config",
-            config.to_str().unwrap(),
-            "drain",
-            "eu-west",
-        ],
-        10,
-    );
-    assert_eq!(run.code, Some(0), "{}", run.err);
+    lab.admin(&["drain", "eu-west"]);
     all_answer(&servers, &[US], 2).await;
     for s in servers {
         s.shutdown().await;
@@ -604,18 +572,7 @@ async fn reloads_join_and_leave_the_cluster() {
         assert!(Instant::now() < deadline, "ns2 did not join");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let config = lab.path("ns1/mirrordns.toml");
-    let run = mirrordns(
-        &[
-            "admin",
-            "--config",
-            config.to_str().unwrap(),
-            "drain",
-            "eu-west",
-        ],
-        10,
-    );
-    assert_eq!(run.code, Some(0), "{}", run.err);
+    lab.admin(&["drain", "eu-west"]);
     all_answer(&servers, &[US], 2).await;
     // A bad URL: rejected, the drain stays.
     let good = std::fs::read_to_string(&p).unwrap();

@@ -294,6 +294,16 @@ base-url = "{ap}"
         p
     }
 
+    /// `mirrordns admin ARGS` with ns1's config, as on-call staff run it; it must succeed.
+    pub fn admin(&self, args: &[&str]) -> super::process::Run {
+        let config = self.path("ns1/mirrordns.toml");
+        let mut all = vec!["admin", "--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let run = super::process::mirrordns(&all, 10);
+        assert_eq!(run.code, Some(0), "mirrordns {all:?}: {}", run.err);
+        run
+    }
+
     /// Starts instances ns1..nsN in this process.
     pub async fn start(&self, n: usize, cluster: bool) -> Vec<Server> {
         let mut out = Vec::new();
