@@ -111,7 +111,8 @@ struct Firing {
 /// The redirector's four-mirror lab (good; corrupt: a flipped byte in v3.0.0; lagging: only
 /// v2.0.0; archive: only v1.0.0), plus: `old.example.com` requiring v1.0.0 from `good` only
 /// (so a release is ready everywhere; SERVFAIL as its fallback, not in force), `fallback.example.com` whose only mirror is down
-/// (nothing listens at its address), a generated geo database, and DNSSEC keys.
+/// (nothing listens at its address), a generated geo database, DNSSEC keys, and a `[cluster]`
+/// whose Redis refuses (the instance verifies alone).
 async fn firing() -> Firing {
     let lab = four_mirrors().await;
     std::fs::write(
@@ -148,6 +149,10 @@ name = "dead"
 ipv4 = ["192.0.2.99"]
 location = {{ lat = 48.9, lon = 2.3 }}
 base-url = "http://{dead}/"
+
+[cluster]
+redis = "redis://{dead}/0"
+name = "contrib"
 "#,
         lab.four_config("trusted-proxies = [\"127.0.0.0/8\"]", &top),
         manifest(V1),
@@ -428,6 +433,8 @@ async fn dashboard_and_alerts_use_only_what_a_real_server_exports() {
         "DNSSEC signature expiry",
         "Services on fallback",
         "Geo database age",
+        "Bytes downloaded to verify, by mirror",
+        "Cluster: Redis and shared results",
     ] {
         assert!(titles.contains(want), "no panel `{want}` in {titles:?}");
     }
@@ -451,7 +458,7 @@ async fn dashboard_and_alerts_use_only_what_a_real_server_exports() {
     // The alert rules.
     let alerts = alerts_text();
     let exprs = lines_after(&alerts, "expr:");
-    assert_eq!(exprs.len(), 10, "3 thresholds and 7 alerts");
+    assert_eq!(exprs.len(), 11, "3 thresholds and 8 alerts");
     for e in &exprs {
         check_expr(e, scrape, "alerts.yml");
     }
@@ -551,6 +558,7 @@ async fn dashboard_and_alerts_use_only_what_a_real_server_exports() {
             &[("release", &manifest(V1))]
         ) >= 0.0
     );
+    assert_eq!(one("mirrordns_cluster_redis_connected", &[]), 0.0);
     assert!(f.up.iter().any(|u| !u));
 }
 
@@ -731,6 +739,9 @@ fn generated_test(f: &Firing, rules: &[PathBuf]) -> (String, usize) {
             "mirrordns_dnssec_signature_expiry_seconds" if value_at(s, t_end) < expiry => {
                 push("MirrordnsDnssecSignaturesExpiring", end, l)
             }
+            "mirrordns_cluster_redis_connected" if s.value == 0.0 => {
+                push("MirrordnsClusterRedisUnreachable", end, l)
+            }
             // increase() over 15 minutes, 4 minutes after the counter moved between the
             // two scrapes.
             "mirrordns_config_reloads_total"
@@ -748,6 +759,7 @@ fn generated_test(f: &Firing, rules: &[PathBuf]) -> (String, usize) {
         "MirrordnsReleaseNotReady",
         "MirrordnsGeoDatabaseStale",
         "MirrordnsDnssecSignaturesExpiring",
+        "MirrordnsClusterRedisUnreachable",
     ];
     for a in all {
         expected.entry((a, end)).or_default();
@@ -852,7 +864,7 @@ fn promtool_checks_the_rules_and_passes_their_unit_tests() {
     require("promtool", "--version", "prometheus");
     let dir = repo("contrib/prometheus");
     let out = promtool(&["check", "rules", "alerts.yml"], &dir);
-    assert!(out.contains("SUCCESS: 10 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
     let out = promtool(&["test", "rules", "alerts_test.yml"], &dir);
     assert!(out.contains("SUCCESS"), "{out}");
 }
@@ -869,7 +881,7 @@ async fn alerts_fire_on_a_test_generated_from_real_scrapes() {
     let (test, firing) = generated_test(&f, &rules);
     // One alert for each condition set up: fallback, mismatch, two releases waiting (v3.0.0
     // on every service's mirrors, v2.0.0 on the dead one), the geo database, DNSSEC, the
-    // rejected reload, and the scrape failing.
+    // rejected reload, the cluster's Redis refusing, and the scrape failing.
     for want in [
         "alertname: MirrordnsServiceOnFallback\n        exp_alerts:\n",
         "alertname: MirrordnsMirrorMismatch\n        exp_alerts:\n",
@@ -877,6 +889,7 @@ async fn alerts_fire_on_a_test_generated_from_real_scrapes() {
         "alertname: MirrordnsGeoDatabaseStale\n        exp_alerts:\n",
         "alertname: MirrordnsDnssecSignaturesExpiring\n        exp_alerts:\n",
         "alertname: MirrordnsReloadRejected\n        exp_alerts:\n",
+        "alertname: MirrordnsClusterRedisUnreachable\n        exp_alerts:\n",
         "alertname: MirrordnsDown\n",
     ] {
         assert!(
@@ -890,7 +903,7 @@ async fn alerts_fire_on_a_test_generated_from_real_scrapes() {
         test.contains(&format!("release: '{}'", manifest(V3))),
         "{test}"
     );
-    assert_eq!(firing, 8, "{test}");
+    assert_eq!(firing, 9, "{test}");
     let path = dir.path().join("generated_test.yml");
     std::fs::write(&path, &test).unwrap();
     let out = promtool(&["test", "rules", "generated_test.yml"], dir.path());
