@@ -7,7 +7,6 @@
 //! Liveness probes never come here: reachability differs by vantage point.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
@@ -201,17 +200,11 @@ fn file_record(path: &str, sha256: String, ok: bool, v: &Validators) -> FileReco
 /// moment or the vantage point, and each instance finds it for itself.
 async fn record_of(
     t: &MirrorTask,
-    cluster: &Arc<Cluster>,
+    cluster: &Cluster,
     m: &Manifest,
     outcome: &ReleaseOutcome,
     done: &HashMap<String, Validators>,
 ) -> Option<VerifyRecord> {
-    let hashed = |path: &str| {
-        m.files
-            .iter()
-            .find(|f| f.path == path)
-            .map(|f| record::hex(&f.sha256))
-    };
     let (outcome, files) = match outcome {
         ReleaseOutcome::Verified(files) => {
             let list = m
@@ -225,12 +218,13 @@ async fn record_of(
                 .collect::<Option<Vec<_>>>()?;
             (Outcome::Verified, list)
         }
+        // Wrong bytes in a file the manifest lists, not in the mirror's manifest copy.
         ReleaseOutcome::Failed {
             error: ProbeError::Hash {
                 path, actual, seen, ..
             },
             mismatch: true,
-        } if hashed(path).is_some() => {
+        } if m.files.iter().any(|f| &f.path == path) => {
             let mut list: Vec<FileRecord> = m
                 .files
                 .iter()
